@@ -3,11 +3,27 @@
 //! FastCGI keeps CGI's model (parameters, stdin, stdout, stderr, an exit status) but runs it
 //! over one socket to a long-lived process. This crate is:
 //!
-//! - [`protocol`]: the wire format, with no I/O: records, bodies, name-value pairs;
+//! - [`server`]: a blocking application server with a bounded worker pool, all three roles,
+//!   keep-alive and multiplexed connections, and a CGI fallback;
+//! - [`protocol`]: the wire format, with no I/O: records, bodies, name-value pairs.
 //!
-//! The application server, the C ABI and the client are built on that one codec.
+//! # Example
+//!
+//! ```no_run
+//! use std::io::Write;
+//! fcgi::Server::bind("127.0.0.1:9000")?.serve(|req| {
+//!     write!(req.stdout(), "Content-Type: text/plain\r\n\r\nHello, World!")
+//! })
+//! # ; Ok::<(), std::io::Error>(())
+//! ```
 #![deny(rust_2018_idioms)]
 #![cfg_attr(test, deny(warnings))]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod cgi;
 pub mod protocol;
+pub mod server;
+mod sys;
+
+pub use protocol::Role;
+pub use server::{Request, Server};

@@ -1,0 +1,525 @@
+//! Listening sockets: TCP (IPv4 and IPv6), Unix paths, an inherited socket on fd 0, systemd
+//! socket activation, and the `FCGI_WEB_SERVER_ADDRS` allow-list (spec 3.2).
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use socket2::{Domain, SockRef, Socket, Type};
+
+/// The listen backlog used when none is configured, as php-fpm and fcgiwrap use.
+pub const DEFAULT_BACKLOG: i32 = 511;
+
+/// Where to listen: parsed from `127.0.0.1:9000`, `[::1]:9000`, `:9000` (all IPv4
+/// interfaces), or anything else as a Unix socket path.
+///
+/// # Example
+///
+/// ```
+/// use fcgi::server::Address;
+/// assert!(matches!(Address::parse("[::1]:9000").unwrap(), Address::Tcp(a) if a.is_ipv6()));
+/// assert!(matches!(Address::parse("/run/app.sock").unwrap(), Address::Unix(_)));
+/// assert!(matches!(Address::parse(":9000").unwrap(), Address::Tcp(a) if a.port() == 9000));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// Parses an address as described on [`Address`].
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an empty string, or for `host:port` whose host is neither an IP
+    /// address nor a path (host names are not resolved: bind to an address).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(fcgi::server::Address::parse("").is_err());
+    /// ```
+    pub fn parse(s: &str) -> io::Result<Address> {
+        if s.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty address"));
+        }
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Address::Tcp(a));
+        }
+        if let Some(port) = s.strip_prefix(':').or_else(|| s.strip_prefix("*:")) {
+            if let Ok(port) = port.parse::<u16>() {
+                return Ok(Address::Tcp(SocketAddr::from(([0, 0, 0, 0], port))));
+            }
+        }
+        if s.starts_with('/') || s.starts_with('.') || !s.contains(':') {
+            return Ok(Address::Unix(PathBuf::from(s)));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot parse listen address {s:?}: use IP:PORT, [IPv6]:PORT or a socket path"),
+        ))
+    }
+}
+
+/// A listening socket the server accepts FastCGI connections on.
+///
+/// # Example
+///
+/// ```
+/// let l = fcgi::server::Listener::bind("127.0.0.1:0").unwrap();
+/// assert!(l.local_addr().unwrap().contains("127.0.0.1"));
+/// ```
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP, IPv4 or IPv6.
+    Tcp(TcpListener),
+    /// A Unix socket; the path is removed again when the listener is dropped if this
+    /// listener created it.
+    Unix(UnixListener, Option<PathBuf>),
+}
+
+impl Listener {
+    /// Binds `addr` (see [`Address::parse`]) with the default backlog; a Unix socket gets
+    /// mode 0660.
+    ///
+    /// # Errors
+    ///
+    /// Any error of `socket(2)`, `bind(2)` or `listen(2)`, or a Unix path that exists and is
+    /// not a stale socket.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("fcgi-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("app.sock");
+    /// let l = fcgi::server::Listener::bind(path.to_str().unwrap()).unwrap();
+    /// assert!(path.exists());
+    /// drop(l);
+    /// assert!(!path.exists());
+    /// ```
+    pub fn bind(addr: &str) -> io::Result<Listener> {
+        match Address::parse(addr)? {
+            Address::Tcp(a) => Listener::bind_tcp(a, DEFAULT_BACKLOG),
+            Address::Unix(p) => Listener::bind_unix(&p, 0o660, DEFAULT_BACKLOG),
+        }
+    }
+
+    /// Binds a TCP address with `SO_REUSEADDR` and the given backlog. An IPv6 address is
+    /// bound IPv6-only, so `[::]:9000` and `0.0.0.0:9000` can coexist.
+    ///
+    /// # Errors
+    ///
+    /// Any error of `socket(2)`, `bind(2)` or `listen(2)`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let l = fcgi::server::Listener::bind_tcp("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    /// # drop(l);
+    /// ```
+    pub fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(backlog)?;
+        Ok(Listener::Tcp(socket.into()))
+    }
+
+    /// Binds a Unix socket at `path` and sets its permission `mode`. A stale socket file
+    /// (one nobody listens on any more) is replaced; a live one is an `AddrInUse` error, and
+    /// a path that is not a socket is never removed.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if another process listens on `path`, `AlreadyExists` if it is not a
+    /// socket, or any error of `bind(2)`, `listen(2)` or `chmod(2)`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let path = std::env::temp_dir().join(format!("fcgi-doc-mode-{}.sock", std::process::id()));
+    /// let l = fcgi::server::Listener::bind_unix(&path, 0o600, 16).unwrap();
+    /// assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    /// # drop(l);
+    /// ```
+    pub fn bind_unix(path: &Path, mode: u32, backlog: i32) -> io::Result<Listener> {
+        use std::os::unix::fs::FileTypeExt;
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ));
+            }
+            match UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("another process listens on {}", path.display()),
+                    ))
+                }
+                Err(_) => std::fs::remove_file(path)?,
+            }
+        }
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        socket.bind(&socket2::SockAddr::unix(path)?)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        socket.listen(backlog)?;
+        let fd: OwnedFd = socket.into();
+        Ok(Listener::Unix(
+            UnixListener::from(fd),
+            Some(path.to_path_buf()),
+        ))
+    }
+
+    /// Takes over an already listening socket by descriptor, as handed over on fd 0 by
+    /// spawn-fcgi, `cgi-fcgi -start` and web servers that spawn applications (spec 2.2).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `fd` is not a listening stream socket.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be an open descriptor that nothing else owns: the listener closes it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::os::fd::IntoRawFd;
+    /// let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let l = unsafe { fcgi::server::Listener::from_raw_fd(tcp.into_raw_fd()) }.unwrap();
+    /// # drop(l);
+    /// ```
+    pub unsafe fn from_raw_fd(fd: RawFd) -> io::Result<Listener> {
+        // SAFETY: the caller hands over ownership of an open descriptor.
+        let socket = unsafe { Socket::from_raw_fd(fd) };
+        Listener::from_socket(socket)
+    }
+
+    fn from_socket(socket: Socket) -> io::Result<Listener> {
+        let not_listening = || {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "descriptor is not a listening stream socket",
+            )
+        };
+        if !socket.is_listener().map_err(|_| not_listening())? {
+            return Err(not_listening());
+        }
+        let fd: OwnedFd = socket.into();
+        let family = SockRef::from(&fd).local_addr()?;
+        if family.is_unix() {
+            Ok(Listener::Unix(UnixListener::from(fd), None))
+        } else {
+            Ok(Listener::Tcp(TcpListener::from(fd)))
+        }
+    }
+
+    /// The listening socket inherited on fd 0, if fd 0 is one (spec 2.2: `getpeername(0)`
+    /// fails with `ENOTCONN` for a FastCGI application). Takes ownership of fd 0.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// if let Some(l) = fcgi::server::Listener::inherited() {
+    ///     println!("started by a web server on {:?}", l.local_addr());
+    /// }
+    /// ```
+    pub fn inherited() -> Option<Listener> {
+        if !crate::cgi::stdin_is_listen_socket() {
+            return None;
+        }
+        // SAFETY: fd 0 is open (getpeername answered ENOTCONN) and, being a listening socket,
+        // is not the process's standard input in any useful sense; we take it over.
+        unsafe { Listener::from_raw_fd(0) }.ok()
+    }
+
+    /// The sockets passed by systemd socket activation (`LISTEN_PID` equal to this process,
+    /// `LISTEN_FDS` descriptors from fd 3). The variables are removed from the environment
+    /// so children do not inherit them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(fcgi::server::Listener::from_systemd().is_empty());
+    /// ```
+    pub fn from_systemd() -> Vec<Listener> {
+        let pid_ok = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| p == std::process::id());
+        let count = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.parse::<i32>().ok())
+            .unwrap_or(0);
+        if !pid_ok || count <= 0 {
+            return Vec::new();
+        }
+        // Called before the server starts its threads, as systemd's own sd_listen_fds does.
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+        (3..3 + count)
+            .filter_map(|fd| {
+                // SAFETY: systemd passed these descriptors to this process (LISTEN_PID).
+                let l = unsafe { Listener::from_raw_fd(fd) }.ok()?;
+                // set CLOEXEC: children must not inherit the listening socket
+                let _ = SockRef::from(&l).set_cloexec(true);
+                Some(l)
+            })
+            .collect()
+    }
+
+    /// A printable local address (`127.0.0.1:9000`, `[::1]:9000` or the socket path).
+    ///
+    /// # Errors
+    ///
+    /// Any error of `getsockname(2)`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let l = fcgi::server::Listener::bind("[::1]:0").unwrap();
+    /// assert!(l.local_addr().unwrap().starts_with("[::1]:"));
+    /// ```
+    pub fn local_addr(&self) -> io::Result<String> {
+        match self {
+            Listener::Tcp(l) => Ok(l.local_addr()?.to_string()),
+            Listener::Unix(l, _) => Ok(l
+                .local_addr()?
+                .as_pathname()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(unnamed unix socket)".into())),
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.set_nonblocking(on),
+            Listener::Unix(l, _) => l.set_nonblocking(on),
+        }
+    }
+
+    /// Accepts one connection; `Ok(None)` when a non-blocking listener has none pending.
+    pub(crate) fn accept(&self) -> io::Result<Option<Stream>> {
+        let r = match self {
+            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+        };
+        match r {
+            Ok(s) => {
+                // Accepted sockets inherit O_NONBLOCK on some systems; ours are blocking.
+                s.set_nonblocking(false)?;
+                if let Stream::Tcp(t) = &s {
+                    let _ = t.set_nodelay(true);
+                }
+                Ok(Some(s))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l, _) => l.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, Some(path)) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A connected transport: TCP or Unix.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(on),
+            Stream::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// The peer's IP address; `None` for Unix sockets.
+    pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
+            Stream::Unix(_) => None,
+        }
+    }
+
+    /// Looks at the next bytes without consuming them or blocking: `Ok(0)` means the peer
+    /// closed the connection, `WouldBlock` that nothing is pending.
+    pub(crate) fn peek_nonblocking(&self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::sys::peek_nonblocking(self.as_fd(), buf)
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write(buf),
+            Stream::Unix(s) => (&*s).write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write_vectored(bufs),
+            Stream::Unix(s) => (&*s).write_vectored(bufs),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The `FCGI_WEB_SERVER_ADDRS` allow-list: a comma-separated list of IPv4 or IPv6 addresses
+/// (spec 3.2). When set, a TCP peer not in the list, and any Unix-socket peer, is dropped at
+/// once. IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`) match their IPv4 entry.
+///
+/// # Example
+///
+/// ```
+/// use fcgi::server::AllowList;
+/// let list = AllowList::parse("127.0.0.1, ::1").unwrap();
+/// assert!(list.allows(Some("127.0.0.1".parse().unwrap())));
+/// assert!(list.allows(Some("::ffff:127.0.0.1".parse().unwrap())));
+/// assert!(!list.allows(Some("10.1.2.3".parse().unwrap())));
+/// assert!(!list.allows(None));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowList {
+    addrs: Vec<IpAddr>,
+}
+
+impl AllowList {
+    /// Parses a comma-separated list; blanks around entries are ignored, empty entries are
+    /// skipped.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming the entry that is not an IP address.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(fcgi::server::AllowList::parse("localhost").is_err());
+    /// ```
+    pub fn parse(s: &str) -> io::Result<AllowList> {
+        let mut addrs = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let ip: IpAddr = item.parse().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("FCGI_WEB_SERVER_ADDRS: {item:?} is not an IP address"),
+                )
+            })?;
+            addrs.push(ip);
+        }
+        Ok(AllowList { addrs })
+    }
+
+    /// The list from the environment variable `FCGI_WEB_SERVER_ADDRS`, or `None` when it is
+    /// unset or empty (everyone allowed).
+    ///
+    /// # Errors
+    ///
+    /// As [`AllowList::parse`]: a malformed list is an error, never "allow all".
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let _ = fcgi::server::AllowList::from_env();
+    /// ```
+    pub fn from_env() -> io::Result<Option<AllowList>> {
+        match std::env::var("FCGI_WEB_SERVER_ADDRS") {
+            Ok(v) if !v.trim().is_empty() => AllowList::parse(&v).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether a peer with this address may talk to the application; `None` stands for a
+    /// non-TCP peer, which never matches (spec 3.2).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let list = fcgi::server::AllowList::parse("::1").unwrap();
+    /// assert!(list.allows(Some("::1".parse().unwrap())));
+    /// ```
+    pub fn allows(&self, peer: Option<IpAddr>) -> bool {
+        let Some(peer) = peer else { return false };
+        let peer = match peer {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        self.addrs.contains(&peer)
+    }
+}

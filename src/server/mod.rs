@@ -1,0 +1,853 @@
+//! The application side: a blocking FastCGI server with a bounded worker pool.
+//!
+//! A [`Server`] listens (TCP, Unix socket, the socket inherited on fd 0, or systemd socket
+//! activation), and runs a handler `Fn(&mut Request) -> io::Result<()>` for each request on
+//! one of its worker threads. One thread (the caller of [`Server::serve`]) polls the
+//! listening sockets and the idle kept-alive connections; a connection is handed to a worker
+//! only when its next request arrives, so the pool bounds requests in flight, not
+//! connections. When every worker is busy and the queue is full, new requests are refused
+//! at once with `Status: 503` and `FCGI_OVERLOADED`.
+//!
+//! When the process was not started as a FastCGI application (no listening socket on fd 0,
+//! no socket activation), [`Server::from_env`] runs the handler once as a plain CGI program.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::io::Write;
+//! fcgi::Server::bind("127.0.0.1:9000")?
+//!     .workers(8)
+//!     .serve(|req| {
+//!         req.stdout().write_all(b"Content-Type: text/plain\r\n\r\nHello, World!")
+//!     })
+//! # ; Ok::<(), std::io::Error>(())
+//! ```
+
+mod conn;
+mod listener;
+mod mpx;
+mod reactor;
+mod request;
+mod response;
+
+pub use listener::{Address, AllowList, Listener, DEFAULT_BACKLOG};
+pub use request::{Input, Request, Stderr, Stdout};
+pub use response::reason_phrase;
+
+use std::io;
+use std::ops::Deref;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use polling::{Events, Poller};
+
+use crate::protocol::{ParamsLimits, ProtocolStatus};
+use conn::{Conn, Next};
+use reactor::{Reactor, Ready};
+
+/// Tunables of a [`Server`]; every setter of [`Server`] writes one of these fields.
+///
+/// # Example
+///
+/// ```
+/// let c = fcgi::server::Config::default();
+/// assert_eq!(c.workers, 16);
+/// assert!(!c.multiplex);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Worker threads, i.e. requests handled at once (answered as `FCGI_MAX_REQS`). Default 16.
+    pub workers: usize,
+    /// Requests that may wait for a worker before new ones are refused. Default 1024.
+    pub queue: usize,
+    /// Connections kept open at once (answered as `FCGI_MAX_CONNS`); past it, new
+    /// connections wait in the listen backlog. Default 1024.
+    pub max_conns: usize,
+    /// Run several requests of one connection concurrently (`FCGI_MPXS_CONNS=1`). Default off:
+    /// a concurrent BEGIN_REQUEST is answered `FCGI_CANT_MPX_CONN`.
+    pub multiplex: bool,
+    /// Concurrent requests per multiplexed connection. Default 32.
+    pub max_reqs_per_conn: usize,
+    /// Limits on the params of one request. Default 1 MiB and 4096 pairs.
+    pub params: ParamsLimits,
+    /// How long a worker waits for the next bytes of a request before giving up on the
+    /// connection. Default 300 s.
+    pub read_timeout: Option<Duration>,
+    /// Idle kept-alive connections are closed after this long. Default: never.
+    pub idle_timeout: Option<Duration>,
+    /// How long a graceful shutdown waits for requests in flight. Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// The `FCGI_WEB_SERVER_ADDRS` allow-list; read from the environment by default.
+    pub allow: Option<AllowList>,
+    /// Stop gracefully on SIGTERM and SIGUSR1. Default on.
+    pub handle_signals: bool,
+    /// Write protocol errors and refusals to the process's stderr. Default on.
+    pub log_errors: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: 16,
+            queue: 1024,
+            max_conns: 1024,
+            multiplex: false,
+            max_reqs_per_conn: 32,
+            params: ParamsLimits::default(),
+            read_timeout: Some(Duration::from_secs(300)),
+            idle_timeout: None,
+            shutdown_timeout: Duration::from_secs(30),
+            allow: None,
+            handle_signals: true,
+            log_errors: true,
+        }
+    }
+}
+
+/// A snapshot of a server's state, from [`StatsHandle::snapshot`].
+///
+/// # Example
+///
+/// ```
+/// let server = fcgi::Server::bind("127.0.0.1:0").unwrap().workers(3);
+/// let stats = server.stats_handle().snapshot();
+/// assert_eq!(stats.workers, 3);
+/// assert_eq!(stats.requests_served, 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Worker threads in the pool.
+    pub workers: usize,
+    /// Workers running a request now.
+    pub workers_busy: usize,
+    /// Workers waiting for work.
+    pub workers_idle: usize,
+    /// The most workers ever busy at once.
+    pub max_workers_busy: usize,
+    /// Connections open.
+    pub connections_open: usize,
+    /// Idle connections parked in the poller (no thread held).
+    pub connections_parked: usize,
+    /// Requests waiting for a worker.
+    pub queue_depth: usize,
+    /// Requests that ran to their END_REQUEST.
+    pub requests_served: u64,
+    /// Requests refused with `FCGI_OVERLOADED` (503).
+    pub refused: u64,
+    /// Handlers that panicked.
+    pub panics: u64,
+    /// Requests the web server aborted.
+    pub aborted: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) workers: AtomicUsize,
+    pub(crate) busy: AtomicUsize,
+    pub(crate) max_busy: AtomicUsize,
+    pub(crate) open: AtomicUsize,
+    pub(crate) parked: AtomicUsize,
+    pub(crate) served: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) aborted: AtomicU64,
+}
+
+/// What handles share with a running server.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    shutdown: AtomicBool,
+    pub(crate) waker: OnceLock<Arc<Poller>>,
+    pub(crate) stats: Counters,
+    queue: OnceLock<Receiver<Job>>,
+}
+
+impl Control {
+    pub(crate) fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        if let Some(p) = self.waker.get() {
+            let _ = p.notify();
+        }
+    }
+
+    pub(crate) fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+}
+
+/// The running server's configuration and shared state.
+#[derive(Debug)]
+pub(crate) struct ServerCtx {
+    pub(crate) config: Config,
+    control: Arc<Control>,
+    get_values: [(&'static str, String); 3],
+}
+
+impl Deref for ServerCtx {
+    type Target = Control;
+    fn deref(&self) -> &Control {
+        &self.control
+    }
+}
+
+impl ServerCtx {
+    fn new(config: Config, control: Arc<Control>) -> ServerCtx {
+        let get_values = conn::get_values_table(config.max_conns, config.workers, config.multiplex);
+        ServerCtx {
+            config,
+            control,
+            get_values,
+        }
+    }
+
+    pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
+        if self.config.log_errors {
+            eprintln!("fcgi: {args}");
+        }
+    }
+
+    pub(crate) fn params_limits(&self) -> ParamsLimits {
+        self.config.params
+    }
+
+    pub(crate) fn get_values(&self) -> &[(&'static str, String)] {
+        &self.get_values
+    }
+
+    pub(crate) fn at_connection_limit(&self) -> bool {
+        self.stats.open.load(Ordering::Relaxed) >= self.config.max_conns
+    }
+}
+
+/// Work for the pool.
+pub(crate) enum Job {
+    /// A connection with a request arriving (connections that do not multiplex).
+    Conn(Conn),
+    /// A request of a multiplexed connection.
+    Request(Box<Request>),
+}
+
+/// Stops a running server from any thread: it stops accepting, lets requests in flight
+/// finish (up to [`Config::shutdown_timeout`]) and [`Server::serve`] returns.
+///
+/// # Example
+///
+/// ```
+/// let server = fcgi::Server::bind("127.0.0.1:0").unwrap();
+/// let stop = server.shutdown_handle();
+/// let t = std::thread::spawn(move || server.serve(|_req| Ok(())));
+/// stop.shutdown();
+/// t.join().unwrap().unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(Arc<Control>);
+
+impl ShutdownHandle {
+    /// Requests a graceful shutdown.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// fcgi::Server::bind("127.0.0.1:0").unwrap().shutdown_handle().shutdown();
+    /// ```
+    pub fn shutdown(&self) {
+        self.0.request_shutdown();
+    }
+}
+
+/// Reads a server's [`Stats`] from any thread.
+///
+/// # Example
+///
+/// ```
+/// let server = fcgi::Server::bind("127.0.0.1:0").unwrap();
+/// let stats = server.stats_handle();
+/// assert_eq!(stats.snapshot().connections_open, 0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct StatsHandle(Arc<Control>, usize);
+
+impl StatsHandle {
+    /// The current numbers.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let s = fcgi::Server::bind("127.0.0.1:0").unwrap().stats_handle().snapshot();
+    /// assert_eq!(s.workers_busy, 0);
+    /// ```
+    pub fn snapshot(&self) -> Stats {
+        let c = &self.0.stats;
+        let workers = c.workers.load(Ordering::Relaxed).max(self.1);
+        let busy = c.busy.load(Ordering::Relaxed);
+        Stats {
+            workers,
+            workers_busy: busy,
+            workers_idle: workers.saturating_sub(busy),
+            max_workers_busy: c.max_busy.load(Ordering::Relaxed),
+            connections_open: c.open.load(Ordering::Relaxed),
+            connections_parked: c.parked.load(Ordering::Relaxed),
+            queue_depth: self.0.queue.get().map_or(0, |q| q.len()),
+            requests_served: c.served.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
+            panics: c.panics.load(Ordering::Relaxed),
+            aborted: c.aborted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A FastCGI application server. Build it with a constructor, tune it with the setters,
+/// and run it with [`Server::serve`].
+///
+/// # Example
+///
+/// ```no_run
+/// use std::io::Write;
+/// // The listening socket from the web server on fd 0, or CGI when there is none.
+/// fcgi::Server::from_env()?.serve(|req| {
+///     req.respond(200, &[("Content-Type", "text/plain")], b"hi")
+/// })
+/// # ; Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<Listener>,
+    config: Config,
+    control: Arc<Control>,
+    cgi: bool,
+}
+
+impl Server {
+    fn with(listeners: Vec<Listener>, cgi: bool) -> io::Result<Server> {
+        let config = Config {
+            allow: AllowList::from_env()?,
+            ..Config::default()
+        };
+        Ok(Server {
+            listeners,
+            config,
+            control: Arc::default(),
+            cgi,
+        })
+    }
+
+    /// A server listening on `addr`: `127.0.0.1:9000`, `[::1]:9000`, `:9000` or a Unix
+    /// socket path (see [`Listener::bind`]).
+    ///
+    /// # Errors
+    ///
+    /// Binding errors, or a malformed `FCGI_WEB_SERVER_ADDRS`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let s = fcgi::Server::bind("127.0.0.1:0").unwrap();
+    /// assert_eq!(s.local_addrs().len(), 1);
+    /// ```
+    pub fn bind(addr: &str) -> io::Result<Server> {
+        Server::with(vec![Listener::bind(addr)?], false)
+    }
+
+    /// A server on an existing listener (e.g. one built by hand or from a descriptor).
+    ///
+    /// # Errors
+    ///
+    /// A malformed `FCGI_WEB_SERVER_ADDRS`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let l = fcgi::server::Listener::bind("127.0.0.1:0").unwrap();
+    /// let s = fcgi::Server::from_listener(l).unwrap();
+    /// # drop(s);
+    /// ```
+    pub fn from_listener(listener: Listener) -> io::Result<Server> {
+        Server::with(vec![listener], false)
+    }
+
+    /// The server a web server or process manager meant: systemd socket activation
+    /// (`LISTEN_FDS`) if present, else the listening socket on fd 0 (spawn-fcgi,
+    /// `cgi-fcgi -start`, mod_fcgid, lighttpd `bin-path`), else plain CGI: [`Server::serve`]
+    /// then runs the handler once on the process's environment, stdin and stdout.
+    ///
+    /// Call it before starting other threads (it edits the environment).
+    ///
+    /// # Errors
+    ///
+    /// A malformed `FCGI_WEB_SERVER_ADDRS`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let s = fcgi::Server::from_env().unwrap();
+    /// println!("CGI mode: {}", s.is_cgi());
+    /// ```
+    pub fn from_env() -> io::Result<Server> {
+        let activated = Listener::from_systemd();
+        if !activated.is_empty() {
+            return Server::with(activated, false);
+        }
+        match Listener::inherited() {
+            Some(l) => Server::with(vec![l], false),
+            None => Server::with(Vec::new(), true),
+        }
+    }
+
+    /// For programs that take an optional address argument: [`Server::bind`] it when given,
+    /// else [`Server::from_env`].
+    ///
+    /// # Errors
+    ///
+    /// As those two.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let s = fcgi::Server::listen(std::env::args().nth(1).as_deref()).unwrap();
+    /// # drop(s);
+    /// ```
+    pub fn listen(addr: Option<&str>) -> io::Result<Server> {
+        match addr {
+            Some(a) => Server::bind(a),
+            None => Server::from_env(),
+        }
+    }
+
+    /// Applies the environment variables `FCGI_WORKERS`, `FCGI_MAX_QUEUE`,
+    /// `FCGI_MAX_CONNS` and `FCGI_MPXS_CONNS` (`1` turns multiplexing on), when set.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let s = fcgi::Server::bind("127.0.0.1:0").unwrap().env_overrides();
+    /// assert!(s.config().workers >= 1);
+    /// ```
+    pub fn env_overrides(mut self) -> Server {
+        let num = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        if let Some(n) = num("FCGI_WORKERS") {
+            self = self.workers(n);
+        }
+        if let Some(n) = num("FCGI_MAX_QUEUE") {
+            self = self.queue(n);
+        }
+        if let Some(n) = num("FCGI_MAX_CONNS") {
+            self = self.max_conns(n);
+        }
+        if let Some(n) = num("FCGI_MPXS_CONNS") {
+            self = self.multiplex(n == 1);
+        }
+        self
+    }
+
+    /// Sets the number of worker threads (at least 1).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(fcgi::Server::bind("127.0.0.1:0").unwrap().workers(0).config().workers, 1);
+    /// ```
+    pub fn workers(mut self, n: usize) -> Server {
+        self.config.workers = n.max(1);
+        self
+    }
+
+    /// Sets how many requests may wait for a worker (0: refuse whenever all are busy).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(fcgi::Server::bind("127.0.0.1:0").unwrap().queue(5).config().queue, 5);
+    /// ```
+    pub fn queue(mut self, n: usize) -> Server {
+        self.config.queue = n;
+        self
+    }
+
+    /// Sets the connection limit (at least 1).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(fcgi::Server::bind("127.0.0.1:0").unwrap().max_conns(7).config().max_conns, 7);
+    /// ```
+    pub fn max_conns(mut self, n: usize) -> Server {
+        self.config.max_conns = n.max(1);
+        self
+    }
+
+    /// Turns multiplexing on or off.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(fcgi::Server::bind("127.0.0.1:0").unwrap().multiplex(true).config().multiplex);
+    /// ```
+    pub fn multiplex(mut self, on: bool) -> Server {
+        self.config.multiplex = on;
+        self
+    }
+
+    /// Replaces the whole configuration.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut c = fcgi::server::Config::default();
+    /// c.handle_signals = false;
+    /// let s = fcgi::Server::bind("127.0.0.1:0").unwrap().config_with(c);
+    /// assert!(!s.config().handle_signals);
+    /// ```
+    pub fn config_with(mut self, config: Config) -> Server {
+        self.config = config;
+        self
+    }
+
+    /// The configuration in effect.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(fcgi::Server::bind("127.0.0.1:0").unwrap().config().queue, 1024);
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether [`Server::serve`] will run once as CGI.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(!fcgi::Server::bind("127.0.0.1:0").unwrap().is_cgi());
+    /// ```
+    pub fn is_cgi(&self) -> bool {
+        self.cgi
+    }
+
+    /// The printable addresses of the listeners.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let s = fcgi::Server::bind("127.0.0.1:0").unwrap();
+    /// assert!(s.local_addrs()[0].starts_with("127.0.0.1:"));
+    /// ```
+    pub fn local_addrs(&self) -> Vec<String> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// A handle that stops the server gracefully.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let h = fcgi::Server::bind("127.0.0.1:0").unwrap().shutdown_handle();
+    /// h.shutdown();
+    /// ```
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(Arc::clone(&self.control))
+    }
+
+    /// A handle to read the server's [`Stats`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let h = fcgi::Server::bind("127.0.0.1:0").unwrap().stats_handle();
+    /// assert_eq!(h.snapshot().refused, 0);
+    /// ```
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.control), self.config.workers)
+    }
+
+    /// Serves requests until shutdown (signal or [`ShutdownHandle`]); in CGI mode, runs
+    /// `handler` once and returns (the process should then exit with the app status, which
+    /// this function does when it is not 0).
+    ///
+    /// A handler that returns an error or panics ends its request: a `500` response if
+    /// nothing was sent yet, the error on FCGI_STDERR, app status 1; every other request
+    /// goes on.
+    ///
+    /// # Errors
+    ///
+    /// Failure to set up the poller or the signal pipe; errors of single connections are
+    /// logged, never returned.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// fcgi::Server::bind("127.0.0.1:9000")?.serve(|req| {
+    ///     req.respond(200, &[("Content-Type", "text/plain")], b"ok")
+    /// })
+    /// # ; Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn serve<H>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(&mut Request) -> io::Result<()> + Send + Sync + 'static,
+    {
+        if self.cgi {
+            return crate::cgi::run_once(&handler);
+        }
+        let workers = self.config.workers;
+        let ctx = Arc::new(ServerCtx::new(self.config, self.control));
+        let (tx, rx) = bounded::<Job>(ctx.config.queue);
+        let _ = ctx.queue.set(rx.clone());
+        let signal_pipe = if ctx.config.handle_signals {
+            Some(crate::sys::shutdown_signal_pipe()?)
+        } else {
+            None
+        };
+        let reactor = Arc::new(Reactor::new(self.listeners, signal_pipe, Arc::clone(&ctx))?);
+        let handler: Arc<dyn Handler> = Arc::new(handler);
+        ctx.stats.workers.store(workers, Ordering::Relaxed);
+        for i in 0..workers {
+            let (rx, reactor, ctx, handler) = (
+                rx.clone(),
+                Arc::clone(&reactor),
+                Arc::clone(&ctx),
+                Arc::clone(&handler),
+            );
+            thread::Builder::new()
+                .name(format!("fcgi-worker-{i}"))
+                .spawn(move || worker(rx, &reactor, &ctx, &*handler))?;
+        }
+        drop(rx);
+        let mut events = Events::new();
+        while reactor.is_accepting() {
+            for ready in reactor.wait(&mut events, Duration::from_millis(500))? {
+                match ready {
+                    Ready::Conn(c) => dispatch(c, &reactor, &ctx, &tx),
+                    Ready::Shutdown => reactor.begin_shutdown(),
+                }
+            }
+        }
+        // Graceful: requests in flight and queued finish, up to the deadline.
+        let deadline = Instant::now() + ctx.config.shutdown_timeout;
+        while Instant::now() < deadline
+            && (ctx.stats.busy.load(Ordering::Relaxed) > 0 || !tx.is_empty())
+        {
+            for ready in reactor.wait(&mut events, Duration::from_millis(50))? {
+                if let Ready::Conn(c) = ready {
+                    reactor.close(c);
+                }
+            }
+        }
+        drop(tx);
+        Ok(())
+    }
+}
+
+/// The process's stdout as a request's output (CGI mode).
+pub(crate) fn request_sink_stdout() -> request::Sink {
+    request::Sink::Local(Box::new(io::stdout()))
+}
+
+/// The process's stderr as a request's error output (CGI mode).
+pub(crate) fn request_sink_stderr() -> request::Sink {
+    request::Sink::Local(Box::new(io::stderr()))
+}
+
+/// The handler type, object-safe.
+pub(crate) trait Handler: Send + Sync {
+    fn call(&self, req: &mut Request) -> io::Result<()>;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&mut Request) -> io::Result<()> + Send + Sync,
+{
+    fn call(&self, req: &mut Request) -> io::Result<()> {
+        self(req)
+    }
+}
+
+/// Hands a ready connection to the pool, or refuses its requests when the pool is full.
+fn dispatch(c: Conn, reactor: &Arc<Reactor>, ctx: &Arc<ServerCtx>, tx: &Sender<Job>) {
+    if ctx.config.multiplex {
+        let (ctx, tx) = (Arc::clone(ctx), tx.clone());
+        let spawned = thread::Builder::new()
+            .name("fcgi-mpx-conn".into())
+            .spawn(move || mpx::run(c, ctx, tx));
+        if let Err(e) = spawned {
+            eprintln!("fcgi: cannot start a connection thread: {e}");
+        }
+        return;
+    }
+    match tx.try_send(Job::Conn(c)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(Job::Conn(c))) => refuse_overloaded(c, reactor, ctx),
+        Err(_) => {}
+    }
+}
+
+/// Every worker busy and the queue full: answer what the connection sent without a worker,
+/// `Status: 503` + `Retry-After` on stdout and `FCGI_OVERLOADED` in END_REQUEST.
+fn refuse_overloaded(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) {
+    let shared = Arc::clone(&c.shared);
+    let s = &shared.stream;
+    let open = s.set_nonblocking(true).is_ok() && c.reader.fill_nonblocking(s).unwrap_or(false);
+    let _ = s.set_nonblocking(false);
+    let mut close = !open;
+    loop {
+        match c.reader.buffered_record() {
+            Ok(Some((h, content))) => {
+                let r = match h.record_type {
+                    _ if h.request_id == 0 => conn::management_reply(&shared, h, &content),
+                    crate::protocol::RecordType::BeginRequest => {
+                        let body = crate::protocol::BeginRequestBody::decode(&content);
+                        close |= !body.is_ok_and(|b| b.keep_conn());
+                        ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        ctx.log(format_args!(
+                            "request {}: all {} workers busy and the queue full; refused (503)",
+                            h.request_id, ctx.config.workers
+                        ));
+                        conn::refuse(
+                            &shared,
+                            h.request_id,
+                            503,
+                            "Service Unavailable",
+                            Some(1),
+                            ProtocolStatus::Overloaded,
+                        )
+                    }
+                    _ => Ok(()), // records of the refused request: ignored
+                };
+                if r.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return, // garbage: drop the connection
+        }
+    }
+    if close {
+        reactor.close(c);
+    } else {
+        reactor.park(c);
+    }
+}
+
+fn worker(rx: Receiver<Job>, reactor: &Reactor, ctx: &ServerCtx, handler: &dyn Handler) {
+    while let Ok(job) = rx.recv() {
+        let busy = ctx.stats.busy.fetch_add(1, Ordering::Relaxed) + 1;
+        ctx.stats.max_busy.fetch_max(busy, Ordering::Relaxed);
+        match job {
+            Job::Conn(c) => serve_conn(c, reactor, ctx, handler),
+            Job::Request(req) => {
+                let mut req = *req;
+                run_handler(&mut req, ctx, handler);
+                if let request::Source::Mpx(inbox) = &req.input.src {
+                    inbox.release();
+                }
+                let keep = req.keep_conn;
+                let shared = match &req.stdout.0.sink {
+                    request::Sink::Records(s) => Some(Arc::clone(s)),
+                    _ => None,
+                };
+                let (r, _, _) = req.finish();
+                if r.is_ok() {
+                    ctx.stats.served.fetch_add(1, Ordering::Relaxed);
+                }
+                if let (false, Some(s)) = (keep, shared) {
+                    let _ = s.stream.shutdown(std::net::Shutdown::Write);
+                }
+            }
+        }
+        ctx.stats.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs the requests of one connection that does not multiplex, until it goes idle (parked)
+/// or closes.
+fn serve_conn(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx, handler: &dyn Handler) {
+    loop {
+        let head = match c.read_request() {
+            Ok(Next::Request(head)) => head,
+            Ok(Next::Close) => return reactor.close(c),
+            Err(e) => {
+                if e.kind() != io::ErrorKind::UnexpectedEof
+                    && e.kind() != io::ErrorKind::ConnectionReset
+                {
+                    ctx.log(format_args!("connection closed: {e}"));
+                }
+                return reactor.close(c);
+            }
+        };
+        let shared = Arc::clone(&c.shared);
+        let keep = head.keep_conn;
+        let mut req = Request::inline(head, c);
+        run_handler(&mut req, ctx, handler);
+        let (result, reader, input_done) = req.finish();
+        c = Conn {
+            shared,
+            reader: reader.expect("inline requests give their reader back"),
+        };
+        match result {
+            Ok(()) => {
+                ctx.stats.served.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => return, // the web server is gone: drop the connection
+        }
+        if !keep || !reactor.is_accepting() {
+            if input_done && c.reader.is_idle() {
+                return; // nothing unread: a plain close cannot reset the response
+            }
+            return reactor.close(c);
+        }
+        if c.reader.buffered() == 0 {
+            return reactor.park(c);
+        }
+        // The next request is already buffered (pipelined): serve it now.
+    }
+}
+
+/// Calls the handler, turning errors and panics into a 500 (when nothing was sent) plus a
+/// message on FCGI_STDERR, so the request still ends with exactly one END_REQUEST.
+fn run_handler(req: &mut Request, ctx: &ServerCtx, handler: &dyn Handler) {
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.call(req)));
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("handler error: {e}")),
+        Err(payload) => {
+            ctx.stats.panics.fetch_add(1, Ordering::Relaxed);
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            Some(format!("handler panicked: {msg}"))
+        }
+    };
+    if req.is_aborted() {
+        ctx.stats.aborted.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if let Some(msg) = failure {
+        use std::io::Write;
+        if !req.stdout_sent() {
+            req.stdout.0.discard();
+            let _ = req.respond(
+                500,
+                &[("Content-Type", "text/plain")],
+                b"500 Internal Server Error\n",
+            );
+        }
+        let _ = writeln!(req.stderr(), "{msg}");
+        if req.app_status == 0 {
+            req.app_status = 1;
+        }
+    }
+}
