@@ -91,3 +91,10 @@ pub(crate) fn shutdown_signal_pipe() -> io::Result<std::os::fd::OwnedFd> {
     }
     Ok(read)
 }
+
+/// Whether `fd` is an open descriptor (`fcntl(F_GETFD)` succeeds); checked before taking
+/// ownership of descriptors named by the environment, which may lie.
+pub(crate) fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}

@@ -273,8 +273,10 @@ impl Listener {
         std::env::remove_var("LISTEN_FDS");
         std::env::remove_var("LISTEN_FDNAMES");
         (3..3 + count)
+            .filter(|&fd| crate::sys::fd_is_open(fd))
             .filter_map(|fd| {
-                // SAFETY: systemd passed these descriptors to this process (LISTEN_PID).
+                // SAFETY: systemd passed these descriptors to this process (LISTEN_PID),
+                // and the descriptor is open.
                 let l = unsafe { Listener::from_raw_fd(fd) }.ok()?;
                 // set CLOEXEC: children must not inherit the listening socket
                 let _ = SockRef::from(&l).set_cloexec(true);

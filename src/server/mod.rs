@@ -686,10 +686,26 @@ fn dispatch(c: Conn, reactor: &Arc<Reactor>, ctx: &Arc<ServerCtx>, tx: &Sender<J
         }
         return;
     }
-    match tx.try_send(Job::Conn(c)) {
-        Ok(()) => {}
-        Err(TrySendError::Full(Job::Conn(c))) => refuse_overloaded(c, reactor, ctx),
-        Err(_) => {}
+    if let Err(Job::Conn(c)) = submit(tx, Job::Conn(c), ctx) {
+        refuse_overloaded(c, reactor, ctx);
+    }
+}
+
+/// Queues a job; gives it back when every worker is busy and the queue is full.
+pub(crate) fn submit(tx: &Sender<Job>, job: Job, ctx: &ServerCtx) -> Result<(), Job> {
+    match tx.try_send(job) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(job)) => {
+            // A worker between two jobs is not busy but not waiting yet: give it a moment
+            // before calling the pool full.
+            if ctx.stats.busy.load(Ordering::Relaxed) < ctx.config.workers {
+                tx.send_timeout(job, Duration::from_millis(50))
+                    .map_err(|e| e.into_inner())
+            } else {
+                Err(job)
+            }
+        }
+        Err(TrySendError::Disconnected(job)) => Err(job),
     }
 }
 

@@ -11,7 +11,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::conn::{self, aborted_error, Conn, Head, Shared};
@@ -220,9 +220,9 @@ fn read_loop(
                     id,
                 };
                 let req = super::request::Request::multiplexed(head, Arc::clone(shared), inbox);
-                match jobs.try_send(Job::Request(Box::new(req))) {
+                match super::submit(jobs, Job::Request(Box::new(req)), ctx) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    Err(_) => {
                         table.lock().entries.remove(&id);
                         ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
                         conn::refuse(

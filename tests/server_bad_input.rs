@@ -1,0 +1,174 @@
+//! Bad input: each case gets a clear error (logged, or an error response) and the server
+//! goes on serving everyone else.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use fcgi::protocol::{
+    encode_header_into, encode_params, encode_record, encode_stream_end, ProtocolStatus,
+    RecordType, Role,
+};
+
+/// Runs `bad` against a fresh server, then checks a well-formed request on a new
+/// connection, and one on a connection opened before the bad one, still work.
+fn survives(bad: impl FnOnce(&mut Raw)) {
+    let srv = TestServer::start(config(2), echo);
+    let mut before = srv.connect();
+    let mut c = srv.connect();
+    bad(&mut c);
+    let mut after = srv.connect();
+    assert_eq!(
+        after.request(1, false, &[("OK", "1")], b"fine").body(),
+        b"OK=1\n\nfine"
+    );
+    assert_eq!(before.request(1, false, &[], b"x").body(), b"\nx");
+}
+
+#[test]
+fn truncated_header_then_close() {
+    survives(|c| {
+        c.send(&[1, 1, 0]);
+        c.s.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(c.closed_by_server());
+    });
+}
+
+#[test]
+fn wrong_version_closes_only_that_connection() {
+    survives(|c| {
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(c.closed_by_server());
+    });
+}
+
+#[test]
+fn begin_request_with_wrong_body_length() {
+    survives(|c| {
+        let mut b = Vec::new();
+        encode_record(&mut b, RecordType::BeginRequest, 1, &[0, 1, 0]);
+        c.send(&b);
+        assert!(c.closed_by_server());
+    });
+}
+
+#[test]
+fn oversized_params_are_refused_with_431_and_the_connection_stays_in_sync() {
+    let mut cfg = config(2);
+    cfg.params.max_bytes = 4096;
+    let srv = TestServer::start(cfg, echo);
+    let mut c = srv.connect();
+    let big = "x".repeat(10_000);
+    let mut b = Raw::begin_bytes(1, Role::Responder, true);
+    encode_params(&mut b, 1, [(&b"HTTP_X_BIG"[..], big.as_bytes())]);
+    encode_record(&mut b, RecordType::Stdin, 1, b"ignored body");
+    encode_stream_end(&mut b, RecordType::Stdin, 1);
+    c.send(&b);
+    let r = c.response(1);
+    assert!(r.text().starts_with("Status: 431 "), "{}", r.text());
+    assert_eq!(r.protocol_status(), ProtocolStatus::RequestComplete);
+    // The refused request's remaining records are skipped; the next request works.
+    assert_eq!(
+        c.request(2, false, &[("A", "b")], b"ok").body(),
+        b"A=b\n\nok"
+    );
+}
+
+#[test]
+fn hostile_pair_length_does_not_allocate_and_is_refused() {
+    let srv = TestServer::start(config(2), echo);
+    let mut c = srv.connect();
+    let mut b = Raw::begin_bytes(1, Role::Responder, false);
+    // CVE-2025-23016 shape: 4-byte lengths of 0x7fffffff with almost no bytes behind them.
+    encode_record(
+        &mut b,
+        RecordType::Params,
+        1,
+        b"\xff\xff\xff\xff\xff\xff\xff\xffAB",
+    );
+    c.send(&b);
+    let r = c.response(1);
+    assert!(r.text().starts_with("Status: 431 "));
+    let mut after = srv.connect();
+    assert_eq!(after.request(1, false, &[], b"z").body(), b"\nz");
+}
+
+#[test]
+fn peer_disconnects_mid_record() {
+    survives(|c| {
+        let mut b = Raw::begin_bytes(1, Role::Responder, false);
+        encode_params(&mut b, 1, []);
+        encode_header_into(&mut b, RecordType::Stdin, 1, 1000);
+        b.extend_from_slice(&[b'a'; 10]);
+        c.send(&b);
+        c.s.shutdown(std::net::Shutdown::Both).unwrap();
+    });
+}
+
+#[test]
+fn peer_disconnects_mid_params() {
+    survives(|c| {
+        let mut b = Raw::begin_bytes(1, Role::Responder, false);
+        encode_header_into(&mut b, RecordType::Params, 1, 100);
+        b.extend_from_slice(b"\x05");
+        c.send(&b);
+        c.s.shutdown(std::net::Shutdown::Both).unwrap();
+    });
+}
+
+#[test]
+fn records_for_unknown_request_ids_are_ignored() {
+    let srv = TestServer::start(config(2), echo);
+    let mut c = srv.connect();
+    let mut b = Vec::new();
+    encode_record(&mut b, RecordType::Stdin, 7, b"stray stdin");
+    encode_record(&mut b, RecordType::Params, 8, b"\x01\x01AB");
+    encode_header_into(&mut b, RecordType::AbortRequest, 9, 0);
+    encode_record(&mut b, RecordType::Unknown(99), 3, b"future type");
+    c.send(&b);
+    let r = c.request(1, false, &[("A", "1")], b"real");
+    assert_eq!(r.body(), b"A=1\n\nreal");
+}
+
+#[test]
+fn stdin_before_params_end_is_a_protocol_error_for_that_connection_only() {
+    survives(|c| {
+        let mut b = Raw::begin_bytes(1, Role::Responder, false);
+        encode_record(&mut b, RecordType::Stdin, 1, b"too early");
+        c.send(&b);
+        assert!(c.closed_by_server());
+    });
+}
+
+#[test]
+fn garbage_bytes_of_every_kind_never_take_the_server_down() {
+    let srv = TestServer::start(config(2), echo);
+    let mut seed = 0x1234_5678u32;
+    for round in 0..40 {
+        let mut c = srv.connect();
+        let mut junk = Vec::new();
+        // Valid-looking headers with random types, ids and lengths, and random bytes.
+        for _ in 0..8 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let t = (seed % 14) as u8;
+            let id = ((seed >> 8) % 3) as u16;
+            let len = ((seed >> 12) % 300) as usize;
+            let mut content = vec![0u8; len];
+            for (i, b) in content.iter_mut().enumerate() {
+                *b = (seed >> (i % 24)) as u8;
+            }
+            if round % 5 == 0 {
+                junk.push(seed as u8); // sometimes plain garbage
+            }
+            encode_record(&mut junk, RecordType::from(t), id, &content);
+        }
+        let _ = c.s.write_all(&junk);
+        let _ = c.s.shutdown(std::net::Shutdown::Write);
+        drop(c);
+    }
+    let mut ok = srv.connect();
+    assert_eq!(ok.request(1, false, &[], b"alive").body(), b"\nalive");
+}

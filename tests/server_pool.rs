@@ -1,0 +1,348 @@
+//! The worker pool: keep-alive without stalls, overload refusal, panics, multiplexing,
+//! stats, graceful shutdown.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use fcgi::protocol::{
+    encode_params, encode_record, encode_stream_end, ProtocolStatus, RecordType, Role,
+};
+
+#[test]
+fn idle_kept_alive_connections_do_not_pin_the_only_worker() {
+    // The libfcgi / PHP-FPM stall: one worker, several kept-alive connections from a web
+    // server's pool; a request on a new connection must still be served.
+    let srv = TestServer::start(config(1), echo);
+    let mut idle: Vec<Raw> = (0..4).map(|_| srv.connect()).collect();
+    for (i, c) in idle.iter_mut().enumerate() {
+        let r = c.request(1, true, &[("I", &i.to_string())], b"");
+        assert_eq!(r.body(), format!("I={i}\n\n").as_bytes());
+    }
+    let mut fresh = srv.connect();
+    assert_eq!(
+        fresh.request(1, true, &[], b"not stalled").body(),
+        b"\nnot stalled"
+    );
+    // And each idle one still works, in any order.
+    for c in idle.iter_mut().rev() {
+        assert_eq!(c.request(1, true, &[], b"again").body(), b"\nagain");
+    }
+    let s = srv.stats.snapshot();
+    assert_eq!(s.max_workers_busy, 1);
+    assert!(s.connections_open >= 5);
+}
+
+#[test]
+fn two_hundred_concurrent_requests_with_four_workers_all_succeed() {
+    let srv = TestServer::start(config(4), |req| {
+        std::thread::sleep(Duration::from_millis(2));
+        echo(req)
+    });
+    let addr = srv.addr.clone();
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(&addr);
+                let body = format!("client {i}");
+                let r = c.request(1, true, &[], body.as_bytes());
+                assert_eq!(r.body(), format!("\n{body}").as_bytes());
+                assert_eq!(r.protocol_status(), ProtocolStatus::RequestComplete);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = srv.stats.snapshot();
+    assert_eq!(s.requests_served, 200);
+    assert_eq!(s.refused, 0);
+    assert!(s.max_workers_busy <= 4);
+}
+
+#[test]
+fn overload_refuses_with_503_retry_after_and_fcgi_overloaded() {
+    let gate = Gate::default();
+    let g = gate.clone();
+    let mut cfg = config(1);
+    cfg.queue = 0;
+    let srv = TestServer::start(cfg, move |req| {
+        g.wait();
+        echo(req)
+    });
+    let mut busy = srv.connect();
+    busy.send(&Raw::request_bytes(1, false, &[], b"first"));
+    eventually("the worker to be busy", || {
+        srv.stats.snapshot().workers_busy == 1
+    });
+    let mut refused = srv.connect();
+    let r = refused.request(1, false, &[], b"second");
+    let text = r.text();
+    assert!(
+        text.starts_with("Status: 503 Service Unavailable\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("Retry-After: 1\r\n"));
+    assert_eq!(r.protocol_status(), ProtocolStatus::Overloaded);
+    assert!(
+        refused.record().is_none(),
+        "closed after refusing without keep-conn"
+    );
+    gate.open();
+    assert_eq!(busy.response(1).body(), b"\nfirst");
+    let s = srv.stats.snapshot();
+    assert_eq!(s.refused, 1);
+    // Once a worker is free, requests are served again.
+    let mut later = srv.connect();
+    assert_eq!(later.request(1, false, &[], b"third").body(), b"\nthird");
+}
+
+#[test]
+fn a_queued_request_waits_for_a_worker_instead_of_being_refused() {
+    let gate = Gate::default();
+    let g = gate.clone();
+    let mut cfg = config(1);
+    cfg.queue = 4;
+    let srv = TestServer::start(cfg, move |req| {
+        g.wait();
+        echo(req)
+    });
+    let mut a = srv.connect();
+    a.send(&Raw::request_bytes(1, false, &[], b"a"));
+    eventually("busy", || srv.stats.snapshot().workers_busy == 1);
+    let mut b = srv.connect();
+    b.send(&Raw::request_bytes(1, false, &[], b"b"));
+    eventually("queued", || srv.stats.snapshot().queue_depth == 1);
+    gate.open();
+    assert_eq!(a.response(1).body(), b"\na");
+    assert_eq!(b.response(1).body(), b"\nb");
+    assert_eq!(srv.stats.snapshot().refused, 0);
+}
+
+#[test]
+fn panicking_handler_gets_500_and_the_worker_goes_on() {
+    let srv = TestServer::start(config(1), |req| {
+        if req.param("PANIC").is_some() {
+            req.stdout()
+                .write_all(b"Content-Type: text/plain\r\n\r\npartial")?;
+            panic!("boom in handler");
+        }
+        echo(req)
+    });
+    let mut c = srv.connect();
+    let r = c.request(1, true, &[("PANIC", "1")], b"");
+    assert!(
+        r.text()
+            .starts_with("Status: 500 Internal Server Error\r\n"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        !r.text().contains("partial"),
+        "unsent output is replaced by the 500"
+    );
+    assert!(String::from_utf8_lossy(&r.stderr).contains("boom in handler"));
+    assert_eq!(r.end.unwrap().app_status, 1);
+    // Same connection, same (only) worker.
+    assert_eq!(
+        c.request(2, false, &[], b"still here").body(),
+        b"\nstill here"
+    );
+    assert_eq!(srv.stats.snapshot().panics, 1);
+}
+
+#[test]
+fn handler_error_after_output_keeps_the_output_and_reports_on_stderr() {
+    let srv = TestServer::start(config(1), |req| {
+        req.stdout()
+            .write_all(b"Content-Type: text/plain\r\n\r\nsome")?;
+        req.stdout().flush()?;
+        Err(std::io::Error::other("database went away"))
+    });
+    let mut c = srv.connect();
+    let r = c.request(1, false, &[], b"");
+    assert_eq!(r.body(), b"some");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("database went away"));
+    assert_eq!(r.end.unwrap().app_status, 1);
+}
+
+fn multiplexed_config() -> fcgi::server::Config {
+    let mut cfg = config(4);
+    cfg.multiplex = true;
+    cfg.max_reqs_per_conn = 3;
+    cfg
+}
+
+#[test]
+fn multiplexed_requests_run_concurrently_on_one_connection() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (r2, p2) = (running.clone(), peak.clone());
+    let srv = TestServer::start(multiplexed_config(), move |req| {
+        let now = r2.fetch_add(1, Ordering::SeqCst) + 1;
+        p2.fetch_max(now, Ordering::SeqCst);
+        let mut body = Vec::new();
+        req.stdin().read_to_end(&mut body)?;
+        std::thread::sleep(Duration::from_millis(100));
+        r2.fetch_sub(1, Ordering::SeqCst);
+        req.stdout()
+            .write_all(b"Content-Type: text/plain\r\n\r\n")?;
+        req.stdout().write_all(&body)
+    });
+    let mut c = srv.connect();
+    // Interleave three requests record by record.
+    let mut b = Vec::new();
+    for id in [1u16, 2, 3] {
+        b.extend(Raw::begin_bytes(id, Role::Responder, true));
+        encode_params(&mut b, id, [(&b"ID"[..], id.to_string().as_bytes())]);
+    }
+    for id in [3u16, 1, 2] {
+        encode_record(
+            &mut b,
+            RecordType::Stdin,
+            id,
+            format!("body-{id}").as_bytes(),
+        );
+    }
+    for id in [2u16, 3, 1] {
+        encode_stream_end(&mut b, RecordType::Stdin, id);
+    }
+    c.send(&b);
+    let mut bodies = std::collections::BTreeMap::new();
+    let mut ended = 0;
+    while ended < 3 {
+        let rec = c.record().expect("record");
+        match rec.header.record_type {
+            RecordType::Stdout => bodies
+                .entry(rec.header.request_id)
+                .or_insert_with(Vec::new)
+                .extend(rec.content),
+            RecordType::EndRequest => ended += 1,
+            t => panic!("unexpected {t:?}"),
+        }
+    }
+    for id in [1u16, 2, 3] {
+        let text = String::from_utf8(bodies[&id].clone()).unwrap();
+        assert!(text.ends_with(&format!("\r\n\r\nbody-{id}")), "{text}");
+    }
+    assert!(
+        peak.load(Ordering::SeqCst) >= 2,
+        "requests of one connection ran concurrently"
+    );
+}
+
+#[test]
+fn multiplexing_is_capped_per_connection_and_advertised() {
+    let gate = Gate::default();
+    let g = gate.clone();
+    let srv = TestServer::start(multiplexed_config(), move |req| {
+        g.wait();
+        echo(req)
+    });
+    let mut c = srv.connect();
+    let mut q = Vec::new();
+    fcgi::protocol::encode_get_values(&mut q, &["FCGI_MPXS_CONNS"]);
+    c.send(&q);
+    let ans = c.record().unwrap();
+    assert_eq!(ans.content, b"\x0f\x01FCGI_MPXS_CONNS1");
+    for id in 1..=4u16 {
+        c.send(&Raw::request_bytes(id, true, &[], b""));
+    }
+    let refused = c.response(4);
+    assert_eq!(refused.protocol_status(), ProtocolStatus::Overloaded);
+    gate.open();
+    let mut ended = 0;
+    while ended < 3 {
+        if c.record().unwrap().header.record_type == RecordType::EndRequest {
+            ended += 1;
+        }
+    }
+}
+
+#[test]
+fn abort_of_one_multiplexed_request_leaves_the_others() {
+    let srv = TestServer::start(multiplexed_config(), |req| {
+        let mut body = Vec::new();
+        match req.stdin().read_to_end(&mut body) {
+            Ok(_) => {
+                req.stdout()
+                    .write_all(b"Content-Type: text/plain\r\n\r\n")?;
+                req.stdout().write_all(&body)
+            }
+            Err(e) => Err(e),
+        }
+    });
+    let mut c = srv.connect();
+    let mut b = Vec::new();
+    for id in [1u16, 2] {
+        b.extend(Raw::begin_bytes(id, Role::Responder, true));
+        encode_params(&mut b, id, []);
+        encode_record(&mut b, RecordType::Stdin, id, b"data");
+    }
+    fcgi::protocol::encode_header_into(&mut b, RecordType::AbortRequest, 1, 0);
+    encode_stream_end(&mut b, RecordType::Stdin, 2);
+    c.send(&b);
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < 2 {
+        let rec = c.record().unwrap();
+        if rec.header.record_type == RecordType::EndRequest {
+            seen.insert(rec.header.request_id, rec);
+        }
+    }
+    assert!(seen.contains_key(&1) && seen.contains_key(&2));
+}
+
+#[test]
+fn stats_snapshot_reflects_the_pool() {
+    let gate = Gate::default();
+    let g = gate.clone();
+    let srv = TestServer::start(config(3), move |req| {
+        if req.param("WAIT").is_some() {
+            g.wait();
+        }
+        echo(req)
+    });
+    let mut c1 = srv.connect();
+    c1.send(&Raw::request_bytes(1, false, &[("WAIT", "1")], b""));
+    let mut c2 = srv.connect();
+    c2.send(&Raw::request_bytes(1, false, &[("WAIT", "1")], b""));
+    eventually("two busy", || srv.stats.snapshot().workers_busy == 2);
+    let s = srv.stats.snapshot();
+    assert_eq!((s.workers, s.workers_busy, s.workers_idle), (3, 2, 1));
+    assert!(s.connections_open >= 2);
+    gate.open();
+    c1.response(1);
+    c2.response(1);
+    eventually("idle again", || srv.stats.snapshot().workers_busy == 0);
+    let s = srv.stats.snapshot();
+    assert_eq!(s.requests_served, 2);
+    assert_eq!(s.max_workers_busy, 2);
+}
+
+#[test]
+fn graceful_shutdown_finishes_requests_in_flight_and_stops_accepting() {
+    let gate = Gate::default();
+    let g = gate.clone();
+    let srv = TestServer::start(config(2), move |req| {
+        g.wait();
+        echo(req)
+    });
+    let addr = srv.addr.clone();
+    let mut inflight = srv.connect();
+    inflight.send(&Raw::request_bytes(1, false, &[], b"in flight"));
+    eventually("busy", || srv.stats.snapshot().workers_busy == 1);
+    srv.stop.shutdown();
+    std::thread::sleep(Duration::from_millis(300));
+    gate.open();
+    assert_eq!(inflight.response(1).body(), b"\nin flight");
+    srv.shutdown().unwrap();
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "listener closed after shutdown"
+    );
+}
