@@ -161,6 +161,8 @@ enum State {
         value: usize,
         remaining: usize,
     },
+    /// A limit was passed; every later feed repeats the error until `finish`.
+    Failed(ProtocolError),
 }
 
 /// Decodes a name-value pair stream fed in arbitrary pieces (record contents).
@@ -212,7 +214,8 @@ impl ParamsDecoder {
     /// # Errors
     ///
     /// [`ProtocolError::ParamsTooLong`] or [`ProtocolError::TooManyParams`] as soon as a
-    /// pair's announced lengths would pass a limit. The decoder should then be dropped.
+    /// pair's announced lengths would pass a limit. The decoder then refuses every later feed
+    /// with the same error until [`ParamsDecoder::finish`].
     ///
     /// # Example
     ///
@@ -223,14 +226,21 @@ impl ParamsDecoder {
     /// assert_eq!(d.feed(b"\x01\xff\xff\xff\xffA"), Err(ProtocolError::ParamsTooLong { limit: 10 }));
     /// ```
     pub fn feed(&mut self, mut input: &[u8]) -> Result<(), ProtocolError> {
+        if let State::Failed(e) = self.state {
+            return Err(e);
+        }
         while !input.is_empty() {
             match &mut self.state {
+                State::Failed(e) => return Err(*e),
                 State::Lengths { lens, got } => {
                     lens[*got] = input[0];
                     *got += 1;
                     input = &input[1..];
                     if let Some((name, value)) = parse_lengths(&lens[..*got]) {
-                        self.start_pair(name, value)?;
+                        if let Err(e) = self.start_pair(name, value) {
+                            self.state = State::Failed(e);
+                            return Err(e);
+                        }
                     }
                 }
                 State::Body {
@@ -303,7 +313,8 @@ impl ParamsDecoder {
     ///
     /// # Errors
     ///
-    /// [`ProtocolError::TruncatedParams`] if the stream ended inside a pair.
+    /// [`ProtocolError::TruncatedParams`] if the stream ended inside a pair, or the error
+    /// [`ParamsDecoder::feed`] returned.
     ///
     /// # Example
     ///
@@ -314,16 +325,18 @@ impl ParamsDecoder {
     /// assert_eq!(d.finish(), Err(ProtocolError::TruncatedParams));
     /// ```
     pub fn finish(&mut self) -> Result<Params, ProtocolError> {
-        let complete = matches!(self.state, State::Lengths { got: 0, .. });
-        self.state = State::Lengths {
-            lens: [0; 8],
-            got: 0,
-        };
+        let state = std::mem::replace(
+            &mut self.state,
+            State::Lengths {
+                lens: [0; 8],
+                got: 0,
+            },
+        );
         let params = std::mem::take(&mut self.params);
-        if complete {
-            Ok(params)
-        } else {
-            Err(ProtocolError::TruncatedParams)
+        match state {
+            State::Lengths { got: 0, .. } => Ok(params),
+            State::Failed(e) => Err(e),
+            _ => Err(ProtocolError::TruncatedParams),
         }
     }
 }
@@ -509,6 +522,32 @@ mod tests {
             d.feed(b"\x00\x01"),
             Err(ProtocolError::ParamsTooLong { limit: 6 })
         );
+    }
+
+    /// Found by the `params` fuzz target (tests/data/regress/params/crash-*): a feed after a
+    /// refused pair indexed past the 8 length bytes (a panic even in release builds).
+    #[test]
+    fn feeding_after_a_refusal_repeats_the_error() {
+        let limits = ParamsLimits {
+            max_bytes: 10,
+            max_pairs: 1,
+        };
+        let mut d = ParamsDecoder::new(limits);
+        let too_long = ProtocolError::ParamsTooLong { limit: 10 };
+        assert_eq!(d.feed(b"\x80\0\0\x10\x80\0\0\x10"), Err(too_long));
+        assert_eq!(d.feed(b"more"), Err(too_long));
+        assert_eq!(d.feed(b""), Err(too_long));
+        assert_eq!(d.finish(), Err(too_long));
+        // finish resets: the decoder is usable again.
+        d.feed(b"\x01\x01AB").unwrap();
+        assert_eq!(d.finish().unwrap().get(b"A"), Some(&b"B"[..]));
+
+        let mut d = ParamsDecoder::new(limits);
+        let too_many = ProtocolError::TooManyParams { limit: 1 };
+        assert_eq!(d.feed(b"\x01\x01AB\x7e\x00"), Err(too_many));
+        assert_eq!(d.feed(b"\x08"), Err(too_many));
+        assert_eq!(d.pairs().count(), 1);
+        assert_eq!(d.finish(), Err(too_many));
     }
 
     #[test]
