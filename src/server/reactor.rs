@@ -43,7 +43,8 @@ pub(crate) enum Ready {
 
 pub(crate) struct Reactor {
     poller: Arc<Poller>,
-    listeners: Vec<Listener>,
+    /// Emptied at shutdown, which closes the sockets (and removes Unix socket files).
+    listeners: Mutex<Vec<Listener>>,
     listeners_armed: AtomicBool,
     signal_pipe: Option<OwnedFd>,
     parked: Mutex<HashMap<usize, Parked>>,
@@ -72,7 +73,7 @@ impl Reactor {
         let _ = ctx.waker.set(Arc::clone(&poller));
         Ok(Reactor {
             poller,
-            listeners,
+            listeners: Mutex::new(listeners),
             listeners_armed: AtomicBool::new(true),
             signal_pipe,
             parked: Mutex::new(HashMap::new()),
@@ -132,8 +133,8 @@ impl Reactor {
     /// Stops accepting and closes idle connections; requests in flight go on.
     pub(crate) fn begin_shutdown(&self) {
         self.accepting.store(false, Ordering::Relaxed);
-        for l in &self.listeners {
-            let _ = self.poller.delete(l);
+        for l in self.listeners.lock().drain(..) {
+            let _ = self.poller.delete(&l);
         }
         let idle: Vec<usize> = self
             .parked
@@ -174,7 +175,7 @@ impl Reactor {
                     }
                     self.ctx.request_shutdown();
                 }
-                k if k < self.listeners.len() => self.accept_from(k),
+                k if k < FIRST_CONN_KEY => self.accept_from(k),
                 k => match self.take(k) {
                     Some(Parked::Idle(c, _)) => out.push(Ready::Conn(c)),
                     Some(Parked::Closing(c, deadline)) => self.drain_closing(c, deadline),
@@ -191,7 +192,10 @@ impl Reactor {
     }
 
     fn accept_from(&self, index: usize) {
-        let l = &self.listeners[index];
+        let listeners = self.listeners.lock();
+        let Some(l) = listeners.get(index) else {
+            return;
+        };
         // Accept what is pending, within the connection limit.
         for _ in 0..64 {
             if !self.accepting.load(Ordering::Relaxed) || self.ctx.at_connection_limit() {
@@ -234,7 +238,7 @@ impl Reactor {
         {
             return;
         }
-        for (i, l) in self.listeners.iter().enumerate() {
+        for (i, l) in self.listeners.lock().iter().enumerate() {
             let _ = self.poller.modify(l, Event::readable(i));
         }
         self.listeners_armed.store(true, Ordering::Relaxed);
@@ -296,7 +300,7 @@ impl Drop for Reactor {
         for k in keys {
             self.take(k);
         }
-        for l in &self.listeners {
+        for l in self.listeners.get_mut().iter() {
             let _ = self.poller.delete(l);
         }
         if let Some(p) = &self.signal_pipe {
