@@ -23,6 +23,7 @@
 //! # ; Ok::<(), std::io::Error>(())
 //! ```
 
+mod acceptor;
 mod conn;
 mod listener;
 mod mpx;
@@ -30,6 +31,7 @@ mod reactor;
 mod request;
 mod response;
 
+pub use acceptor::Acceptor;
 pub use listener::{Address, AllowList, Listener, DEFAULT_BACKLOG};
 pub use request::{Input, Request, Stderr, Stdout};
 pub use response::reason_phrase;
@@ -790,44 +792,61 @@ fn worker(rx: Receiver<Job>, reactor: &Reactor, ctx: &ServerCtx, handler: &dyn H
 /// or closes.
 fn serve_conn(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx, handler: &dyn Handler) {
     loop {
-        let head = match c.read_request() {
-            Ok(Next::Request(head)) => head,
-            Ok(Next::Close) => return reactor.close(c),
-            Err(e) => {
-                if e.kind() != io::ErrorKind::UnexpectedEof
-                    && e.kind() != io::ErrorKind::ConnectionReset
-                {
-                    ctx.log(format_args!("connection closed: {e}"));
-                }
-                return reactor.close(c);
-            }
+        let Some(mut req) = next_request(c, reactor, ctx) else {
+            return;
         };
-        let shared = Arc::clone(&c.shared);
-        let keep = head.keep_conn;
-        let mut req = Request::inline(head, c);
         run_handler(&mut req, ctx, handler);
-        let (result, reader, input_done) = req.finish();
-        c = Conn {
-            shared,
-            reader: reader.expect("inline requests give their reader back"),
-        };
-        match result {
-            Ok(()) => {
-                ctx.stats.served.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => return, // the web server is gone: drop the connection
+        match end_request(req, reactor, ctx) {
+            Some(next) => c = next, // the next request is already buffered (pipelined)
+            None => return,
         }
-        if !keep || !reactor.is_accepting() {
-            if input_done && c.reader.is_idle() {
-                return; // nothing unread: a plain close cannot reset the response
-            }
-            return reactor.close(c);
-        }
-        if c.reader.buffered() == 0 {
-            return reactor.park(c);
-        }
-        // The next request is already buffered (pipelined): serve it now.
     }
+}
+
+/// Reads the next request of a connection; `None` when the connection ended instead (it is
+/// then closed, or closing in the reactor).
+pub(crate) fn next_request(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) -> Option<Request> {
+    match c.read_request() {
+        Ok(Next::Request(head)) => Some(Request::inline(head, c)),
+        Ok(Next::Close) => {
+            reactor.close(c);
+            None
+        }
+        Err(e) => {
+            if e.kind() != io::ErrorKind::UnexpectedEof
+                && e.kind() != io::ErrorKind::ConnectionReset
+            {
+                ctx.log(format_args!("connection closed: {e}"));
+            }
+            reactor.close(c);
+            None
+        }
+    }
+}
+
+/// Ends a request read by [`next_request`]: END_REQUEST goes out, then the connection is
+/// closed (no keep-conn), parked (idle) or given back (its next request is already buffered).
+pub(crate) fn end_request(req: Request, reactor: &Reactor, ctx: &ServerCtx) -> Option<Conn> {
+    let keep = req.keep_conn;
+    let shared = req.conn_shared()?;
+    let (result, reader, input_done) = req.finish();
+    let c = Conn {
+        shared,
+        reader: reader?,
+    };
+    result.ok()?; // the web server is gone: drop the connection
+    ctx.stats.served.fetch_add(1, Ordering::Relaxed);
+    if !keep || !reactor.is_accepting() {
+        if !(input_done && c.reader.is_idle()) {
+            reactor.close(c); // unread input: close without resetting the response
+        }
+        return None;
+    }
+    if c.reader.buffered() == 0 {
+        reactor.park(c);
+        return None;
+    }
+    Some(c)
 }
 
 /// Calls the handler, turning errors and panics into a 500 (when nothing was sent) plus a

@@ -363,6 +363,14 @@ impl Request {
         }
     }
 
+    /// The connection an inline request came on.
+    pub(crate) fn conn_shared(&self) -> Option<Arc<Shared>> {
+        match (&self.input.src, &self.stdout.0.sink) {
+            (Source::Inline { .. }, Sink::Records(s)) => Some(Arc::clone(s)),
+            _ => None,
+        }
+    }
+
     /// Whether stdout bytes reached the web server (so a 500 can no longer be sent).
     pub(crate) fn stdout_sent(&self) -> bool {
         match self.stdout.0.sink {

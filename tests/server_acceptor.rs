@@ -1,0 +1,117 @@
+//! The pull API (`Acceptor`), which the libfcgi-compatible `FCGX_Accept_r` stands on.
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use common::*;
+use fcgi::server::{Acceptor, Listener};
+
+fn acceptor() -> (Arc<Acceptor>, String) {
+    let l = Listener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    (
+        Arc::new(Acceptor::new(l, Default::default()).unwrap()),
+        addr,
+    )
+}
+
+fn serve_one(a: &Acceptor) {
+    let mut req = a.accept().unwrap();
+    echo(&mut req).unwrap();
+    a.finish(req).unwrap();
+}
+
+#[test]
+fn single_threaded_accept_loop_never_stalls_behind_kept_alive_connections() {
+    let (a, addr) = acceptor();
+    let a2 = Arc::clone(&a);
+    let server = std::thread::spawn(move || loop {
+        match a2.accept() {
+            Ok(mut req) => {
+                echo(&mut req).unwrap();
+                a2.finish(req).unwrap();
+            }
+            Err(_) => return,
+        }
+    });
+    // Like nginx with `keepalive 4`: several kept connections, used in turn.
+    let mut conns: Vec<Raw> = (0..4).map(|_| Raw::connect(&addr)).collect();
+    for round in 0..3 {
+        for (i, c) in conns.iter_mut().enumerate().rev() {
+            let body = format!("round {round} conn {i}");
+            assert_eq!(
+                c.request(1, true, &[], body.as_bytes()).body(),
+                format!("\n{body}").as_bytes()
+            );
+        }
+    }
+    a.shutdown();
+    server.join().unwrap();
+}
+
+#[test]
+fn many_threads_accept_on_one_listener() {
+    let (a, addr) = acceptor();
+    let servers: Vec<_> = (0..4)
+        .map(|_| {
+            let a = Arc::clone(&a);
+            std::thread::spawn(move || {
+                let mut served = 0;
+                while let Ok(mut req) = a.accept() {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    echo(&mut req).unwrap();
+                    a.finish(req).unwrap();
+                    served += 1;
+                }
+                served
+            })
+        })
+        .collect();
+    let clients: Vec<_> = (0..40)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(&addr);
+                let body = format!("c{i}");
+                assert_eq!(
+                    c.request(1, false, &[], body.as_bytes()).body(),
+                    format!("\n{body}").as_bytes()
+                );
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    a.shutdown();
+    let served: Vec<usize> = servers.into_iter().map(|s| s.join().unwrap()).collect();
+    assert_eq!(served.iter().sum::<usize>(), 40);
+    assert!(
+        served.iter().filter(|&&n| n > 0).count() >= 2,
+        "work spread over threads: {served:?}"
+    );
+}
+
+#[test]
+fn pipelined_request_after_finish_is_served_next() {
+    let (a, addr) = acceptor();
+    let mut c = Raw::connect(&addr);
+    let mut two = Raw::request_bytes(1, true, &[("N", "1")], b"");
+    two.extend(Raw::request_bytes(2, true, &[("N", "2")], b""));
+    c.send(&two);
+    serve_one(&a);
+    serve_one(&a);
+    assert_eq!(c.response(1).body(), b"N=1\n\n");
+    assert_eq!(c.response(2).body(), b"N=2\n\n");
+    let mut req = {
+        c.send(&Raw::request_bytes(3, false, &[], b"x"));
+        a.accept().unwrap()
+    };
+    req.stdout()
+        .write_all(b"Status: 204 No Content\r\n\r\n")
+        .unwrap();
+    a.finish(req).unwrap();
+    assert!(c.response(3).text().starts_with("Status: 204"));
+}
