@@ -866,7 +866,9 @@ fn run_handler(req: &mut Request, ctx: &ServerCtx, handler: &dyn Handler) {
             Some(format!("handler panicked: {msg}"))
         }
     };
-    if req.is_aborted() {
+    // Only a failed handler is worth a look at the socket; a clean one costs no syscall.
+    let aborted = req.input.abort_seen() || (failure.is_some() && req.is_aborted());
+    if aborted {
         ctx.stats.aborted.fetch_add(1, Ordering::Relaxed);
         return;
     }

@@ -175,7 +175,7 @@ impl Reactor {
                     }
                     self.ctx.request_shutdown();
                 }
-                k if k < FIRST_CONN_KEY => self.accept_from(k),
+                k if k < FIRST_CONN_KEY => self.accept_from(k, &mut out),
                 k => match self.take(k) {
                     Some(Parked::Idle(c, _)) => out.push(Ready::Conn(c)),
                     Some(Parked::Closing(c, deadline)) => self.drain_closing(c, deadline),
@@ -191,7 +191,10 @@ impl Reactor {
         Ok(out)
     }
 
-    fn accept_from(&self, index: usize) {
+    /// Accepts pending connections. One whose first bytes are already there is ready at
+    /// once (no poller round trip, the common case behind a busy web server); the others are
+    /// parked until they send something.
+    fn accept_from(&self, index: usize, ready: &mut Vec<Ready>) {
         let listeners = self.listeners.lock();
         let Some(l) = listeners.get(index) else {
             return;
@@ -213,7 +216,13 @@ impl Reactor {
                         }
                     }
                     let _ = stream.set_read_timeout(self.ctx.config.read_timeout);
-                    self.park(Conn::new(stream, Arc::clone(&self.ctx)));
+                    let has_data = matches!(stream.peek_nonblocking(&mut [0u8; 1]), Ok(1));
+                    let conn = Conn::new(stream, Arc::clone(&self.ctx));
+                    if has_data {
+                        ready.push(Ready::Conn(conn));
+                    } else {
+                        self.park(conn);
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {

@@ -382,7 +382,6 @@ impl Request {
     /// Ends the request: flushes both output streams, sends their end records and
     /// END_REQUEST in one write, and gives back the connection's reader (inline requests).
     pub(crate) fn finish(mut self) -> (io::Result<()>, Option<Box<Reader>>, bool) {
-        let aborted = self.input.check_aborted();
         let result = match (&self.stdout.0.sink, &self.stderr.0.sink) {
             (Sink::Records(shared), Sink::Records(_)) => {
                 let shared = Arc::clone(shared);
@@ -406,7 +405,6 @@ impl Request {
             }
             _ => (None, true),
         };
-        let _ = aborted;
         (result, reader, stdin_done)
     }
 }
@@ -495,6 +493,17 @@ impl Input {
     /// ```
     pub fn received(&self) -> u64 {
         self.received[slot(self.current)]
+    }
+
+    /// Whether an abort was already seen, without looking at the socket.
+    pub(crate) fn abort_seen(&self) -> bool {
+        match &self.src {
+            Source::Inline {
+                shared, aborted, ..
+            } => *aborted || shared.broken.load(Ordering::Relaxed),
+            Source::Mpx(inbox) => inbox.is_aborted(),
+            Source::Local(_) => false,
+        }
     }
 
     fn check_aborted(&mut self) -> bool {
