@@ -1,10 +1,14 @@
 //! Echoes the request as text/plain: one `NAME=VALUE` line per param in the order received,
 //! an empty line, then the request body byte for byte.
 //!
+//! The body is read to the end before the response starts: nginx stops sending a request
+//! body once the response has begun (it drops its spooled copy), so an application that
+//! answers while still reading a large body would wait forever for the rest.
+//!
 //! ```text
 //! cargo run --example echo -- 127.0.0.1:9000
 //! ```
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 fn main() -> io::Result<()> {
     let addr = std::env::args().nth(1);
@@ -19,9 +23,9 @@ fn main() -> io::Result<()> {
                 head.push(b'\n');
             }
             head.push(b'\n');
+            let mut body = Vec::new();
+            req.stdin().read_to_end(&mut body)?;
             req.stdout().write_all(&head)?;
-            let (stdin, stdout, _) = req.split();
-            io::copy(stdin, stdout)?;
-            Ok(())
+            req.stdout().write_all(&body)
         })
 }
