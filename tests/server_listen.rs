@@ -239,6 +239,15 @@ fn allow_list_from_environment_in_a_real_process() {
 
 #[test]
 fn sigterm_stops_gracefully_after_the_request_in_flight() {
+    stops_gracefully_on(libc::SIGTERM);
+}
+
+#[test]
+fn sigusr1_stops_gracefully_after_the_request_in_flight() {
+    stops_gracefully_on(libc::SIGUSR1);
+}
+
+fn stops_gracefully_on(signal: i32) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -261,7 +270,7 @@ fn sigterm_stops_gracefully_after_the_request_in_flight() {
     c.write_all(&full[..cut]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         child.try_wait().unwrap().is_none(),
