@@ -6,14 +6,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::http::{self, Echo, Request};
+use support::http::{self, concurrent_posts, post_echo, Echo, Request};
 use support::peers::{App, Nginx, NginxConf};
-use support::{assert_bytes_eq, connections_to, pattern, require_peer, temp_dir, Addr};
+use support::{connections_to, pattern, require_peer, temp_dir, Addr};
 
 /// nginx in front of an example app, torn down in this order: nginx, app, temp dir.
 struct Stack {
@@ -49,22 +47,6 @@ fn stack(
         app,
         _dir: dir,
     })
-}
-
-/// POSTs `body` to echo through nginx and checks it comes back byte for byte.
-fn post_echo(addr: SocketAddr, path: &str, body: &[u8]) -> Echo {
-    let resp =
-        http::post(addr, path, body).unwrap_or_else(|e| panic!("POST {} B: {e}", body.len()));
-    assert_eq!(resp.status, 200, "POST {} B: {}", body.len(), resp.text());
-    let echo = Echo::parse(&resp.body);
-    echo.assert_param("REQUEST_METHOD", "POST");
-    echo.assert_param("CONTENT_LENGTH", &body.len().to_string());
-    assert_bytes_eq(
-        &echo.body,
-        body,
-        &format!("echoed body of {} B", body.len()),
-    );
-    echo
 }
 
 /// GET, POST bodies of 0 B, 1 B, 64 KiB and 8 MiB, and a 32 KiB header, through `s`.
@@ -191,51 +173,6 @@ fn echo_over_unix_socket_keep_conn() {
     for i in 0..5 {
         post_echo(s.nginx.addr, "/again", &pattern(100, i));
     }
-}
-
-/// Runs `n` requests at once (threads released together by a barrier); each POSTs its own
-/// body and query and must get exactly that back. Panics listing the failures.
-fn concurrent_posts(addr: SocketAddr, n: usize, deadline: Duration) {
-    let barrier = Arc::new(Barrier::new(n));
-    let start = Instant::now();
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let barrier = barrier.clone();
-            thread::Builder::new()
-                .stack_size(256 * 1024)
-                .spawn(move || -> Result<(), String> {
-                    let body = format!("request number {i}\n").into_bytes();
-                    barrier.wait();
-                    let resp = http::post(addr, &format!("/c?i={i}"), &body)
-                        .map_err(|e| format!("request {i}: {e}"))?;
-                    if resp.status != 200 {
-                        return Err(format!(
-                            "request {i}: status {}: {}",
-                            resp.status,
-                            resp.text()
-                        ));
-                    }
-                    let echo = Echo::parse(&resp.body);
-                    if echo.param("QUERY_STRING") != Some(&format!("i={i}")) || echo.body != body {
-                        return Err(format!("request {i}: wrong answer {:?}", resp.text()));
-                    }
-                    Ok(())
-                })
-                .expect("spawn client thread")
-        })
-        .collect();
-    let failures: Vec<String> = handles
-        .into_iter()
-        .filter_map(|h| h.join().expect("client thread panicked").err())
-        .collect();
-    let took = start.elapsed();
-    assert!(
-        failures.is_empty(),
-        "{} of {n} concurrent requests failed, e.g. {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(took < deadline, "{n} concurrent requests took {took:?}");
 }
 
 /// The classic libraries (libfcgi, PHP-FPM) stall here: nginx's keep-alive pool holds more

@@ -4,9 +4,11 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use super::IO_TIMEOUT;
+use super::{assert_bytes_eq, IO_TIMEOUT};
 
 /// A parsed HTTP response.
 #[derive(Clone, Debug)]
@@ -281,4 +283,64 @@ impl Echo {
                 .collect::<Vec<_>>()
         );
     }
+}
+
+/// POSTs `body` to the `echo` example (through a peer) and checks it comes back byte for byte.
+pub fn post_echo(addr: SocketAddr, path: &str, body: &[u8]) -> Echo {
+    let resp = post(addr, path, body).unwrap_or_else(|e| panic!("POST {} B: {e}", body.len()));
+    assert_eq!(resp.status, 200, "POST {} B: {}", body.len(), resp.text());
+    let echo = Echo::parse(&resp.body);
+    echo.assert_param("REQUEST_METHOD", "POST");
+    echo.assert_param("CONTENT_LENGTH", &body.len().to_string());
+    assert_bytes_eq(
+        &echo.body,
+        body,
+        &format!("echoed body of {} B", body.len()),
+    );
+    echo
+}
+
+/// Runs `n` requests at once (threads released together by a barrier); each POSTs its own
+/// body and query and must get exactly that back. Panics listing the failures.
+pub fn concurrent_posts(addr: SocketAddr, n: usize, deadline: Duration) {
+    let barrier = Arc::new(Barrier::new(n));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = barrier.clone();
+            thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || -> Result<(), String> {
+                    let body = format!("request number {i}\n").into_bytes();
+                    barrier.wait();
+                    let resp = post(addr, &format!("/c?i={i}"), &body)
+                        .map_err(|e| format!("request {i}: {e}"))?;
+                    if resp.status != 200 {
+                        return Err(format!(
+                            "request {i}: status {}: {}",
+                            resp.status,
+                            resp.text()
+                        ));
+                    }
+                    let echo = Echo::parse(&resp.body);
+                    if echo.param("QUERY_STRING") != Some(&format!("i={i}")) || echo.body != body {
+                        return Err(format!("request {i}: wrong answer {:?}", resp.text()));
+                    }
+                    Ok(())
+                })
+                .expect("spawn client thread")
+        })
+        .collect();
+    let failures: Vec<String> = handles
+        .into_iter()
+        .filter_map(|h| h.join().expect("client thread panicked").err())
+        .collect();
+    let took = start.elapsed();
+    assert!(
+        failures.is_empty(),
+        "{} of {n} concurrent requests failed, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(took < deadline, "{n} concurrent requests took {took:?}");
 }
