@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{BufReader, Write};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::http::{self, concurrent_posts, post_echo, Echo, Request};
 use support::peers::{App, Haproxy, HaproxyConf};
@@ -207,6 +207,57 @@ fn mpxs_conns_concurrent_requests() {
     }
     exercise(&mut s);
     s.app.proc.assert_running();
+}
+
+/// Clients take a few KiB of an 8 MiB answer and hang up, more of them than the app has
+/// workers. HAProxy then aborts the request towards the app (FCGI_ABORT_REQUEST, or by
+/// closing the connection); the app must free the worker, and on a multiplexed connection
+/// keep serving the other requests on it.
+fn abandon_then_serve(s: &mut Stack) {
+    let addr = s.haproxy.addr;
+    let body = pattern(8 * 1024 * 1024, 9);
+    for _ in 0..5 {
+        http::abandon_mid_response(addr, "/abandon", &body);
+    }
+    let start = Instant::now();
+    for i in 0..4 {
+        post_echo(addr, "/after", &pattern(10_000, i));
+    }
+    concurrent_posts(addr, 8, Duration::from_secs(20));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    s.app.proc.assert_running();
+    // HAProxy logged the client-side aborts ("CD": client disconnected during data).
+    assert!(
+        support::wait_until(Duration::from_secs(5), || s
+            .haproxy
+            .proc
+            .log()
+            .contains(" CD")),
+        "HAProxy never saw a client leave mid-response:\n{}",
+        s.haproxy.proc.log()
+    );
+}
+
+#[test]
+fn client_disconnect_mid_response_keep_conn() {
+    let env = [("FCGI_WORKERS", "2")];
+    let Some(mut s) = stack(false, &env, |c| c.keep_conn = true) else {
+        return;
+    };
+    abandon_then_serve(&mut s);
+}
+
+#[test]
+fn client_disconnect_mid_response_mpxs_conns() {
+    let env = [("FCGI_MPXS_CONNS", "1"), ("FCGI_WORKERS", "2")];
+    let Some(mut s) = stack(false, &env, |c| {
+        c.keep_conn = true;
+        c.get_values = true;
+        c.mpxs = Some(8);
+    }) else {
+        return;
+    };
+    abandon_then_serve(&mut s);
 }
 
 /// The harness itself, without any app: HAProxy answers 503 when its only server is down.

@@ -344,3 +344,37 @@ pub fn concurrent_posts(addr: SocketAddr, n: usize, deadline: Duration) {
     );
     assert!(took < deadline, "{n} concurrent requests took {took:?}");
 }
+
+/// POSTs `body` (to the `echo` example, whose answer is as big), reads the first 16 KiB of
+/// the answer and hangs up: a client going away mid-response. The upload runs in its own
+/// thread, so a peer that streams the answer before the upload ends works too.
+pub fn abandon_mid_response(addr: SocketAddr, path: &str, body: &[u8]) {
+    let conn = connect(addr).expect("connect");
+    let mut writer = conn.try_clone().expect("clone socket");
+    let head = encode_head(
+        addr,
+        &Request {
+            method: "POST",
+            path,
+            body: Some(body),
+            ..Request::default()
+        },
+    );
+    thread::scope(|s| {
+        s.spawn(move || {
+            // Fails once the reader below hangs up: expected.
+            let _ = writer.write_all(&head).and_then(|_| writer.write_all(body));
+        });
+        let mut first = vec![0u8; 16 * 1024];
+        (&conn)
+            .read_exact(&mut first)
+            .unwrap_or_else(|e| panic!("reading the start of the answer: {e}"));
+        assert!(
+            first.starts_with(b"HTTP/1.1 200"),
+            "answer starts {:?}",
+            String::from_utf8_lossy(&first[..64])
+        );
+        // Both directions, so the upload thread stops too; unread data makes this a reset.
+        let _ = conn.shutdown(Shutdown::Both);
+    });
+}
