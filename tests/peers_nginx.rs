@@ -22,6 +22,7 @@ struct Stack {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Via {
     Tcp,
+    Tcp6,
     Unix,
 }
 
@@ -35,6 +36,7 @@ fn stack(
     let dir = temp_dir();
     let addr = match via {
         Via::Tcp => Addr::free_tcp(),
+        Via::Tcp6 => Addr::free_tcp6()?,
         Via::Unix => Addr::unix_in(dir.path(), "app.sock"),
     };
     let app = App::start(app, dir.path(), addr.clone(), env);
@@ -153,6 +155,15 @@ fn echo_over_tcp_keep_conn() {
         1,
         "kept-alive connection was not reused"
     );
+}
+
+/// The app listening on `[::1]:port`, nginx connecting over IPv6.
+#[test]
+fn echo_over_ipv6() {
+    let Some(mut s) = stack("echo", Via::Tcp6, &[], |_| {}) else {
+        return;
+    };
+    exercise(&mut s);
 }
 
 #[test]

@@ -36,6 +36,20 @@ impl Addr {
         Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], free_port())))
     }
 
+    /// A free TCP port on `[::1]`, or `None` (after a loud SKIP line) when this machine has
+    /// no IPv6 loopback.
+    pub fn free_tcp6() -> Option<Addr> {
+        match TcpListener::bind("[::1]:0") {
+            Ok(l) => Some(Addr::Tcp(l.local_addr().expect("local_addr"))),
+            Err(e) => {
+                shout(&format!(
+                    "\n*** SKIP: no IPv6 loopback ([::1]: {e}); test did NOT run ***\n"
+                ));
+                None
+            }
+        }
+    }
+
     /// `dir/name` as a Unix socket address.
     pub fn unix_in(dir: &Path, name: &str) -> Addr {
         Addr::Unix(dir.join(name))
