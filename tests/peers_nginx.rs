@@ -91,10 +91,11 @@ fn exercise(s: &mut Stack) {
     );
     assert!(echo.body.is_empty(), "GET echoed a body: {:?}", echo.body);
 
-    // nginx 1.22 is half-duplex towards the app: once it has the response header it sends
-    // no more of the request body. An app that starts answering before it has read all of
-    // stdin (8 MiB does not fit the socket buffers) waits forever for the rest, and nginx
-    // gives up after fastcgi_read_timeout. HAProxy and cgi-fcgi are full-duplex.
+    // Seen with nginx 1.22: once the app has started answering, nginx sends no more of the
+    // request body. An app that writes a response (beyond what nginx buffers) before it has
+    // read all of stdin then waits forever for the rest of an 8 MiB body, and nginx gives
+    // up after fastcgi_read_timeout (502/504 or a cut answer). HAProxy and cgi-fcgi keep
+    // sending.
     for (i, len) in [0, 1, 64 * 1024, 8 * 1024 * 1024].into_iter().enumerate() {
         post_echo(addr, "/post", &pattern(len, i as u32));
     }
