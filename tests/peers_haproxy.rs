@@ -136,33 +136,18 @@ fn get_values_answered() {
     concurrent_posts(s.haproxy.addr, 16, Duration::from_secs(20));
 }
 
-/// Multiplexing: the app announces FCGI_MPXS_CONNS=1 and HAProxy puts up to 8 requests on
-/// one connection, their records interleaved.
-///
-/// First 16 uploads are held part-sent, so that 16 requests are open in the app at once:
-/// multiplexed they fit on 2 connections (more if the app announces a lower
-/// FCGI_MAX_REQS), not multiplexed they need 16. Then the uploads finish and every answer
-/// must match its own request; then bursts of concurrent requests.
-#[test]
-fn mpxs_conns_concurrent_requests() {
-    const HELD: usize = 16;
+/// Opens `n` requests at once and keeps them open: each upload is held part-sent until all
+/// are under way, then finished; every answer must match its own request. Answers how many
+/// connections HAProxy had open to the app while the requests were held.
+fn hold_requests(s: &Stack, n: usize) -> usize {
     // HAProxy 2.6 holds a request back until its body is complete or fills a buffer
     // (tune.bufsize): only more than 65528 bytes make it open the request in the app.
-    const HELD_BODY: usize = 100_000;
-    const HELD_SENT: usize = 70_000;
-    let env = [("FCGI_MPXS_CONNS", "1"), ("FCGI_WORKERS", "16")];
-    let Some(mut s) = stack(false, &env, |c| {
-        c.keep_conn = true;
-        c.get_values = true;
-        c.mpxs = Some(8);
-    }) else {
-        return;
-    };
+    const BODY: usize = 100_000;
+    const SENT: usize = 70_000;
     let addr = s.haproxy.addr;
-    let port = s.app.addr.tcp().port();
     let mut held = Vec::new();
-    for i in 0..HELD {
-        let body = pattern(HELD_BODY, 1000 + i as u32);
+    for i in 0..n {
+        let body = pattern(BODY, 1000 + i as u32);
         let path = format!("/held?i={i}");
         let head = http::encode_head(
             addr,
@@ -175,16 +160,14 @@ fn mpxs_conns_concurrent_requests() {
         );
         let mut conn = http::connect(addr).expect("connect");
         conn.write_all(&head).expect("send head");
-        conn.write_all(&body[..HELD_SENT])
-            .expect("send start of body");
+        conn.write_all(&body[..SENT]).expect("send start of body");
         held.push((conn, body));
     }
     // Give HAProxy a moment to pass them all on.
     thread::sleep(Duration::from_millis(1000));
-    let peak = connections_to(port);
+    let open = connections_to(s.app.addr.tcp().port());
     for (conn, body) in &mut held {
-        conn.write_all(&body[HELD_SENT..])
-            .expect("send rest of body");
+        conn.write_all(&body[SENT..]).expect("send rest of body");
     }
     for (i, (conn, body)) in held.into_iter().enumerate() {
         let resp = http::read_response(&mut BufReader::new(conn), false)
@@ -195,17 +178,59 @@ fn mpxs_conns_concurrent_requests() {
         assert_bytes_eq(&echo.body, &body, &format!("held request {i}"));
     }
     support::shout(&format!(
-        "mpxs_conns_concurrent_requests: {HELD} requests open at once used {peak} connections"
+        "haproxy: {n} requests open at once used {open} connections to the app"
     ));
-    assert!(
-        (1..=HELD / 2).contains(&peak),
-        "{peak} connections HAProxy -> app for {HELD} open requests: not multiplexed"
-    );
+    open
+}
 
+/// Multiplexing: the app announces FCGI_MPXS_CONNS=1 and HAProxy puts up to 8 requests on
+/// one connection, their records interleaved.
+///
+/// 16 requests held open at once fit on 2 connections (more if the app announces a lower
+/// FCGI_MAX_REQS), not multiplexed they need 16. Then bursts of concurrent requests, and
+/// the whole GET/POST/header round.
+#[test]
+fn mpxs_conns_concurrent_requests() {
+    let env = [("FCGI_MPXS_CONNS", "1"), ("FCGI_WORKERS", "16")];
+    let Some(mut s) = stack(false, &env, |c| {
+        c.keep_conn = true;
+        c.get_values = true;
+        c.mpxs = Some(8);
+    }) else {
+        return;
+    };
+    let open = hold_requests(&s, 16);
+    assert!(
+        (1..=8).contains(&open),
+        "{open} connections HAProxy -> app for 16 open requests: not multiplexed"
+    );
     for _ in 0..2 {
-        concurrent_posts(addr, 48, Duration::from_secs(30));
+        concurrent_posts(s.haproxy.addr, 48, Duration::from_secs(30));
     }
     exercise(&mut s);
+    s.app.proc.assert_running();
+}
+
+/// HAProxy configured to multiplex, but the app (multiplexing off, the default) says
+/// FCGI_MPXS_CONNS=0 in its GET_VALUES answer: HAProxy then opens a connection per request
+/// and every request succeeds. An app that claimed 1 here would get interleaved requests it
+/// refuses (FCGI_CANT_MPX_CONN).
+#[test]
+fn get_values_turns_multiplexing_off() {
+    let env = [("FCGI_WORKERS", "16")];
+    let Some(mut s) = stack(false, &env, |c| {
+        c.keep_conn = true;
+        c.get_values = true;
+        c.mpxs = Some(8);
+    }) else {
+        return;
+    };
+    let open = hold_requests(&s, 6);
+    assert_eq!(
+        open, 6,
+        "requests were multiplexed although the app said no"
+    );
+    concurrent_posts(s.haproxy.addr, 24, Duration::from_secs(30));
     s.app.proc.assert_running();
 }
 
