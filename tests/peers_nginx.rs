@@ -252,6 +252,23 @@ fn client_disconnect_mid_response_leaves_app_serving() {
     );
 }
 
+/// The `hello` example through a keep-alive pool: the same answer, request after request,
+/// on one kept connection.
+#[test]
+fn hello_keep_conn() {
+    let Some(s) = stack("hello", Via::Tcp, &[], |c| c.keepalive = Some(4)) else {
+        return;
+    };
+    for _ in 0..10 {
+        let resp = http::get(s.nginx.addr, "/hello").expect("GET /hello");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let ctype = resp.header("Content-Type").unwrap_or_default();
+        assert!(ctype.starts_with("text/plain"), "Content-Type {ctype:?}");
+        assert_eq!(resp.text(), "Hello, World!");
+    }
+    assert_eq!(connections_to(s.app.addr.tcp().port()), 1);
+}
+
 /// The harness itself, without any app: nginx serves a static file from its root and
 /// answers 502 when nothing listens upstream.
 #[test]
