@@ -23,8 +23,8 @@ pub fn example_path(name: &str) -> PathBuf {
     let path = profile_dir.join("examples").join(name);
     assert!(
         path.is_file(),
-        "example `{name}` not found at {} (run the tests with `cargo test`, which builds the \
-         examples)",
+        "example `{name}` not found at {}: plain `cargo test` builds the examples, but \
+         `cargo test --test <file>` does not; run `cargo build --examples` first",
         path.display()
     );
     path
