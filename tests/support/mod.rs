@@ -141,7 +141,8 @@ fn is_executable(p: &Path) -> bool {
     fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// A child process leading its own session and process group (as under `setsid`), with
+/// A child process leading its own session and process group (`setsid()` between fork and
+/// exec, as the `setsid` tool does), with
 /// stdout and stderr in a log file. Dropping it stops the whole group: SIGTERM, then SIGKILL
 /// after a grace period.
 #[derive(Debug)]
@@ -289,6 +290,11 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Waits until `addr` accepts connections; answers whether it did within `timeout`.
+pub fn wait_accepts(addr: &Addr, timeout: Duration) -> bool {
+    wait_until(timeout, || addr.accepts())
 }
 
 /// A file's contents as text, empty if it cannot be read.
