@@ -205,7 +205,11 @@ pub struct HaproxyConf {
     pub upstream: Addr,
     /// `option keep-conn`.
     pub keep_conn: bool,
-    /// `Some(n)`: `option mpxs-conns` and `option max-reqs n`.
+    /// `Some(n)`: `option mpxs-conns` and `option max-reqs n`. Only against an app that
+    /// multiplexes: HAProxy 2.6 puts requests that queued on a new connection while its
+    /// GET_VALUES was in flight on that one connection even when the answer says
+    /// FCGI_MPXS_CONNS=0, and it ignores the FCGI_CANT_MPX_CONN END_REQUEST of the refused
+    /// ones, whose clients then wait for `timeout server` (504).
     pub mpxs: Option<u32>,
     /// `option get-values`: HAProxy asks FCGI_MAX_REQS/FCGI_MPXS_CONNS first.
     pub get_values: bool,
