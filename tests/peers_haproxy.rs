@@ -250,7 +250,10 @@ fn abandon_then_serve(s: &mut Stack) {
 #[test]
 fn client_disconnect_mid_response_keep_conn() {
     let env = [("FCGI_WORKERS", "2")];
-    let Some(mut s) = stack(false, &env, |c| c.keep_conn = true) else {
+    let Some(mut s) = stack(false, &env, |c| {
+        c.keep_conn = true;
+        c.client_sndbuf = Some(32 * 1024);
+    }) else {
         return;
     };
     abandon_then_serve(&mut s);
@@ -263,6 +266,7 @@ fn client_disconnect_mid_response_mpxs_conns() {
         c.keep_conn = true;
         c.get_values = true;
         c.mpxs = Some(8);
+        c.client_sndbuf = Some(32 * 1024);
     }) else {
         return;
     };

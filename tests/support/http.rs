@@ -82,6 +82,19 @@ pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// Like [`connect`], with the receive buffer set to `bytes` before connecting (so the
+/// advertised window stays small too).
+pub fn connect_small_rcvbuf(addr: SocketAddr, bytes: usize) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_recv_buffer_size(bytes)?;
+    sock.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(s)
+}
+
 /// The request's head (request line and header fields, up to the empty line).
 pub fn encode_head(addr: SocketAddr, req: &Request<'_>) -> Vec<u8> {
     let method = if req.method.is_empty() {
@@ -348,8 +361,12 @@ pub fn concurrent_posts(addr: SocketAddr, n: usize, deadline: Duration) {
 /// POSTs `body` (to the `echo` example, whose answer is as big), reads the first 16 KiB of
 /// the answer and hangs up: a client going away mid-response. The upload runs in its own
 /// thread, so a peer that streams the answer before the upload ends works too.
+///
+/// The client's receive buffer is kept small, so that the kernel cannot soak up the whole
+/// answer on the client's behalf (loopback buffers grow to megabytes): the peer must still
+/// be sending when the client leaves. Pair it with a small send buffer on the peer's side.
 pub fn abandon_mid_response(addr: SocketAddr, path: &str, body: &[u8]) {
-    let conn = connect(addr).expect("connect");
+    let conn = connect_small_rcvbuf(addr, 16 * 1024).expect("connect");
     let mut writer = conn.try_clone().expect("clone socket");
     let head = encode_head(
         addr,

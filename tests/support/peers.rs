@@ -70,6 +70,9 @@ pub struct NginxConf {
     pub extra_http: String,
     /// Lines added inside the FastCGI `location / { }`.
     pub extra_location: String,
+    /// `Some(n)`: `sndbuf=n` on the listening socket, so that little of an answer sits in
+    /// kernel buffers towards the client (for clients that leave mid-response).
+    pub client_sndbuf: Option<u32>,
 }
 
 impl NginxConf {
@@ -81,6 +84,7 @@ impl NginxConf {
             buffering: true,
             extra_http: String::new(),
             extra_location: String::new(),
+            client_sndbuf: None,
         }
     }
 }
@@ -96,6 +100,7 @@ pub struct Nginx {
     /// The document root: `/static/x` is `root/static/x`.
     pub root: PathBuf,
     error_log: PathBuf,
+    access_log: PathBuf,
 }
 
 impl Nginx {
@@ -133,7 +138,8 @@ pid {b}/nginx.pid;
 error_log {b}/error.log info;
 events {{ worker_connections 2048; }}
 http {{
-    access_log {b}/access.log;
+    log_format test '$status $body_bytes_sent "$request" completion=$request_completion upstream=$upstream_status';
+    access_log {b}/access.log test;
     client_body_temp_path {b}/client_body;
     proxy_temp_path {b}/proxy;
     fastcgi_temp_path {b}/fastcgi;
@@ -147,7 +153,7 @@ http {{
         {keepalive}
     }}
     server {{
-        listen {addr};
+        listen {addr}{sndbuf};
         root {root};
         location /static/ {{ }}
         location / {{
@@ -168,6 +174,10 @@ http {{
             addr = addr.tcp(),
             root = root.display(),
             buffering = if conf.buffering { "on" } else { "off" },
+            sndbuf = conf
+                .client_sndbuf
+                .map(|n| format!(" sndbuf={n}"))
+                .unwrap_or_default(),
             extra_location = conf.extra_location,
             extra_http = conf.extra_http,
         );
@@ -189,7 +199,14 @@ http {{
             addr: addr.tcp(),
             root,
             error_log,
+            access_log: base.join("access.log"),
         })
+    }
+
+    /// nginx's access log so far: `status bytes "request" completion=OK|
+    /// upstream=status` per request.
+    pub fn access_log(&self) -> String {
+        super::read_lossy(&self.access_log)
     }
 
     /// nginx's error log so far (the app's FCGI_STDERR shows up here).
@@ -217,6 +234,9 @@ pub struct HaproxyConf {
     /// record length wraps), so [`HaproxyConf::new`] picks 65528, which also leaves room for
     /// a 32 KiB request header.
     pub bufsize: u32,
+    /// `Some(n)`: `tune.sndbuf.client n`, so that little of an answer sits in kernel
+    /// buffers towards the client (for clients that leave mid-response).
+    pub client_sndbuf: Option<u32>,
 }
 
 impl HaproxyConf {
@@ -228,6 +248,7 @@ impl HaproxyConf {
             mpxs: None,
             get_values: false,
             bufsize: 65528,
+            client_sndbuf: None,
         }
     }
 }
@@ -272,7 +293,7 @@ impl Haproxy {
             r#"global
     log stderr format raw local0 info
     tune.bufsize {bufsize}
-    maxconn 2048
+{sndbuf}    maxconn 2048
 
 defaults
     mode http
@@ -297,6 +318,10 @@ fcgi-app app
     log-stderr global
 {options}"#,
             bufsize = conf.bufsize,
+            sndbuf = conf
+                .client_sndbuf
+                .map(|n| format!("    tune.sndbuf.client {n}\n"))
+                .unwrap_or_default(),
             addr = addr.tcp(),
             docroot = docroot.display(),
         );
