@@ -61,7 +61,13 @@ fn exercise(s: &mut Stack) {
     assert!(echo.body.is_empty(), "GET echoed a body: {:?}", echo.body);
 
     for (i, len) in [0, 1, 64 * 1024, 8 * 1024 * 1024].into_iter().enumerate() {
-        post_echo(addr, "/post", &pattern(len, 100 + i as u32));
+        if let Err(e) = http::try_post_echo(addr, "/post", &pattern(len, 100 + i as u32)) {
+            panic!(
+                "{e}\nhaproxy log:\n{}\napp log:\n{}",
+                s.haproxy.proc.log(),
+                s.app.proc.log()
+            );
+        }
     }
 
     let big = "y".repeat(32 * 1024);

@@ -97,7 +97,13 @@ fn exercise(s: &mut Stack) {
     // up after fastcgi_read_timeout (502/504 or a cut answer). HAProxy and cgi-fcgi keep
     // sending.
     for (i, len) in [0, 1, 64 * 1024, 8 * 1024 * 1024].into_iter().enumerate() {
-        post_echo(addr, "/post", &pattern(len, i as u32));
+        if let Err(e) = http::try_post_echo(addr, "/post", &pattern(len, i as u32)) {
+            panic!(
+                "{e}\nnginx log:\n{}\napp log:\n{}",
+                s.nginx.proc.log(),
+                s.app.proc.log()
+            );
+        }
     }
 
     let big = "x".repeat(32 * 1024);

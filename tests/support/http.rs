@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{assert_bytes_eq, IO_TIMEOUT};
+use super::IO_TIMEOUT;
 
 /// A parsed HTTP response.
 #[derive(Clone, Debug)]
@@ -298,19 +298,38 @@ impl Echo {
     }
 }
 
-/// POSTs `body` to the `echo` example (through a peer) and checks it comes back byte for byte.
-pub fn post_echo(addr: SocketAddr, path: &str, body: &[u8]) -> Echo {
-    let resp = post(addr, path, body).unwrap_or_else(|e| panic!("POST {} B: {e}", body.len()));
-    assert_eq!(resp.status, 200, "POST {} B: {}", body.len(), resp.text());
+/// POSTs `body` to the `echo` example (through a peer) and checks that it comes back byte
+/// for byte, with REQUEST_METHOD and CONTENT_LENGTH; says what went wrong otherwise.
+pub fn try_post_echo(addr: SocketAddr, path: &str, body: &[u8]) -> Result<Echo, String> {
+    let len = body.len();
+    let resp = post(addr, path, body).map_err(|e| format!("POST {len} B: {e}"))?;
+    if resp.status != 200 {
+        return Err(format!(
+            "POST {len} B: status {}: {}",
+            resp.status,
+            resp.text()
+        ));
+    }
     let echo = Echo::parse(&resp.body);
-    echo.assert_param("REQUEST_METHOD", "POST");
-    echo.assert_param("CONTENT_LENGTH", &body.len().to_string());
-    assert_bytes_eq(
-        &echo.body,
-        body,
-        &format!("echoed body of {} B", body.len()),
-    );
-    echo
+    if echo.param("REQUEST_METHOD") != Some("POST")
+        || echo.param("CONTENT_LENGTH") != Some(&len.to_string())
+    {
+        return Err(format!("POST {len} B: params {:?}", echo.params));
+    }
+    if echo.body != body {
+        let first = echo.body.iter().zip(body).position(|(a, b)| a != b);
+        return Err(format!(
+            "POST {len} B: echoed {} B, first difference at {first:?}",
+            echo.body.len()
+        ));
+    }
+    Ok(echo)
+}
+
+/// [`try_post_echo`], panicking on failure.
+#[track_caller]
+pub fn post_echo(addr: SocketAddr, path: &str, body: &[u8]) -> Echo {
+    try_post_echo(addr, path, body).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs `n` requests at once (threads released together by a barrier); each POSTs its own

@@ -104,8 +104,9 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Writes the config under `dir/nginx/`, starts `nginx -g` in the foreground and waits
-    /// for its port. `None` when nginx is not installed (and skipping is allowed).
+    /// Writes the config under `dir/nginx/`, starts nginx in the foreground (`daemon off;`;
+    /// prefix, config and logs all in that directory) and waits for its port. `None` when
+    /// nginx is not installed (and skipping is allowed).
     pub fn start(dir: &Path, conf: &NginxConf) -> Option<Nginx> {
         let bin = require_peer("nginx")?;
         let base = dir.join("nginx");
