@@ -1,0 +1,436 @@
+//! Starting the crate's example applications and the real peers in front of them: nginx,
+//! HAProxy (`fcgi-app`) and Debian's `cgi-fcgi`. Every server gets its own config in the
+//! test's temp dir and runs in its own process group (see [`Proc`]).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{require_peer, Addr, Proc};
+
+/// `target/<profile>/examples/<name>`, found from the test binary's own path
+/// (`target/<profile>/deps/<test>-<hash>`). `cargo test` builds the examples first.
+pub fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "example `{name}` not found at {}: plain `cargo test` builds the examples, but \
+         `cargo test --test <file>` does not; run `cargo build --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// A running example application.
+#[derive(Debug)]
+pub struct App {
+    /// The process (its log holds the app's stdout and stderr).
+    pub proc: Proc,
+    /// Where it listens.
+    pub addr: Addr,
+}
+
+impl App {
+    /// Starts example `name` listening on `addr` with extra environment `env` (e.g.
+    /// `FCGI_WORKERS`), and waits until it accepts connections.
+    pub fn start(name: &str, dir: &Path, addr: Addr, env: &[(&str, &str)]) -> App {
+        let mut cmd = Command::new(example_path(name));
+        cmd.arg(addr.to_string())
+            .env_remove("FCGI_WEB_SERVER_ADDRS")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env("RUST_BACKTRACE", "1")
+            .envs(env.iter().copied());
+        let mut proc = Proc::spawn(name, cmd, dir.join(format!("app-{name}.log")));
+        proc.wait_accepts(&addr);
+        App { proc, addr }
+    }
+}
+
+/// How a test's nginx is set up in front of the application.
+#[derive(Clone, Debug)]
+pub struct NginxConf {
+    /// The FastCGI application's address.
+    pub upstream: Addr,
+    /// `Some(n)`: `fastcgi_keep_conn on;` and `keepalive n;` in the upstream block (both
+    /// are needed for nginx to keep connections to the app).
+    pub keepalive: Option<u32>,
+    /// `fastcgi_buffering` (nginx's default is on).
+    pub buffering: bool,
+    /// Lines added inside `http { }`.
+    pub extra_http: String,
+    /// Lines added inside the FastCGI `location / { }`.
+    pub extra_location: String,
+    /// `Some(n)`: `sndbuf=n` on the listening socket, so that little of an answer sits in
+    /// kernel buffers towards the client (for clients that leave mid-response).
+    pub client_sndbuf: Option<u32>,
+}
+
+impl NginxConf {
+    /// Defaults: no keep-alive, buffering on.
+    pub fn new(upstream: Addr) -> NginxConf {
+        NginxConf {
+            upstream,
+            keepalive: None,
+            buffering: true,
+            extra_http: String::new(),
+            extra_location: String::new(),
+            client_sndbuf: None,
+        }
+    }
+}
+
+/// A running nginx serving `/static/` from [`Nginx::root`] and everything else over
+/// FastCGI.
+#[derive(Debug)]
+pub struct Nginx {
+    /// The process group (master and workers); its log includes the error log.
+    pub proc: Proc,
+    /// The HTTP address.
+    pub addr: SocketAddr,
+    /// The document root: `/static/x` is `root/static/x`.
+    pub root: PathBuf,
+    error_log: PathBuf,
+    access_log: PathBuf,
+}
+
+impl Nginx {
+    /// Writes the config under `dir/nginx/`, starts nginx in the foreground (`daemon off;`;
+    /// prefix, config and logs all in that directory) and waits for its port. `None` when
+    /// nginx is not installed (and skipping is allowed).
+    pub fn start(dir: &Path, conf: &NginxConf) -> Option<Nginx> {
+        let bin = require_peer("nginx")?;
+        let base = dir.join("nginx");
+        let root = base.join("www");
+        fs::create_dir_all(root.join("static")).expect("mkdir nginx root");
+        let addr = Addr::free_tcp();
+        let error_log = base.join("error.log");
+        let server = match &conf.upstream {
+            Addr::Tcp(a) => a.to_string(),
+            Addr::Unix(p) => format!("unix:{}", p.display()),
+        };
+        let (keepalive, keep_conn) = match conf.keepalive {
+            Some(n) => (format!("keepalive {n};"), "fastcgi_keep_conn on;"),
+            None => (String::new(), ""),
+        };
+        // The master runs as root under CI; its workers must be able to reach the app's
+        // Unix socket in the (root-owned) temp dir, so they stay root too.
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root;"
+        } else {
+            ""
+        };
+        let b = base.display();
+        let text = format!(
+            r#"{user}
+daemon off;
+master_process on;
+worker_processes 1;
+pid {b}/nginx.pid;
+error_log {b}/error.log info;
+events {{ worker_connections 2048; }}
+http {{
+    log_format test '$status $body_bytes_sent "$request" completion=$request_completion upstream=$upstream_status';
+    access_log {b}/access.log test;
+    client_body_temp_path {b}/client_body;
+    proxy_temp_path {b}/proxy;
+    fastcgi_temp_path {b}/fastcgi;
+    uwsgi_temp_path {b}/uwsgi;
+    scgi_temp_path {b}/scgi;
+    client_max_body_size 64m;
+    large_client_header_buffers 4 64k;
+    keepalive_timeout 30s;
+    upstream app {{
+        server {server};
+        {keepalive}
+    }}
+    server {{
+        listen {addr}{sndbuf};
+        root {root};
+        location /static/ {{ }}
+        location / {{
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_pass app;
+            {keep_conn}
+            fastcgi_buffering {buffering};
+            fastcgi_connect_timeout 10s;
+            fastcgi_send_timeout 30s;
+            fastcgi_read_timeout 30s;
+            {extra_location}
+        }}
+    }}
+    {extra_http}
+}}
+"#,
+            addr = addr.tcp(),
+            root = root.display(),
+            buffering = if conf.buffering { "on" } else { "off" },
+            sndbuf = conf
+                .client_sndbuf
+                .map(|n| format!(" sndbuf={n}"))
+                .unwrap_or_default(),
+            extra_location = conf.extra_location,
+            extra_http = conf.extra_http,
+        );
+        let conf_path = base.join("nginx.conf");
+        fs::write(&conf_path, text).expect("write nginx.conf");
+        let mut cmd = Command::new(bin);
+        // -e: even the messages before the config is read go to our log, not /var/log.
+        cmd.arg("-p")
+            .arg(&base)
+            .arg("-e")
+            .arg(&error_log)
+            .arg("-c")
+            .arg(&conf_path);
+        let mut proc = Proc::spawn("nginx", cmd, base.join("stderr.log"));
+        proc.add_log(error_log.clone());
+        proc.wait_accepts(&addr);
+        Some(Nginx {
+            proc,
+            addr: addr.tcp(),
+            root,
+            error_log,
+            access_log: base.join("access.log"),
+        })
+    }
+
+    /// nginx's access log so far: `status bytes "request" completion=OK|
+    /// upstream=status` per request.
+    pub fn access_log(&self) -> String {
+        super::read_lossy(&self.access_log)
+    }
+
+    /// nginx's error log so far (the app's FCGI_STDERR shows up here).
+    pub fn error_log(&self) -> String {
+        super::read_lossy(&self.error_log)
+    }
+}
+
+/// How a test's HAProxy is set up in front of the application.
+#[derive(Clone, Debug)]
+pub struct HaproxyConf {
+    /// The FastCGI application's address.
+    pub upstream: Addr,
+    /// `option keep-conn`.
+    pub keep_conn: bool,
+    /// `Some(n)`: `option mpxs-conns` and `option max-reqs n`. Only against an app that
+    /// multiplexes: HAProxy 2.6 puts requests that queued on a new connection while its
+    /// GET_VALUES was in flight on that one connection even when the answer says
+    /// FCGI_MPXS_CONNS=0, and it ignores the FCGI_CANT_MPX_CONN END_REQUEST of the refused
+    /// ones, whose clients then wait for `timeout server` (504).
+    pub mpxs: Option<u32>,
+    /// `option get-values`: HAProxy asks FCGI_MAX_REQS/FCGI_MPXS_CONNS first.
+    pub get_values: bool,
+    /// `tune.bufsize`. HAProxy 2.6 corrupts request bodies above 65535 (a 16-bit STDIN
+    /// record length wraps), so [`HaproxyConf::new`] picks 65528, which also leaves room for
+    /// a 32 KiB request header.
+    pub bufsize: u32,
+    /// `Some(n)`: `tune.sndbuf.client n`, so that little of an answer sits in kernel
+    /// buffers towards the client (for clients that leave mid-response).
+    pub client_sndbuf: Option<u32>,
+}
+
+impl HaproxyConf {
+    /// Defaults: no keep-conn, no multiplexing, no get-values, bufsize 65528.
+    pub fn new(upstream: Addr) -> HaproxyConf {
+        HaproxyConf {
+            upstream,
+            keep_conn: false,
+            mpxs: None,
+            get_values: false,
+            bufsize: 65528,
+            client_sndbuf: None,
+        }
+    }
+}
+
+/// A running HAProxy whose only backend is the FastCGI application.
+#[derive(Debug)]
+pub struct Haproxy {
+    /// The process; its log is HAProxy's stderr, with the app's FCGI_STDERR.
+    pub proc: Proc,
+    /// The HTTP address.
+    pub addr: SocketAddr,
+}
+
+impl Haproxy {
+    /// Writes `dir/haproxy/haproxy.cfg`, starts `haproxy -db` and waits for its port.
+    /// `None` when HAProxy is not installed (and skipping is allowed).
+    pub fn start(dir: &Path, conf: &HaproxyConf) -> Option<Haproxy> {
+        let bin = require_peer("haproxy")?;
+        assert!(
+            conf.bufsize <= 65528,
+            "tune.bufsize above 65528 corrupts bodies in HAProxy 2.6"
+        );
+        let base = dir.join("haproxy");
+        let docroot = base.join("www");
+        fs::create_dir_all(&docroot).expect("mkdir haproxy docroot");
+        let addr = Addr::free_tcp();
+        let server = match &conf.upstream {
+            Addr::Tcp(a) => a.to_string(),
+            Addr::Unix(p) => p.display().to_string(),
+        };
+        let mut options = String::new();
+        if conf.keep_conn {
+            options.push_str("    option keep-conn\n");
+        }
+        if let Some(n) = conf.mpxs {
+            options.push_str(&format!("    option mpxs-conns\n    option max-reqs {n}\n"));
+        }
+        if conf.get_values {
+            options.push_str("    option get-values\n");
+        }
+        let text = format!(
+            r#"global
+    log stderr format raw local0 info
+    tune.bufsize {bufsize}
+{sndbuf}    maxconn 2048
+
+defaults
+    mode http
+    log global
+    option httplog
+    timeout connect 10s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 30s
+
+frontend fe
+    bind {addr}
+    default_backend be
+
+backend be
+    use-fcgi-app app
+    http-reuse always
+    server app {server} proto fcgi
+
+fcgi-app app
+    docroot {docroot}
+    log-stderr global
+{options}"#,
+            bufsize = conf.bufsize,
+            sndbuf = conf
+                .client_sndbuf
+                .map(|n| format!("    tune.sndbuf.client {n}\n"))
+                .unwrap_or_default(),
+            addr = addr.tcp(),
+            docroot = docroot.display(),
+        );
+        let conf_path = base.join("haproxy.cfg");
+        fs::write(&conf_path, text).expect("write haproxy.cfg");
+        let mut cmd = Command::new(bin);
+        cmd.arg("-db").arg("-f").arg(&conf_path);
+        let mut proc = Proc::spawn("haproxy", cmd, base.join("haproxy.log"));
+        proc.wait_accepts(&addr);
+        Some(Haproxy {
+            proc,
+            addr: addr.tcp(),
+        })
+    }
+}
+
+/// What a `cgi-fcgi` run produced.
+#[derive(Debug)]
+pub struct CgiOutput {
+    /// Its exit status (the application's app status).
+    pub status: ExitStatus,
+    /// The CGI response: header lines, an empty line, the body.
+    pub stdout: Vec<u8>,
+    /// Its stderr (the application's FCGI_STDERR).
+    pub stderr: Vec<u8>,
+}
+
+impl CgiOutput {
+    /// Splits stdout into header lines and body at the first empty line (CRLF or LF).
+    pub fn split(&self) -> (Vec<String>, Vec<u8>) {
+        let out = &self.stdout;
+        let mut headers = Vec::new();
+        let mut pos = 0;
+        loop {
+            let Some(nl) = out[pos..].iter().position(|&b| b == b'\n') else {
+                panic!(
+                    "no end of headers in cgi-fcgi output: {:?}",
+                    String::from_utf8_lossy(out)
+                );
+            };
+            let mut line = &out[pos..pos + nl];
+            pos += nl + 1;
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            if line.is_empty() {
+                return (headers, out[pos..].to_vec());
+            }
+            headers.push(String::from_utf8_lossy(line).into_owned());
+        }
+    }
+}
+
+/// Runs `cgi-fcgi -bind -connect ADDR` with exactly `env` as its environment (it sends all
+/// of it as params) and `stdin` on its stdin. `None` when cgi-fcgi is not installed (and
+/// skipping is allowed). Panics if it runs longer than `timeout` (it is killed).
+pub fn cgi_fcgi(
+    connect: &Addr,
+    env: &[(&str, &str)],
+    stdin: &[u8],
+    timeout: Duration,
+) -> Option<CgiOutput> {
+    let bin = require_peer("cgi-fcgi")?;
+    let mut child = Command::new(bin)
+        .env_clear()
+        .envs(env.iter().copied())
+        .arg("-bind")
+        .arg("-connect")
+        .arg(connect.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cgi-fcgi");
+    let mut input = child.stdin.take().expect("stdin");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let stdin = stdin.to_vec();
+    let writer = thread::spawn(move || {
+        // cgi-fcgi reads only CONTENT_LENGTH bytes: a broken pipe after that is fine.
+        let _ = input.write_all(&stdin);
+    });
+    let out_reader = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait cgi-fcgi") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cgi-fcgi did not finish within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    Some(CgiOutput {
+        status,
+        stdout: out_reader.join().expect("stdout reader"),
+        stderr: err_reader.join().expect("stderr reader"),
+    })
+}
