@@ -409,3 +409,25 @@ fn params_are_case_sensitive_first_wins_and_may_span_records() {
     let got = rx.recv_timeout(TIMEOUT).unwrap();
     assert_eq!(got, (Some("first".into()), None, Some(100_000), 3));
 }
+
+#[test]
+fn unread_but_complete_stdin_lets_the_connection_close_at_once() {
+    // A handler that never reads its (empty) stdin: the end record is already buffered, so
+    // the server closes outright instead of lingering for the peer to close first.
+    let srv = TestServer::start(config(1), |req| {
+        req.respond(200, &[("Content-Type", "text/plain")], b"hi")
+    });
+    let mut c = srv.connect();
+    let r = c.request(1, false, &[], b"");
+    assert_eq!(r.body(), b"hi");
+    assert!(c.record().is_none());
+    let t = std::time::Instant::now();
+    while srv.stats.snapshot().connections_open > 0 {
+        assert!(
+            t.elapsed() < Duration::from_millis(1000),
+            "connection lingered"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(c);
+}

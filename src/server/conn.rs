@@ -282,6 +282,34 @@ impl Reader {
         Ok(n)
     }
 
+    /// Consumes the rest of the current record if it is all buffered.
+    pub(crate) fn skip_current_if_buffered(&mut self) -> bool {
+        let rest = self.content_left + self.padding_left;
+        if rest > self.buffered() {
+            return false;
+        }
+        self.pos += rest;
+        self.content_left = 0;
+        self.padding_left = 0;
+        true
+    }
+
+    /// The header of the next record, if that whole record is buffered (at a boundary).
+    pub(crate) fn buffered_header(&self) -> Option<Header> {
+        if self.content_left + self.padding_left != 0 {
+            return None;
+        }
+        let head: &[u8; HEADER_LEN] = self.pending().first_chunk()?;
+        let h = Header::decode(head).ok()?;
+        (self.buffered() >= h.record_len()).then_some(h)
+    }
+
+    /// Drops `n` buffered bytes (a whole record from [`Reader::buffered_header`]).
+    pub(crate) fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.buffered());
+        self.pos += n;
+    }
+
     /// The buffered bytes, for a look at what is pending without reading the socket.
     pub(crate) fn pending(&self) -> &[u8] {
         &self.buf[self.pos..self.end]

@@ -399,13 +399,12 @@ impl Request {
             }
             _ => self.stdout.flush().and_then(|_| self.stderr.flush()),
         };
-        let (reader, stdin_done) = match self.input.src {
-            Source::Inline { reader, .. } => {
-                (Some(reader), self.input.done[0] && self.input.done[1])
-            }
-            _ => (None, true),
+        let input_done = self.input.finish_from_buffer(self.role);
+        let reader = match self.input.src {
+            Source::Inline { reader, .. } => Some(reader),
+            _ => None,
         };
-        (result, reader, stdin_done)
+        (result, reader, input_done)
     }
 }
 
@@ -493,6 +492,41 @@ impl Input {
     /// ```
     pub fn received(&self) -> u64 {
         self.received[slot(self.current)]
+    }
+
+    /// Whether every input stream the role has (stdin; stdin and data for a Filter) has
+    /// ended, consuming what of them is already buffered (a handler that never read its
+    /// empty stdin leaves its end record there). Reads nothing from the socket.
+    fn finish_from_buffer(&mut self, role: Role) -> bool {
+        let ended = |done: &[bool; 2]| done[0] && (role != Role::Filter || done[1]);
+        let Source::Inline {
+            reader,
+            id,
+            aborted,
+            ..
+        } = &mut self.src
+        else {
+            return true;
+        };
+        while !ended(&self.done) {
+            if *aborted || !reader.skip_current_if_buffered() {
+                return false;
+            }
+            self.in_record = false;
+            match reader.buffered_header() {
+                Some(h)
+                    if h.request_id == *id
+                        && matches!(h.record_type, RecordType::Stdin | RecordType::Data) =>
+                {
+                    reader.consume(h.record_len());
+                    if h.content_length == 0 {
+                        self.done[slot(h.record_type)] = true;
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
     }
 
     /// Whether an abort was already seen, without looking at the socket.
