@@ -10,4 +10,5 @@
 #![cfg_attr(test, deny(warnings))]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod client;
 pub mod protocol;

@@ -1,0 +1,745 @@
+//! A pool of kept-alive connections to one or more backends.
+//!
+//! Owns: per-backend idle lists and counts, the bound on connections, idle expiry, the FIFO
+//! queue of callers waiting for a connection, backend choice (round-robin, least-busy,
+//! affinity by key) and health marking. A leased connection is used without any pool lock
+//! held, so a long streaming response holds only its own connection and never delays others
+//! (the per-connection-mutex stall of a round-robin `Vec<Mutex<Client>>` cannot happen).
+
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::response::ConnRef;
+use super::{connection::ConnState, TimeoutKind};
+use super::{get_values, Address, BackendValues, Config, Connection, Error, Request, Response};
+
+/// One backend of a [`Pool`].
+///
+/// # Example
+///
+/// ```
+/// use fcgi::client::Backend;
+/// let b = Backend::new("127.0.0.1:9000".parse().unwrap()).max_conns(4);
+/// assert_eq!(b.address().to_string(), "127.0.0.1:9000");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Backend {
+    addr: Address,
+    max_conns: Option<usize>,
+}
+
+impl Backend {
+    /// A backend at `addr`, bounded by the pool's per-backend maximum.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Backend::new("unix:/run/php/fpm.sock".parse().unwrap());
+    /// ```
+    pub fn new(addr: Address) -> Backend {
+        Backend {
+            addr,
+            max_conns: None,
+        }
+    }
+
+    /// Bounds this backend's connections (busy plus idle) to `n` (at least 1).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Backend::new("127.0.0.1:9000".parse().unwrap()).max_conns(2);
+    /// ```
+    pub fn max_conns(mut self, n: usize) -> Backend {
+        self.max_conns = Some(n.max(1));
+        self
+    }
+
+    /// The backend's address.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Backend::new("127.0.0.1:9000".parse().unwrap());
+    /// assert!(matches!(b.address(), fcgi::client::Address::Tcp(_)));
+    /// ```
+    pub fn address(&self) -> &Address {
+        &self.addr
+    }
+}
+
+/// How a pool picks a backend for a request without an affinity key.
+///
+/// # Example
+///
+/// ```
+/// let pool = fcgi::client::Pool::builder().balance(fcgi::client::Balance::LeastBusy).build();
+/// ```
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Balance {
+    /// Each request goes to the next healthy backend with room.
+    #[default]
+    RoundRobin,
+    /// Each request goes to the healthy backend with the fewest connections in use.
+    LeastBusy,
+}
+
+/// A snapshot of one backend's state in a pool.
+///
+/// # Example
+///
+/// ```
+/// let pool = fcgi::client::Pool::builder()
+///     .backend(fcgi::client::Backend::new("127.0.0.1:9".parse().unwrap()))
+///     .build();
+/// let s = &pool.stats()[0];
+/// assert_eq!((s.busy, s.idle, s.healthy), (0, 0, true));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackendStats {
+    /// The backend's address.
+    pub addr: Address,
+    /// Connections leased out (or being opened).
+    pub busy: usize,
+    /// Kept-alive connections waiting for a request.
+    pub idle: usize,
+    /// The bound on busy plus idle connections.
+    pub limit: usize,
+    /// False while the backend is marked down after a failed connect.
+    pub healthy: bool,
+    /// Connections opened so far.
+    pub connects: u64,
+    /// Leases served by reusing an idle connection.
+    pub reuses: u64,
+    /// Failed connects so far.
+    pub failures: u64,
+}
+
+/// Builds a [`Pool`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use fcgi::client::{Backend, Pool};
+/// let pool = Pool::builder()
+///     .backend(Backend::new("127.0.0.1:9000".parse().unwrap()))
+///     .backend(Backend::new("127.0.0.1:9001".parse().unwrap()))
+///     .max_conns_per_backend(16)
+///     .idle_timeout(Duration::from_secs(10))
+///     .wait_timeout(Some(Duration::from_secs(2)))
+///     .retry_after(Duration::from_secs(1))
+///     .build();
+/// assert_eq!(pool.stats().len(), 2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct PoolBuilder {
+    backends: Vec<Backend>,
+    config: Config,
+    max_per_backend: usize,
+    idle_timeout: Duration,
+    wait_timeout: Option<Duration>,
+    retry_after: Duration,
+    balance: Balance,
+}
+
+impl PoolBuilder {
+    /// Adds a backend.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Pool::builder().backend(fcgi::client::Backend::new("127.0.0.1:9000".parse().unwrap()));
+    /// ```
+    pub fn backend(mut self, backend: Backend) -> PoolBuilder {
+        self.backends.push(backend);
+        self
+    }
+
+    /// Connection settings for every connection (timeouts, limits, keep-alive).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Pool::builder().config(fcgi::client::Config::default());
+    /// ```
+    pub fn config(mut self, config: Config) -> PoolBuilder {
+        self.config = config;
+        self
+    }
+
+    /// The default bound on connections per backend (busy plus idle). Default 8.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Pool::builder().max_conns_per_backend(4);
+    /// ```
+    pub fn max_conns_per_backend(mut self, n: usize) -> PoolBuilder {
+        self.max_per_backend = n.max(1);
+        self
+    }
+
+    /// How long an idle connection is kept. Default 30 s.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Pool::builder().idle_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn idle_timeout(mut self, t: Duration) -> PoolBuilder {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// How long a caller waits for a free connection (`None`: forever). Default 10 s.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Pool::builder().wait_timeout(None);
+    /// ```
+    pub fn wait_timeout(mut self, t: Option<Duration>) -> PoolBuilder {
+        self.wait_timeout = t;
+        self
+    }
+
+    /// How long a backend whose connect failed is left out before it is tried again.
+    /// Default 5 s.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Pool::builder().retry_after(std::time::Duration::from_millis(500));
+    /// ```
+    pub fn retry_after(mut self, t: Duration) -> PoolBuilder {
+        self.retry_after = t;
+        self
+    }
+
+    /// The balancing rule for requests without a key. Default round-robin.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Pool::builder().balance(fcgi::client::Balance::RoundRobin);
+    /// ```
+    pub fn balance(mut self, balance: Balance) -> PoolBuilder {
+        self.balance = balance;
+        self
+    }
+
+    /// Builds the pool; no connection is opened until the first request.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let pool = fcgi::client::Pool::builder().build();
+    /// assert!(pool.stats().is_empty());
+    /// ```
+    pub fn build(self) -> Pool {
+        let slots = self
+            .backends
+            .iter()
+            .map(|b| Slot {
+                idle: Vec::new(),
+                busy: 0,
+                limit: b.max_conns.unwrap_or(self.max_per_backend),
+                down_until: None,
+                connects: 0,
+                reuses: 0,
+                failures: 0,
+            })
+            .collect();
+        Pool {
+            shared: Arc::new(Shared {
+                backends: self.backends,
+                config: self.config,
+                idle_timeout: self.idle_timeout,
+                wait_timeout: self.wait_timeout,
+                retry_after: self.retry_after,
+                balance: self.balance,
+                state: Mutex::new(State {
+                    slots,
+                    queue: VecDeque::new(),
+                    next_ticket: 0,
+                    rr: 0,
+                }),
+                cond: Condvar::new(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    idle: Vec<(Connection, Instant)>,
+    busy: usize,
+    limit: usize,
+    down_until: Option<Instant>,
+    connects: u64,
+    reuses: u64,
+    failures: u64,
+}
+
+impl Slot {
+    fn healthy(&self, now: Instant) -> bool {
+        self.down_until.is_none_or(|t| now >= t)
+    }
+    fn has_room(&self) -> bool {
+        !self.idle.is_empty() || self.busy + self.idle.len() < self.limit
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    slots: Vec<Slot>,
+    queue: VecDeque<u64>,
+    next_ticket: u64,
+    rr: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    backends: Vec<Backend>,
+    config: Config,
+    idle_timeout: Duration,
+    wait_timeout: Option<Duration>,
+    retry_after: Duration,
+    balance: Balance,
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+enum Choice {
+    Idle(usize, Connection),
+    Connect(usize),
+    Wait,
+    NoneHealthy,
+}
+
+/// Connections to one or more FastCGI backends, kept alive and shared by threads.
+///
+/// Each backend has a bound on its connections. A caller that finds every allowed
+/// connection in use waits in a FIFO queue (woken by a condition variable, never spinning)
+/// up to the wait timeout. Idle connections expire after the idle timeout and are checked
+/// for a backend-side close before reuse. A backend whose connect fails is left out for
+/// `retry_after`, then tried again. Requests with an affinity key go to the same healthy
+/// backend every time (rendezvous hashing), so a session stays where its state is.
+///
+/// `Pool` is cheap to clone (an `Arc`) and `Send + Sync`.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::io::Read;
+/// use fcgi::client::{Backend, Pool, Request};
+/// let pool = Pool::builder().backend(Backend::new("127.0.0.1:9000".parse()?)).build();
+/// let worker = {
+///     let pool = pool.clone();
+///     std::thread::spawn(move || -> Result<u16, fcgi::client::Error> {
+///         let resp = pool.send(Request::new().param("SCRIPT_FILENAME", "/srv/a.php"), std::io::empty())?;
+///         Ok(resp.status())
+///     })
+/// };
+/// let mut resp = pool.send_keyed(b"session-42", Request::new(), std::io::empty())?;
+/// std::io::copy(&mut resp, &mut std::io::stdout())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+impl Pool {
+    /// A builder with the defaults (8 connections per backend, 30 s idle, 10 s wait, 5 s
+    /// retry, round-robin).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let pool = fcgi::client::Pool::builder().build();
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            backends: Vec::new(),
+            config: Config::default(),
+            max_per_backend: 8,
+            idle_timeout: Duration::from_secs(30),
+            wait_timeout: Some(Duration::from_secs(10)),
+            retry_after: Duration::from_secs(5),
+            balance: Balance::RoundRobin,
+        }
+    }
+
+    /// Sends a request on a pooled connection; see [`Connection::send`]. The connection
+    /// returns to the pool when the response is read to its end (or is closed when the
+    /// response is dropped early).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::get`] and [`Connection::send`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use fcgi::client::{Backend, Pool, Request};
+    /// # let pool = Pool::builder().backend(Backend::new("127.0.0.1:9000".parse()?)).build();
+    /// let status = pool.send(Request::new(), std::io::empty())?.finish()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send<'a, R: Read + Send + 'a>(
+        &self,
+        request: Request,
+        body: R,
+    ) -> Result<Response<'a>, Error> {
+        let conn = self.get()?;
+        Response::start(ConnRef::Pooled(conn), request, Box::new(body))
+    }
+
+    /// Like [`Pool::send`], with an affinity key: requests with the same key go to the same
+    /// backend while it is healthy.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::send`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use fcgi::client::{Backend, Pool, Request};
+    /// # let pool = Pool::builder().backend(Backend::new("127.0.0.1:9000".parse()?)).build();
+    /// let resp = pool.send_keyed(b"PHPSESSID=abc", Request::new(), std::io::empty())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_keyed<'a, R: Read + Send + 'a>(
+        &self,
+        key: &[u8],
+        request: Request,
+        body: R,
+    ) -> Result<Response<'a>, Error> {
+        let conn = self.get_keyed(Some(key))?;
+        Response::start(ConnRef::Pooled(conn), request, Box::new(body))
+    }
+
+    /// Leases a connection (reused or new); it returns to the pool when dropped, if it is
+    /// still reusable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`]`(`[`TimeoutKind::PoolWait`]`)` when none frees up in time,
+    /// [`Error::NoBackend`] when every backend is marked down, and the connect error of the
+    /// last backend tried.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use fcgi::client::{Backend, Pool, Request};
+    /// # let pool = Pool::builder().backend(Backend::new("127.0.0.1:9000".parse()?)).build();
+    /// let mut conn = pool.get()?;
+    /// conn.send(Request::new(), std::io::empty())?.finish()?;
+    /// conn.send(Request::new(), std::io::empty())?.finish()?; // same connection
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get(&self) -> Result<PooledConnection, Error> {
+        self.get_keyed(None)
+    }
+
+    /// Leases a connection to the backend chosen for `key` (see [`Pool::send_keyed`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::get`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use fcgi::client::{Backend, Pool};
+    /// # let pool = Pool::builder().backend(Backend::new("127.0.0.1:9000".parse()?)).build();
+    /// let a = pool.get_keyed(Some(b"user-7"))?.backend();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_keyed(&self, key: Option<&[u8]>) -> Result<PooledConnection, Error> {
+        let shared = &self.shared;
+        let deadline = shared.wait_timeout.map(|t| Instant::now() + t);
+        let mut last_err: Option<Error> = None;
+        let mut st = shared.state.lock();
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.queue.push_back(ticket);
+        loop {
+            if st.queue.front() == Some(&ticket) {
+                match self.choose(&mut st, key) {
+                    Choice::Idle(b, conn) => {
+                        st.queue.pop_front();
+                        st.slots[b].busy += 1;
+                        st.slots[b].reuses += 1;
+                        shared.cond.notify_all();
+                        return Ok(self.lease(b, conn));
+                    }
+                    Choice::Connect(b) => {
+                        st.queue.pop_front();
+                        st.slots[b].busy += 1;
+                        shared.cond.notify_all();
+                        drop(st);
+                        let res = Connection::connect(&shared.backends[b].addr, &shared.config);
+                        st = shared.state.lock();
+                        let slot = &mut st.slots[b];
+                        match res {
+                            Ok(conn) => {
+                                slot.connects += 1;
+                                slot.down_until = None;
+                                return Ok(self.lease(b, conn));
+                            }
+                            Err(e) => {
+                                slot.busy -= 1;
+                                slot.failures += 1;
+                                slot.down_until = Some(Instant::now() + shared.retry_after);
+                                last_err = Some(e);
+                                shared.cond.notify_all();
+                                // Try another backend at once, ahead of the queue.
+                                st.queue.push_front(ticket);
+                                continue;
+                            }
+                        }
+                    }
+                    Choice::NoneHealthy => {
+                        st.queue.pop_front();
+                        shared.cond.notify_all();
+                        return Err(last_err.unwrap_or(Error::NoBackend));
+                    }
+                    Choice::Wait => {}
+                }
+            }
+            let timed_out = match deadline {
+                Some(d) => shared.cond.wait_until(&mut st, d).timed_out(),
+                None => {
+                    shared.cond.wait(&mut st);
+                    false
+                }
+            };
+            if timed_out && !(st.queue.front() == Some(&ticket) && self.can_serve(&st, key)) {
+                st.queue.retain(|&t| t != ticket);
+                shared.cond.notify_all();
+                return Err(Error::Timeout(TimeoutKind::PoolWait));
+            }
+        }
+    }
+
+    fn lease(&self, backend: usize, conn: Connection) -> PooledConnection {
+        PooledConnection {
+            conn: Some(conn),
+            shared: Arc::clone(&self.shared),
+            backend,
+        }
+    }
+
+    fn can_serve(&self, st: &State, key: Option<&[u8]>) -> bool {
+        let now = Instant::now();
+        match key {
+            Some(k) => self
+                .affinity_backend(st, k, now)
+                .is_some_and(|b| st.slots[b].has_room()),
+            None => st.slots.iter().any(|s| s.healthy(now) && s.has_room()),
+        }
+    }
+
+    /// The healthy backend with the highest rendezvous hash for `key`.
+    fn affinity_backend(&self, st: &State, key: &[u8], now: Instant) -> Option<usize> {
+        (0..st.slots.len())
+            .filter(|&i| st.slots[i].healthy(now))
+            .max_by_key(|&i| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut h);
+                self.shared.backends[i].addr.hash(&mut h);
+                h.finish()
+            })
+    }
+
+    fn choose(&self, st: &mut State, key: Option<&[u8]>) -> Choice {
+        let now = Instant::now();
+        let n = st.slots.len();
+        let pick = match key {
+            Some(k) => match self.affinity_backend(st, k, now) {
+                None => return Choice::NoneHealthy,
+                Some(b) if st.slots[b].has_room() => b,
+                Some(_) => return Choice::Wait,
+            },
+            None => {
+                if !st.slots.iter().any(|s| s.healthy(now)) {
+                    return Choice::NoneHealthy;
+                }
+                let start = st.rr;
+                let candidates = (0..n)
+                    .map(|i| (start + i) % n)
+                    .filter(|&i| st.slots[i].healthy(now) && st.slots[i].has_room());
+                let chosen = match self.shared.balance {
+                    Balance::LeastBusy => candidates.min_by_key(|&i| st.slots[i].busy),
+                    Balance::RoundRobin => candidates.into_iter().next(),
+                };
+                match chosen {
+                    Some(b) => {
+                        st.rr = (b + 1) % n;
+                        b
+                    }
+                    None => return Choice::Wait,
+                }
+            }
+        };
+        let idle_timeout = self.shared.idle_timeout;
+        let slot = &mut st.slots[pick];
+        while let Some((mut conn, since)) = slot.idle.pop() {
+            if since.elapsed() < idle_timeout && conn.is_reusable() {
+                return Choice::Idle(pick, conn);
+            }
+            // Expired or closed by the backend: dropping closes it, freeing a place.
+        }
+        if slot.busy < slot.limit {
+            Choice::Connect(pick)
+        } else {
+            Choice::Wait
+        }
+    }
+
+    /// Asks each backend for its limits (`FCGI_GET_VALUES`, on a separate connection) and
+    /// lowers the pool's bound for a backend to its `FCGI_MAX_CONNS` when that is smaller.
+    ///
+    /// # Errors
+    ///
+    /// Each backend's result is returned in order; a failure changes nothing for it.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use fcgi::client::{Backend, Pool};
+    /// let pool = Pool::builder().backend(Backend::new("127.0.0.1:9000".parse()?)).build();
+    /// for r in pool.refresh_limits() {
+    ///     println!("{:?}", r.map(|v| v.max_conns));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn refresh_limits(&self) -> Vec<Result<BackendValues, Error>> {
+        let results: Vec<_> = self
+            .shared
+            .backends
+            .iter()
+            .map(|b| get_values(&b.addr, &self.shared.config))
+            .collect();
+        let mut st = self.shared.state.lock();
+        for (slot, r) in st.slots.iter_mut().zip(&results) {
+            if let Ok(BackendValues {
+                max_conns: Some(m), ..
+            }) = r
+            {
+                slot.limit = slot.limit.min((*m as usize).max(1));
+            }
+        }
+        results
+    }
+
+    /// A snapshot of every backend's counters, in the order they were added.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let pool = fcgi::client::Pool::builder()
+    ///     .backend(fcgi::client::Backend::new("127.0.0.1:9".parse().unwrap()).max_conns(3))
+    ///     .build();
+    /// assert_eq!(pool.stats()[0].limit, 3);
+    /// ```
+    pub fn stats(&self) -> Vec<BackendStats> {
+        let now = Instant::now();
+        let st = self.shared.state.lock();
+        st.slots
+            .iter()
+            .zip(&self.shared.backends)
+            .map(|(s, b)| BackendStats {
+                addr: b.addr.clone(),
+                busy: s.busy,
+                idle: s.idle.len(),
+                limit: s.limit,
+                healthy: s.healthy(now),
+                connects: s.connects,
+                reuses: s.reuses,
+                failures: s.failures,
+            })
+            .collect()
+    }
+}
+
+/// A connection leased from a [`Pool`]; derefs to [`Connection`]. Dropping it returns it
+/// to the pool if it is still reusable, and closes it otherwise.
+///
+/// # Example
+///
+/// ```no_run
+/// # use fcgi::client::{Backend, Pool, Request};
+/// # let pool = Pool::builder().backend(Backend::new("127.0.0.1:9000".parse()?)).build();
+/// let mut conn = pool.get()?;
+/// println!("backend #{} at {}", conn.backend(), conn.address());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct PooledConnection {
+    conn: Option<Connection>,
+    shared: Arc<Shared>,
+    backend: usize,
+}
+
+impl PooledConnection {
+    /// The index of the backend (in the order added to the builder).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use fcgi::client::{Backend, Pool};
+    /// # let pool = Pool::builder().backend(Backend::new("127.0.0.1:9000".parse()?)).build();
+    /// assert_eq!(pool.get()?.backend(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn backend(&self) -> usize {
+        self.backend
+    }
+}
+
+impl Deref for PooledConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("connection present until drop")
+    }
+}
+
+impl DerefMut for PooledConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("connection present until drop")
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        let mut conn = self.conn.take();
+        let keep = conn
+            .as_mut()
+            .is_some_and(|c| c.state == ConnState::Idle && c.is_reusable());
+        let mut st = self.shared.state.lock();
+        let slot = &mut st.slots[self.backend];
+        slot.busy -= 1;
+        if keep {
+            if let Some(c) = conn.take() {
+                slot.idle.push((c, Instant::now()));
+            }
+        }
+        drop(st);
+        self.shared.cond.notify_all();
+        // A connection not kept is closed here, outside the lock.
+        drop(conn);
+    }
+}
