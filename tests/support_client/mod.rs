@@ -260,6 +260,21 @@ echo "pid=", getmypid(), "\n";
 "#,
         ),
         (
+            "conn.php",
+            r#"<?php
+// Names the connection this request arrived on, seen from the backend: the socket inodes
+// this worker holds (its listening socket and the accepted connection).
+$socks = [];
+foreach (scandir('/proc/self/fd') as $fd) {
+    $l = @readlink("/proc/self/fd/$fd");
+    if ($l !== false && str_starts_with($l, 'socket:')) { $socks[] = $l; }
+}
+sort($socks);
+header('Content-Type: text/plain');
+echo implode(",", $socks);
+"#,
+        ),
+        (
             "upload.php",
             r#"<?php
 $in = fopen('php://input', 'rb');
