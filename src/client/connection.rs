@@ -335,6 +335,11 @@ impl Connection {
 
     /// Waits until the socket is readable (or writable, if asked).
     pub(super) fn wait(&self, want_write: bool, deadline: Option<Instant>) -> Result<Ready, Error> {
+        // Checked on every wait, not only when poll times out: a backend that trickles
+        // bytes forever must still hit the whole-request limit.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::Timeout(TimeoutKind::Request));
+        }
         let (budget, is_deadline) = self.wait_budget(deadline);
         let ready = sys::poll(self.sock.as_fd(), want_write, budget)?;
         if !ready.readable && !ready.writable {
