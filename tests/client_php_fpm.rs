@@ -602,3 +602,30 @@ fn several_backends_balance_affinity_and_failover() {
     let other = lb.get().unwrap();
     assert_ne!(held.backend(), other.backend());
 }
+
+#[test]
+fn pool_survives_php_fpm_recycling_workers() {
+    // pm.max_requests = 2: every worker exits (closing its kept connection) after two
+    // requests; the pool notices closed idle connections or resends on a fresh one.
+    let Some(fpm) = PhpFpm::start_with("recycle", 1, "pm.max_requests = 2") else {
+        return;
+    };
+    let pool = Pool::builder()
+        .backend(Backend::new(fpm.unix()).max_conns(1))
+        .build();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..10 {
+        let body = body_string(
+            pool.send(
+                request(&fpm, "conn.php", "GET", &format!("i={i}")),
+                std::io::empty(),
+            )
+            .unwrap_or_else(|e| panic!("request {i}: {e}")),
+        );
+        seen.insert(body);
+    }
+    let s = &pool.stats()[0];
+    eprintln!("{s:?}, {} backend-side connections", seen.len());
+    assert!(seen.len() >= 5, "workers were not recycled: {seen:?}");
+    assert!(s.connects >= 5, "{s:?}");
+}

@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fcgi::client::{Address, Config, Connection, Error, Request, TimeoutKind};
+use fcgi::client::{Address, Backend, Config, Connection, Error, Pool, Request, TimeoutKind};
 use fcgi::protocol::{
     decode_record, encode_end_request, encode_record, encode_stream_end, Header, ProtocolError,
     ProtocolStatus, RecordType, Status,
@@ -450,4 +450,87 @@ fn request_timeout_holds_against_a_trickling_backend() {
     let err = send_err(&addr, &config);
     assert!(matches!(err, Error::Timeout(TimeoutKind::Request)), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
+/// One whole answer for request id 1.
+fn answer(body: &[u8]) -> Vec<u8> {
+    let mut wire = stdout(1, b"Content-Type: text/plain\r\n\r\n");
+    wire.extend(stdout(1, body));
+    encode_stream_end(&mut wire, RecordType::Stdout, 1);
+    wire.extend(end(1, 0, ProtocolStatus::RequestComplete));
+    wire
+}
+
+#[test]
+fn pool_resends_when_a_kept_connection_was_closed_by_the_backend() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Address::Tcp(l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        // First connection: one answer, then the next request is read and the connection
+        // closed without a reply (a worker recycled between requests).
+        let (mut s, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        read_request(&mut s, &mut got);
+        s.write_all(&answer(b"first")).unwrap();
+        let mut got = Vec::new();
+        read_request(&mut s, &mut got);
+        drop(s);
+        // Second connection: the resent request.
+        let (mut s, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        read_request(&mut s, &mut got);
+        s.write_all(&answer(b"second")).unwrap();
+        let _ = s.read_to_end(&mut got);
+        records(&got)
+    });
+    let pool = Pool::builder()
+        .backend(Backend::new(addr).max_conns(1))
+        .config(quick())
+        .build();
+    let mut text = String::new();
+    pool.send(Request::new(), std::io::empty())
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "first");
+    text.clear();
+    pool.send(Request::new().param("N", "2"), std::io::empty())
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "second");
+    let s = &pool.stats()[0];
+    assert_eq!((s.connects, s.reuses), (2, 1), "{s:?}");
+    drop(pool);
+    let resent = h.join().unwrap();
+    assert!(resent.contains(&(RecordType::Params, 1, b"\x01\x01N2".to_vec())));
+
+    // With a body already partly sent, the request is not resent: the caller gets the error.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Address::Tcp(l.local_addr().unwrap());
+    let _h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        read_request(&mut s, &mut got);
+        s.write_all(&answer(b"first")).unwrap();
+        let mut got = Vec::new();
+        read_request(&mut s, &mut got);
+        drop(s);
+        // A second connection would be accepted here, but must not be used.
+        let _ = l.accept();
+    });
+    let pool = Pool::builder()
+        .backend(Backend::new(addr).max_conns(1))
+        .config(quick())
+        .build();
+    pool.send(Request::new(), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    let err = pool.send(Request::new(), &b"payload"[..]).unwrap_err();
+    assert!(
+        matches!(err, Error::BackendClosed { .. } | Error::Io(_)),
+        "{err}"
+    );
+    assert_eq!(pool.stats()[0].connects, 1);
 }

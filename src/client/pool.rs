@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::response::ConnRef;
+use super::response::{ConnRef, StartFailure};
+
+/// Times a request is sent again after a reused connection turned out closed.
+const MAX_STALE_RETRIES: usize = 3;
 use super::{connection::ConnState, TimeoutKind};
 use super::{get_values, Address, BackendValues, Config, Connection, Error, Request, Response};
 
@@ -401,8 +404,7 @@ impl Pool {
         request: Request,
         body: R,
     ) -> Result<Response<'a>, Error> {
-        let conn = self.get()?;
-        Response::start(ConnRef::Pooled(conn), request, Box::new(body))
+        self.send_inner(None, request, Box::new(body))
     }
 
     /// Like [`Pool::send`], with an affinity key: requests with the same key go to the same
@@ -426,8 +428,33 @@ impl Pool {
         request: Request,
         body: R,
     ) -> Result<Response<'a>, Error> {
-        let conn = self.get_keyed(Some(key))?;
-        Response::start(ConnRef::Pooled(conn), request, Box::new(body))
+        self.send_inner(Some(key), request, Box::new(body))
+    }
+
+    /// Sends on a leased connection. A kept-alive connection the backend closed while it was
+    /// idle (e.g. PHP-FPM's `pm.max_requests` recycling a worker) fails before any byte of
+    /// the body is read; the request is then sent again on another connection.
+    fn send_inner<'a>(
+        &self,
+        key: Option<&[u8]>,
+        mut request: Request,
+        mut body: Box<dyn Read + Send + 'a>,
+    ) -> Result<Response<'a>, Error> {
+        let mut attempts = 0;
+        loop {
+            let conn = self.get_keyed(key)?;
+            let reused = conn.requests() > 0;
+            match Response::try_start(ConnRef::Pooled(conn), request, body) {
+                Ok(resp) => return Ok(resp),
+                Err(StartFailure {
+                    retry: Some(retry), ..
+                }) if reused && attempts < MAX_STALE_RETRIES => {
+                    attempts += 1;
+                    (request, body) = *retry;
+                }
+                Err(failure) => return Err(failure.error),
+            }
+        }
     }
 
     /// Leases a connection (reused or new); it returns to the pool when dropped, if it is

@@ -63,6 +63,10 @@ enum Event {
 struct Exchange<'a> {
     id: u16,
     body: Option<Box<dyn Read + Send + 'a>>,
+    /// True once bytes were read from the body: it cannot be sent again.
+    body_touched: bool,
+    /// Records received for this request.
+    records_seen: u64,
     wbuf: Vec<u8>,
     wpos: usize,
     end_queued: bool,
@@ -118,11 +122,11 @@ impl Exchange<'_> {
                     Err(e) => return Err(Error::Body(e)),
                 }
             };
+            self.body_touched |= n > 0;
             if n == 0 {
                 self.wbuf.clear();
                 encode_stream_end(&mut self.wbuf, RecordType::Stdin, self.id);
                 self.end_queued = true;
-                self.body = None;
             } else {
                 let h = Header::new(RecordType::Stdin, self.id, n as u16).encode();
                 self.wbuf[..HEADER_LEN].copy_from_slice(&h);
@@ -146,6 +150,7 @@ impl Exchange<'_> {
     fn next_event(&mut self, conn: &mut Connection) -> Result<Event, Error> {
         loop {
             if let Some((h, range)) = conn.take_buffered_record()? {
+                self.records_seen += 1;
                 if h.request_id == 0 && h.record_type.is_management() {
                     continue; // e.g. a late GET_VALUES_RESULT: not part of the request
                 }
@@ -288,14 +293,35 @@ impl std::fmt::Debug for Response<'_> {
     }
 }
 
+/// A failed start; `retry` gives the request and body back when nothing of the exchange
+/// happened except the backend closing a reused connection (safe to send again).
+pub(crate) type Retry<'a> = (Request, Box<dyn Read + Send + 'a>);
+
+/// See [`Response::try_start`].
+pub(crate) struct StartFailure<'a> {
+    pub(crate) error: Error,
+    pub(crate) retry: Option<Box<Retry<'a>>>,
+}
+
 impl<'a> Response<'a> {
     pub(crate) fn start(
-        mut conn: ConnRef<'a>,
+        conn: ConnRef<'a>,
         request: Request,
         body: Box<dyn Read + Send + 'a>,
     ) -> Result<Response<'a>, Error> {
+        Response::try_start(conn, request, body).map_err(|f| f.error)
+    }
+
+    pub(crate) fn try_start(
+        mut conn: ConnRef<'a>,
+        mut request: Request,
+        body: Box<dyn Read + Send + 'a>,
+    ) -> Result<Response<'a>, StartFailure<'a>> {
         if conn.state != ConnState::Idle {
-            return Err(Error::ConnectionUnusable);
+            return Err(StartFailure {
+                error: Error::ConnectionUnusable,
+                retry: None,
+            });
         }
         conn.state = ConnState::Busy;
         conn.requests += 1;
@@ -320,6 +346,8 @@ impl<'a> Response<'a> {
         let mut ex = Exchange {
             id,
             body: Some(body),
+            body_touched: false,
+            records_seen: 0,
             wbuf,
             wpos: 0,
             end_queued: false,
@@ -333,18 +361,34 @@ impl<'a> Response<'a> {
             stderr: Vec::new(),
             stderr_limit: request.stderr_limit.unwrap_or(conn.config.stderr_limit),
             stderr_dropped: 0,
-            on_stderr: request.on_stderr,
+            on_stderr: request.on_stderr.take(),
             deadline: timeout.map(|t| Instant::now() + t),
             failed: false,
         };
         match ex.read_head(&mut conn) {
             Ok(head) => Ok(Response { ex, head, conn }),
-            Err(e) => {
+            Err(error) => {
                 if ex.end.is_none() {
                     conn.state = ConnState::Broken;
                     let _ = conn.sock.shutdown(std::net::Shutdown::Both);
                 }
-                Err(e)
+                let closed = match &error {
+                    Error::BackendClosed { .. } => true,
+                    Error::Io(e) => matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::BrokenPipe
+                            | io::ErrorKind::ConnectionAborted
+                    ),
+                    _ => false,
+                };
+                let retry = if closed && !ex.body_touched && ex.records_seen == 0 {
+                    request.on_stderr = ex.on_stderr.take();
+                    ex.body.take().map(|b| Box::new((request, b)))
+                } else {
+                    None
+                };
+                Err(StartFailure { error, retry })
             }
         }
     }

@@ -76,6 +76,11 @@ impl PhpFpm {
     /// returns `None` (after saying so loudly) when php-fpm is not installed and peers are
     /// not required.
     pub fn start(tag: &str, max_children: usize) -> Option<PhpFpm> {
+        PhpFpm::start_with(tag, max_children, "")
+    }
+
+    /// As [`PhpFpm::start`], with `extra` lines added to both pools' config.
+    pub fn start_with(tag: &str, max_children: usize, extra: &str) -> Option<PhpFpm> {
         if !have(PHP_FPM) {
             if peers_required() {
                 panic!("{PHP_FPM} is required (CI=true or FCGI_REQUIRE_PEERS=1) but not found");
@@ -103,6 +108,7 @@ impl PhpFpm {
              pm.status_path = /fpm-status\n\
              catch_workers_output = yes\n\
              request_terminate_timeout = 60s\n\
+             {extra}\n\
              \n\
              [unix]\n\
              user = root\n\
@@ -112,7 +118,8 @@ impl PhpFpm {
              pm.max_children = {max_children}\n\
              pm.status_path = /fpm-status\n\
              catch_workers_output = yes\n\
-             request_terminate_timeout = 60s\n"
+             request_terminate_timeout = 60s\n\
+             {extra}\n"
         );
         std::fs::write(dir.path().join("fpm.conf"), conf).unwrap();
         std::fs::write(
