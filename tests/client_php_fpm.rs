@@ -629,3 +629,67 @@ fn pool_survives_php_fpm_recycling_workers() {
     assert!(seen.len() >= 5, "workers were not recycled: {seen:?}");
     assert!(s.connects >= 5, "{s:?}");
 }
+
+/// An `http`-based server forwarding to PHP-FPM: params from `http::Request`, the answer
+/// back as an `http::Response`.
+#[cfg(feature = "http")]
+#[test]
+fn http_request_forwarded_to_php_fpm() {
+    use fcgi::client::CgiEnv;
+    let Some(fpm) = PhpFpm::start("http", 1) else {
+        return;
+    };
+    let form = "a=1&b=two";
+    let http_req = http::Request::post("/env.php/extra/path?q=%41")
+        .header("Host", "example.test:8080")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Content-Length", form.len().to_string())
+        .header("X-Forwarded-For", "10.0.0.1")
+        .header("Proxy", "http://evil.test/")
+        .header("Cookie", "s=1")
+        .header("Cookie", "t=2")
+        .body(form.as_bytes())
+        .unwrap();
+    let env = CgiEnv::new(fpm.dir.path())
+        .split_path_info(".php")
+        .https(true)
+        .server_addr("127.0.0.1:8080".parse().unwrap())
+        .remote_addr("127.0.0.9:4444".parse().unwrap());
+    let req = Request::from_http(&http_req, &env).unwrap();
+    let pool = Pool::builder().backend(Backend::new(fpm.tcp())).build();
+    let mut resp = pool.send(req, *http_req.body()).unwrap();
+    let mut body = String::new();
+    resp.read_to_string(&mut body).unwrap();
+    let http_resp = resp.head().to_http().body(body).unwrap();
+    assert_eq!(http_resp.status(), 200);
+    assert_eq!(http_resp.headers()["x-seen-method"], "POST");
+    let body = http_resp.body();
+    let root = fpm.dir.path().display().to_string();
+    for line in [
+        "SCRIPT_NAME=/env.php".to_string(),
+        format!("SCRIPT_FILENAME={root}/env.php"),
+        "PATH_INFO=/extra/path".to_string(),
+        format!("PATH_TRANSLATED={root}/extra/path"),
+        "PHP_SELF=/env.php/extra/path".to_string(),
+        "QUERY_STRING=q=%41".to_string(),
+        "REQUEST_URI=/env.php/extra/path?q=%41".to_string(),
+        "HTTP_HOST=example.test:8080".to_string(),
+        "HTTP_X_FORWARDED_FOR=10.0.0.1".to_string(),
+        "HTTP_PROXY=(unset)".to_string(),
+        "HTTPS=on".to_string(),
+        "REMOTE_ADDR=127.0.0.9".to_string(),
+        "SERVER_NAME=example.test".to_string(),
+        "SERVER_PORT=8080".to_string(),
+        "CONTENT_LENGTH=9".to_string(),
+        "get.q=A".to_string(),
+        "post.a=1".to_string(),
+        "post.b=two".to_string(),
+        "cookie.s=1".to_string(),
+        "cookie.t=2".to_string(),
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in:\n{body}"
+        );
+    }
+}

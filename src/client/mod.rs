@@ -39,6 +39,8 @@
 
 mod connection;
 mod error;
+#[cfg(feature = "http")]
+mod from_http;
 mod head;
 mod pool;
 mod response;
@@ -52,6 +54,8 @@ use std::time::Duration;
 
 pub use connection::{BackendValues, Connection};
 pub use error::{Error, TimeoutKind};
+#[cfg(feature = "http")]
+pub use from_http::{CgiEnv, CgiError};
 pub use head::{find_head_end, Head, HeadError};
 pub use pool::{Backend, BackendStats, Balance, Pool, PoolBuilder, PooledConnection};
 pub use response::Response;

@@ -267,6 +267,22 @@ echo "pid=", getmypid(), "\n";
 "#,
         ),
         (
+            "env.php",
+            r#"<?php
+header('Content-Type: text/plain');
+header('X-Seen-Method: ' . $_SERVER['REQUEST_METHOD']);
+foreach (['SCRIPT_NAME', 'SCRIPT_FILENAME', 'PATH_INFO', 'PATH_TRANSLATED', 'PHP_SELF',
+          'QUERY_STRING', 'REQUEST_URI', 'HTTP_HOST', 'HTTP_X_FORWARDED_FOR', 'HTTP_PROXY',
+          'HTTPS', 'REMOTE_ADDR', 'SERVER_NAME', 'SERVER_PORT', 'CONTENT_TYPE',
+          'CONTENT_LENGTH'] as $k) {
+    echo $k, '=', $_SERVER[$k] ?? '(unset)', "\n";
+}
+foreach ($_GET as $k => $v) { echo "get.$k=$v\n"; }
+foreach ($_POST as $k => $v) { echo "post.$k=$v\n"; }
+foreach ($_COOKIE as $k => $v) { echo "cookie.$k=$v\n"; }
+"#,
+        ),
+        (
             "conn.php",
             r#"<?php
 // Names the connection this request arrived on, seen from the backend: the socket inodes
