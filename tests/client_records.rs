@@ -336,6 +336,18 @@ fn hostile_lengths_are_bounded() {
         "{err}"
     );
 
+    // The same in one-byte records with no newline: each byte is looked at once, so this
+    // ends quickly rather than rescanning the head for every record.
+    let mut wire = Vec::new();
+    for _ in 0..70_000 {
+        wire.extend(stdout(1, b"x"));
+    }
+    let (addr, _h) = backend(When::AfterRequest, wire);
+    let t0 = Instant::now();
+    let err = send_err(&addr, &quick());
+    assert!(matches!(err, Error::HeadTooLarge { limit: 65536 }), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+
     // A header announcing 65535 bytes and 255 of padding, then silence: the idle timeout
     // ends the wait, and the buffer is one record at most.
     let mut wire = stdout(1, b"A: b\n\n");

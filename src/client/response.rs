@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use super::connection::ConnState;
 use super::pool::PooledConnection;
-use super::{find_head_end, Connection, Error, Head, Request};
+use super::{Connection, Error, Head, Request};
 use crate::protocol::{
     encode_header_into, encode_params, encode_stream_end, BeginRequestBody, EndRequestBody, Header,
     ProtocolStatus, RecordType, HEADER_LEN, KEEP_CONN,
@@ -169,8 +169,7 @@ impl Exchange<'_> {
                         return Ok(Event::Stdout(range));
                     }
                     RecordType::Stderr => {
-                        let bytes = conn.rbuf[range].to_vec();
-                        self.take_stderr(&bytes);
+                        self.take_stderr(&conn.rbuf[range]);
                         continue;
                     }
                     RecordType::EndRequest => {
@@ -221,26 +220,30 @@ impl Exchange<'_> {
         }
     }
 
-    /// Reads stdout until the empty line that ends the CGI head.
+    /// Reads stdout until the empty line that ends the CGI head. Each byte is looked at
+    /// once, however the backend splits its records.
     fn read_head(&mut self, conn: &mut Connection) -> Result<Head, Error> {
         let limit = conn.config.max_head_bytes;
         let mut buf: Vec<u8> = Vec::new();
-        // Start of the line being scanned: find_head_end must start at a line start.
-        let mut scan = 0;
+        let mut line_start = 0;
         loop {
             match self.next_event(conn)? {
                 Event::Stdout(range) => {
+                    let old = buf.len();
                     buf.extend_from_slice(&conn.rbuf[range]);
-                    if let Some(end) = find_head_end(&buf[scan..]) {
-                        let end = scan + end;
-                        self.pending = buf.split_off(end);
-                        return Head::parse(&buf).map_err(Error::BadHead);
+                    for i in old..buf.len() {
+                        if buf[i] != b'\n' {
+                            continue;
+                        }
+                        let line = &buf[line_start..i];
+                        if line.is_empty() || line == b"\r" {
+                            self.pending = buf.split_off(i + 1);
+                            return Head::parse(&buf).map_err(Error::BadHead);
+                        }
+                        line_start = i + 1;
                     }
                     if buf.len() > limit {
                         return Err(Error::HeadTooLarge { limit });
-                    }
-                    if let Some(nl) = buf.iter().rposition(|&b| b == b'\n') {
-                        scan = nl + 1;
                     }
                 }
                 Event::End => {
