@@ -693,3 +693,42 @@ fn http_request_forwarded_to_php_fpm() {
         );
     }
 }
+
+#[test]
+fn idle_connections_are_closed_so_they_do_not_pin_workers() {
+    // One worker: while a pool keeps an idle connection to it, nobody else is served.
+    let Some(fpm) = PhpFpm::start("reap", 1) else {
+        return;
+    };
+    let mut quick = Config::default();
+    quick.idle_timeout = Some(Duration::from_secs(3));
+    let direct = |fpm: &PhpFpm| {
+        let mut conn = Connection::connect(&fpm.tcp(), &quick).unwrap();
+        let resp = conn.send(request(fpm, "echo.php", "GET", "d=1"), std::io::empty());
+        body_string(resp.unwrap_or_else(|e| panic!("worker still pinned? {e}")))
+    };
+
+    // The idle timeout closes it in the background, with no further traffic on the pool.
+    let pool = Pool::builder()
+        .backend(Backend::new(fpm.tcp()))
+        .idle_timeout(Duration::from_millis(300))
+        .build();
+    pool.send(request(&fpm, "echo.php", "GET", ""), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert_eq!(pool.stats()[0].idle, 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(pool.stats()[0].idle, 0, "idle connection not reaped");
+    assert!(direct(&fpm).contains("get.d=1\n"));
+
+    // close_idle() does it at once.
+    let pool = Pool::builder().backend(Backend::new(fpm.tcp())).build();
+    pool.send(request(&fpm, "echo.php", "GET", ""), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    pool.close_idle();
+    assert_eq!(pool.stats()[0].idle, 0);
+    assert!(direct(&fpm).contains("get.d=1\n"));
+}

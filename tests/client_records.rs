@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use fcgi::client::{Address, Backend, Config, Connection, Error, Pool, Request, TimeoutKind};
 use fcgi::protocol::{
-    decode_record, encode_end_request, encode_record, encode_stream_end, Header, ProtocolError,
-    ProtocolStatus, RecordType, Status,
+    decode_record, encode_end_request, encode_get_values_result, encode_record, encode_stream_end,
+    Header, ProtocolError, ProtocolStatus, RecordType, Status,
 };
 
 /// When the scripted backend writes its bytes.
@@ -545,4 +545,74 @@ fn pool_resends_when_a_kept_connection_was_closed_by_the_backend() {
         "{err}"
     );
     assert_eq!(pool.stats()[0].connects, 1);
+}
+
+#[test]
+fn pool_learns_the_backend_limit_from_get_values() {
+    // Every connection: a GET_VALUES is answered with FCGI_MAX_CONNS=2 and closed; requests
+    // are answered until the client closes.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Address::Tcp(l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 65536];
+                loop {
+                    let mut rest = &got[..];
+                    let mut consumed = 0;
+                    while let Ok(Status::Complete((rec, used))) = decode_record(rest) {
+                        consumed += used;
+                        rest = &rest[used..];
+                        match rec.header.record_type {
+                            RecordType::GetValues => {
+                                let mut out = Vec::new();
+                                encode_get_values_result(
+                                    &mut out,
+                                    &[("FCGI_MAX_CONNS", "2"), ("FCGI_MPXS_CONNS", "0")],
+                                );
+                                let _ = s.write_all(&out);
+                                return;
+                            }
+                            RecordType::Stdin if rec.content.is_empty() => {
+                                let _ = s.write_all(&answer(b"ok"));
+                            }
+                            _ => {}
+                        }
+                    }
+                    got.drain(..consumed);
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let pool = Pool::builder()
+        .backend(Backend::new(addr))
+        .max_conns_per_backend(8)
+        .learn_backend_limits(true)
+        .wait_timeout(Some(Duration::from_millis(200)))
+        .config(quick())
+        .build();
+    assert_eq!(pool.stats()[0].limit, 8);
+    let mut a = pool.get().unwrap();
+    assert_eq!(pool.stats()[0].limit, 2);
+    let b = pool.get().unwrap();
+    let err = pool.get().unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(TimeoutKind::PoolWait)),
+        "{err}"
+    );
+    let mut text = String::new();
+    a.send(Request::new(), std::io::empty())
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "ok");
+    drop(b);
+    drop(a);
+    assert_eq!(pool.stats()[0].idle, 2);
 }

@@ -152,6 +152,7 @@ pub struct PoolBuilder {
     wait_timeout: Option<Duration>,
     retry_after: Duration,
     balance: Balance,
+    learn_limits: bool,
 }
 
 impl PoolBuilder {
@@ -240,7 +241,24 @@ impl PoolBuilder {
         self
     }
 
-    /// Builds the pool; no connection is opened until the first request.
+    /// Asks each backend for `FCGI_MAX_CONNS` (`FCGI_GET_VALUES`, on a separate connection)
+    /// before its first connection, and lowers its bound to that. Default off. PHP-FPM 8.2
+    /// does not report `FCGI_MAX_CONNS`: bound its backends to `pm.max_children` with
+    /// [`Backend::max_conns`] instead.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Pool::builder().learn_backend_limits(true);
+    /// ```
+    pub fn learn_backend_limits(mut self, on: bool) -> PoolBuilder {
+        self.learn_limits = on;
+        self
+    }
+
+    /// Builds the pool; no connection is opened until the first request. A background
+    /// thread closes idle connections once they pass the idle timeout (so an idle pool does
+    /// not pin backend workers); it ends when the pool and its connections are dropped.
     ///
     /// # Example
     ///
@@ -256,29 +274,42 @@ impl PoolBuilder {
                 idle: Vec::new(),
                 busy: 0,
                 limit: b.max_conns.unwrap_or(self.max_per_backend),
+                limits_learned: !self.learn_limits,
                 down_until: None,
                 connects: 0,
                 reuses: 0,
                 failures: 0,
             })
             .collect();
-        Pool {
-            shared: Arc::new(Shared {
-                backends: self.backends,
-                config: self.config,
-                idle_timeout: self.idle_timeout,
-                wait_timeout: self.wait_timeout,
-                retry_after: self.retry_after,
-                balance: self.balance,
-                state: Mutex::new(State {
-                    slots,
-                    queue: VecDeque::new(),
-                    next_ticket: 0,
-                    rr: 0,
-                }),
-                cond: Condvar::new(),
+        let shared = Arc::new(Shared {
+            backends: self.backends,
+            config: self.config,
+            idle_timeout: self.idle_timeout,
+            wait_timeout: self.wait_timeout,
+            retry_after: self.retry_after,
+            balance: self.balance,
+            state: Mutex::new(State {
+                slots,
+                queue: VecDeque::new(),
+                next_ticket: 0,
+                rr: 0,
             }),
-        }
+            cond: Condvar::new(),
+        });
+        let weak = Arc::downgrade(&shared);
+        let every =
+            (self.idle_timeout / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        // Without the thread (spawn failed), idle connections are still expired lazily.
+        let _ = std::thread::Builder::new()
+            .name("fcgi-pool-reaper".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                shared.close_idle(false);
+            });
+        Pool { shared }
     }
 }
 
@@ -287,6 +318,7 @@ struct Slot {
     idle: Vec<(Connection, Instant)>,
     busy: usize,
     limit: usize,
+    limits_learned: bool,
     down_until: Option<Instant>,
     connects: u64,
     reuses: u64,
@@ -320,6 +352,31 @@ struct Shared {
     balance: Balance,
     state: Mutex<State>,
     cond: Condvar,
+}
+
+impl Shared {
+    /// Closes idle connections that expired or were closed by the backend (all of them
+    /// with `all`); wakes waiters, since each one closed frees a place.
+    fn close_idle(&self, all: bool) {
+        let mut closed = Vec::new();
+        let mut st = self.state.lock();
+        for slot in &mut st.slots {
+            let mut i = 0;
+            while i < slot.idle.len() {
+                let (conn, since) = &mut slot.idle[i];
+                if all || since.elapsed() >= self.idle_timeout || !conn.is_reusable() {
+                    closed.push(slot.idle.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        drop(st);
+        if !closed.is_empty() {
+            self.cond.notify_all();
+        }
+        drop(closed);
+    }
 }
 
 enum Choice {
@@ -380,6 +437,7 @@ impl Pool {
             wait_timeout: Some(Duration::from_secs(10)),
             retry_after: Duration::from_secs(5),
             balance: Balance::RoundRobin,
+            learn_limits: false,
         }
     }
 
@@ -515,10 +573,25 @@ impl Pool {
                     Choice::Connect(b) => {
                         st.queue.pop_front();
                         st.slots[b].busy += 1;
+                        let learn = !st.slots[b].limits_learned;
+                        st.slots[b].limits_learned = true;
                         shared.cond.notify_all();
                         drop(st);
-                        let res = Connection::connect(&shared.backends[b].addr, &shared.config);
+                        let addr = &shared.backends[b].addr;
+                        let learned = learn.then(|| get_values(addr, &shared.config));
+                        let res = Connection::connect(addr, &shared.config);
                         st = shared.state.lock();
+                        match learned {
+                            Some(Ok(BackendValues {
+                                max_conns: Some(m), ..
+                            })) => {
+                                let slot = &mut st.slots[b];
+                                slot.limit = slot.limit.min((m as usize).max(1));
+                            }
+                            // Ask again before the next new connection.
+                            Some(Err(_)) => st.slots[b].limits_learned = false,
+                            _ => {}
+                        }
                         let slot = &mut st.slots[b];
                         match res {
                             Ok(conn) => {
@@ -670,6 +743,19 @@ impl Pool {
             }
         }
         results
+    }
+
+    /// Closes every idle connection now (e.g. before a backend reload); leased ones are not
+    /// affected.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let pool = fcgi::client::Pool::builder().build();
+    /// pool.close_idle();
+    /// ```
+    pub fn close_idle(&self) {
+        self.shared.close_idle(true);
     }
 
     /// A snapshot of every backend's counters, in the order they were added.
