@@ -42,6 +42,7 @@ mod error;
 #[cfg(feature = "http")]
 mod from_http;
 mod head;
+mod mux;
 mod pool;
 mod response;
 mod sys;
@@ -57,6 +58,7 @@ pub use error::{Error, TimeoutKind};
 #[cfg(feature = "http")]
 pub use from_http::{CgiEnv, CgiError};
 pub use head::{find_head_end, Head, HeadError};
+pub use mux::MuxConnection;
 pub use pool::{Backend, BackendStats, Balance, Pool, PoolBuilder, PooledConnection};
 pub use response::Response;
 

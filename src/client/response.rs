@@ -54,38 +54,115 @@ impl DerefMut for ConnRef<'_> {
     }
 }
 
-enum Event {
+/// The connection a response runs on: its own, or a share of a multiplexed one.
+#[derive(Debug)]
+pub(crate) enum Link<'a> {
+    Direct(ConnRef<'a>),
+    Mux(std::sync::Arc<super::mux::MuxShared>),
+}
+
+pub(super) enum Event {
+    /// Stdout bytes in the connection's buffer (own connection).
     Stdout(Range<usize>),
+    /// Stdout bytes handed over by a multiplexed connection.
+    Owned(Vec<u8>),
     End,
 }
 
 /// The state of one request in flight.
-struct Exchange<'a> {
-    id: u16,
-    body: Option<Box<dyn Read + Send + 'a>>,
+pub(super) struct Exchange<'a> {
+    pub(super) id: u16,
+    pub(super) body: Option<Box<dyn Read + Send + 'a>>,
     /// True once bytes were read from the body: it cannot be sent again.
     body_touched: bool,
     /// Records received for this request.
     records_seen: u64,
     wbuf: Vec<u8>,
     wpos: usize,
-    end_queued: bool,
+    pub(super) end_queued: bool,
     stdin_sent: bool,
     write_failed: bool,
     out: Range<usize>,
+    owned: Vec<u8>,
+    opos: usize,
     pending: Vec<u8>,
     ppos: usize,
-    stdout_bytes: u64,
-    end: Option<EndRequestBody>,
+    pub(super) stdout_bytes: u64,
+    pub(super) end: Option<EndRequestBody>,
     stderr: Vec<u8>,
     stderr_limit: usize,
     stderr_dropped: u64,
     on_stderr: Option<super::StderrSink>,
-    deadline: Option<Instant>,
+    pub(super) deadline: Option<Instant>,
     failed: bool,
 }
 
-impl Exchange<'_> {
+impl<'a> Exchange<'a> {
+    /// A new exchange for request `id` with `wbuf` queued to send first.
+    pub(super) fn new(
+        id: u16,
+        request: &mut Request,
+        body: Box<dyn Read + Send + 'a>,
+        wbuf: Vec<u8>,
+        config: &super::Config,
+    ) -> Exchange<'a> {
+        let timeout = request.timeout.or(config.request_timeout);
+        Exchange {
+            id,
+            body: Some(body),
+            body_touched: false,
+            records_seen: 0,
+            wbuf,
+            wpos: 0,
+            end_queued: false,
+            stdin_sent: false,
+            write_failed: false,
+            out: 0..0,
+            owned: Vec::new(),
+            opos: 0,
+            pending: Vec::new(),
+            ppos: 0,
+            stdout_bytes: 0,
+            end: None,
+            stderr: Vec::new(),
+            stderr_limit: request.stderr_limit.unwrap_or(config.stderr_limit),
+            stderr_dropped: 0,
+            on_stderr: request.on_stderr.take(),
+            deadline: timeout.map(|t| Instant::now() + t),
+            failed: false,
+        }
+    }
+
+    /// Reads the next piece of the body as one STDIN record (the empty one at its end).
+    pub(super) fn next_stdin_record(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        out.clear();
+        if self.end_queued {
+            return Ok(());
+        }
+        let Some(body) = self.body.as_mut() else {
+            return Ok(());
+        };
+        out.resize(HEADER_LEN + STDIN_CHUNK, 0);
+        let n = loop {
+            match body.read(&mut out[HEADER_LEN..]) {
+                Ok(n) => break n.min(STDIN_CHUNK),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Body(e)),
+            }
+        };
+        self.body_touched |= n > 0;
+        if n == 0 {
+            out.clear();
+            encode_stream_end(out, RecordType::Stdin, self.id);
+            self.end_queued = true;
+        } else {
+            let h = Header::new(RecordType::Stdin, self.id, n as u16).encode();
+            out[..HEADER_LEN].copy_from_slice(&h);
+            out.truncate(HEADER_LEN + n);
+        }
+        Ok(())
+    }
+
     fn wants_write(&self) -> bool {
         !self.stdin_sent && !self.write_failed && self.end.is_none()
     }
@@ -110,33 +187,18 @@ impl Exchange<'_> {
                 self.stdin_sent = true;
                 return Ok(());
             }
-            let Some(body) = self.body.as_mut() else {
+            let mut wbuf = std::mem::take(&mut self.wbuf);
+            let res = self.next_stdin_record(&mut wbuf);
+            self.wbuf = wbuf;
+            res?;
+            if self.wbuf.is_empty() {
                 return Ok(());
-            };
-            self.wbuf.clear();
-            self.wbuf.resize(HEADER_LEN + STDIN_CHUNK, 0);
-            let n = loop {
-                match body.read(&mut self.wbuf[HEADER_LEN..]) {
-                    Ok(n) => break n.min(STDIN_CHUNK),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::Body(e)),
-                }
-            };
-            self.body_touched |= n > 0;
-            if n == 0 {
-                self.wbuf.clear();
-                encode_stream_end(&mut self.wbuf, RecordType::Stdin, self.id);
-                self.end_queued = true;
-            } else {
-                let h = Header::new(RecordType::Stdin, self.id, n as u16).encode();
-                self.wbuf[..HEADER_LEN].copy_from_slice(&h);
-                self.wbuf.truncate(HEADER_LEN + n);
             }
             self.wpos = 0;
         }
     }
 
-    fn take_stderr(&mut self, bytes: &[u8]) {
+    pub(super) fn take_stderr(&mut self, bytes: &[u8]) {
         if let Some(cb) = self.on_stderr.as_mut() {
             cb(bytes);
         }
@@ -146,8 +208,16 @@ impl Exchange<'_> {
         self.stderr_dropped += (bytes.len() - keep) as u64;
     }
 
+    /// The next stdout data or the end of the request, from whichever link.
+    fn next_event(&mut self, link: &mut Link<'_>) -> Result<Event, Error> {
+        match link {
+            Link::Direct(conn) => self.next_event_direct(conn),
+            Link::Mux(shared) => super::mux::next_event(shared, self),
+        }
+    }
+
     /// Reads records until stdout data or the end of the request.
-    fn next_event(&mut self, conn: &mut Connection) -> Result<Event, Error> {
+    fn next_event_direct(&mut self, conn: &mut Connection) -> Result<Event, Error> {
         loop {
             if let Some((h, range)) = conn.take_buffered_record()? {
                 self.records_seen += 1;
@@ -205,7 +275,7 @@ impl Exchange<'_> {
     }
 
     /// The outcome carried by END_REQUEST, as a result.
-    fn end_result(&self) -> Result<(), Error> {
+    pub(super) fn end_result(&self) -> Result<(), Error> {
         let Some(end) = self.end else {
             return Ok(());
         };
@@ -222,34 +292,41 @@ impl Exchange<'_> {
 
     /// Reads stdout until the empty line that ends the CGI head. Each byte is looked at
     /// once, however the backend splits its records.
-    fn read_head(&mut self, conn: &mut Connection) -> Result<Head, Error> {
-        let limit = conn.config.max_head_bytes;
+    fn read_head(&mut self, link: &mut Link<'_>) -> Result<Head, Error> {
+        let limit = match link {
+            Link::Direct(conn) => conn.config.max_head_bytes,
+            Link::Mux(shared) => shared.config.max_head_bytes,
+        };
         let mut buf: Vec<u8> = Vec::new();
         let mut line_start = 0;
         loop {
-            match self.next_event(conn)? {
+            let old = buf.len();
+            match self.next_event(link)? {
                 Event::Stdout(range) => {
-                    let old = buf.len();
+                    let Link::Direct(conn) = link else {
+                        unreachable!("a range only comes from an own connection")
+                    };
                     buf.extend_from_slice(&conn.rbuf[range]);
-                    for i in old..buf.len() {
-                        if buf[i] != b'\n' {
-                            continue;
-                        }
-                        let line = &buf[line_start..i];
-                        if line.is_empty() || line == b"\r" {
-                            self.pending = buf.split_off(i + 1);
-                            return Head::parse(&buf).map_err(Error::BadHead);
-                        }
-                        line_start = i + 1;
-                    }
-                    if buf.len() > limit {
-                        return Err(Error::HeadTooLarge { limit });
-                    }
                 }
+                Event::Owned(bytes) => buf.extend_from_slice(&bytes),
                 Event::End => {
                     self.end_result()?;
                     return Err(Error::IncompleteHead);
                 }
+            }
+            for i in old..buf.len() {
+                if buf[i] != b'\n' {
+                    continue;
+                }
+                let line = &buf[line_start..i];
+                if line.is_empty() || line == b"\r" {
+                    self.pending = buf.split_off(i + 1);
+                    return Head::parse(&buf).map_err(Error::BadHead);
+                }
+                line_start = i + 1;
+            }
+            if buf.len() > limit {
+                return Err(Error::HeadTooLarge { limit });
             }
         }
     }
@@ -283,7 +360,7 @@ impl Exchange<'_> {
 pub struct Response<'a> {
     ex: Exchange<'a>,
     head: Head,
-    conn: ConnRef<'a>,
+    link: Link<'a>,
 }
 
 impl std::fmt::Debug for Response<'_> {
@@ -345,32 +422,14 @@ impl<'a> Response<'a> {
             id,
             request.params.iter().map(|(n, v)| (&n[..], &v[..])),
         );
-        let timeout = request.timeout.or(conn.config.request_timeout);
-        let mut ex = Exchange {
-            id,
-            body: Some(body),
-            body_touched: false,
-            records_seen: 0,
-            wbuf,
-            wpos: 0,
-            end_queued: false,
-            stdin_sent: false,
-            write_failed: false,
-            out: 0..0,
-            pending: Vec::new(),
-            ppos: 0,
-            stdout_bytes: 0,
-            end: None,
-            stderr: Vec::new(),
-            stderr_limit: request.stderr_limit.unwrap_or(conn.config.stderr_limit),
-            stderr_dropped: 0,
-            on_stderr: request.on_stderr.take(),
-            deadline: timeout.map(|t| Instant::now() + t),
-            failed: false,
-        };
-        match ex.read_head(&mut conn) {
-            Ok(head) => Ok(Response { ex, head, conn }),
+        let mut ex = Exchange::new(id, &mut request, body, wbuf, &conn.config);
+        let mut link = Link::Direct(conn);
+        match ex.read_head(&mut link) {
+            Ok(head) => Ok(Response { ex, head, link }),
             Err(error) => {
+                let Link::Direct(mut conn) = link else {
+                    unreachable!()
+                };
                 if ex.end.is_none() {
                     conn.state = ConnState::Broken;
                     let _ = conn.sock.shutdown(std::net::Shutdown::Both);
@@ -392,6 +451,23 @@ impl<'a> Response<'a> {
                     None
                 };
                 Err(StartFailure { error, retry })
+            }
+        }
+    }
+
+    /// Starts an exchange on a multiplexed connection (the request is already queued).
+    pub(super) fn start_mux(
+        shared: std::sync::Arc<super::mux::MuxShared>,
+        mut ex: Exchange<'a>,
+    ) -> Result<Response<'a>, Error> {
+        let mut link = Link::Mux(shared);
+        match ex.read_head(&mut link) {
+            Ok(head) => Ok(Response { ex, head, link }),
+            Err(e) => {
+                if let Link::Mux(shared) = &link {
+                    super::mux::release(shared, ex.id, ex.end.is_none());
+                }
+                Err(e)
             }
         }
     }
@@ -541,9 +617,13 @@ impl<'a> Response<'a> {
         self.ex.pending.clear();
         self.ex.ppos = 0;
         self.ex.out = 0..0;
+        self.ex.owned.clear();
         loop {
             match self.next_chunk() {
-                Ok(Some(_)) => self.ex.out = 0..0,
+                Ok(Some(_)) => {
+                    self.ex.out = 0..0;
+                    self.ex.owned.clear();
+                }
                 Ok(None) => return Ok(self.ex.end.map_or(0, |e| e.app_status)),
                 Err(e) => return Err(e),
             }
@@ -558,16 +638,26 @@ impl<'a> Response<'a> {
         if self.ex.end.is_some() {
             return self.ex.end_result().map(|_| None);
         }
-        match self.ex.next_event(&mut self.conn) {
+        match self.ex.next_event(&mut self.link) {
             Ok(Event::Stdout(r)) => {
                 self.ex.out = r;
+                Ok(Some(()))
+            }
+            Ok(Event::Owned(v)) => {
+                self.ex.owned = v;
+                self.ex.opos = 0;
                 Ok(Some(()))
             }
             Ok(Event::End) => self.ex.end_result().map(|_| None),
             Err(e) => {
                 self.ex.failed = true;
-                self.conn.state = ConnState::Broken;
-                let _ = self.conn.sock.shutdown(std::net::Shutdown::Both);
+                match &mut self.link {
+                    Link::Direct(conn) => {
+                        conn.state = ConnState::Broken;
+                        let _ = conn.sock.shutdown(std::net::Shutdown::Both);
+                    }
+                    Link::Mux(shared) => super::mux::release(shared, self.ex.id, true),
+                }
                 Err(e)
             }
         }
@@ -588,10 +678,20 @@ impl Read for Response<'_> {
                 return Ok(n);
             }
             if !self.ex.out.is_empty() {
+                let Link::Direct(conn) = &self.link else {
+                    unreachable!("a range only comes from an own connection")
+                };
                 let r = self.ex.out.clone();
                 let n = r.len().min(buf.len());
-                buf[..n].copy_from_slice(&self.conn.rbuf[r.start..r.start + n]);
+                buf[..n].copy_from_slice(&conn.rbuf[r.start..r.start + n]);
                 self.ex.out.start += n;
+                return Ok(n);
+            }
+            if self.ex.opos < self.ex.owned.len() {
+                let src = &self.ex.owned[self.ex.opos..];
+                let n = src.len().min(buf.len());
+                buf[..n].copy_from_slice(&src[..n]);
+                self.ex.opos += n;
                 return Ok(n);
             }
             match self.next_chunk() {
@@ -611,11 +711,18 @@ impl Drop for Response<'_> {
         // Abandoned half-way. Tell the application (spec 5.4) if no record is half-sent,
         // then shut the connection down: draining an unknown amount of output would cost
         // more than a new connection, and the connection must not go back to a pool.
-        self.conn.state = ConnState::Broken;
-        if self.ex.wpos == self.ex.wbuf.len() && !self.ex.write_failed {
-            let abort = Header::new(RecordType::AbortRequest, self.ex.id, 0).encode();
-            let _ = self.conn.write_some(&abort);
+        match &mut self.link {
+            Link::Direct(conn) => {
+                conn.state = ConnState::Broken;
+                if self.ex.wpos == self.ex.wbuf.len() && !self.ex.write_failed {
+                    let abort = Header::new(RecordType::AbortRequest, self.ex.id, 0).encode();
+                    let _ = conn.write_some(&abort);
+                }
+                let _ = conn.sock.shutdown(std::net::Shutdown::Both);
+            }
+            // On a shared connection only this request is aborted; its later records are
+            // discarded and the others go on.
+            Link::Mux(shared) => super::mux::release(shared, self.ex.id, true),
         }
-        let _ = self.conn.sock.shutdown(std::net::Shutdown::Both);
     }
 }
