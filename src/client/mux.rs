@@ -626,7 +626,11 @@ fn deliver(st: &mut MuxState, (h, content): (Header, Vec<u8>)) -> Option<(Header
         request_id: h.request_id,
     };
     let Some(inbox) = st.reqs.get_mut(&h.request_id) else {
-        st.broken = Some(unexpected);
+        // A second END_REQUEST for an id already ended (some applications send one at the
+        // abort and one when the handler returns) is harmless; anything else is not.
+        if h.record_type != RecordType::EndRequest {
+            st.broken = Some(unexpected);
+        }
         return None;
     };
     match h.record_type {
