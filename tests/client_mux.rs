@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fcgi::client::{Address, Config, Error, MuxConnection, Request};
+use fcgi::client::{Address, Backend, Config, Error, MuxConnection, Pool, Request};
 use fcgi::protocol::{
     decode_record, encode_end_request, encode_record, encode_stream_end, ParamsDecoder,
     ProtocolStatus, RecordType, Status,
@@ -149,6 +149,14 @@ fn pump(
                     r.stdin_len += rec.content.len();
                     r.stdin_sum += rec.content.iter().map(|&b| b as u64).sum::<u64>();
                 }
+            }
+            RecordType::GetValues => {
+                let mut out = Vec::new();
+                fcgi::protocol::encode_get_values_result(
+                    &mut out,
+                    &[("FCGI_MPXS_CONNS", "1"), ("FCGI_MAX_REQS", "3")],
+                );
+                let _ = s.write_all(&out);
             }
             RecordType::AbortRequest => {
                 log.lock().aborts.push(id);
@@ -455,4 +463,58 @@ fn a_request_left_unanswered_times_out_alone() {
         std::io::empty(),
     );
     assert!(log.lock().aborts.contains(&1), "{:?}", log.lock());
+}
+
+fn pool_burst(pool: &Pool, n: usize) {
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let (data, sum) = body(10_000 * i, 9);
+                let req = Request::new().param("N", i.to_string()).param("PARTS", "4");
+                let text = read_all(pool.send(req, &data[..]).unwrap()).unwrap();
+                assert_eq!(
+                    text,
+                    format!("n={i} len={} sum={sum}\n", 10_000 * i).repeat(4)
+                );
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn pool_multiplexes_on_one_connection() {
+    let (addr, log) = mux_backend(Mode::Immediate);
+    let pool = Pool::builder()
+        .backend(Backend::new(addr).multiplex(4))
+        .build();
+    pool_burst(&pool, 8);
+    let l = log.lock();
+    assert_eq!(l.accepted, 1, "{l:?}");
+    assert!(l.max_in_flight <= 4, "{l:?}");
+    assert_eq!(l.ids.len(), 8);
+    let s = &pool.stats()[0];
+    assert!(s.multiplexed && s.connects == 1, "{s:?}");
+}
+
+#[test]
+fn pool_multiplexes_when_the_backend_says_so() {
+    let (addr, log) = mux_backend(Mode::Immediate);
+    let pool = Pool::builder()
+        .backend(Backend::new(addr))
+        .learn_backend_limits(true)
+        .build();
+    assert!(!pool.stats()[0].multiplexed);
+    // The first request learns FCGI_MPXS_CONNS=1 and FCGI_MAX_REQS=3 (and still goes over
+    // a plain connection); the burst then shares one multiplexed connection.
+    pool_burst(&pool, 1);
+    assert!(pool.stats()[0].multiplexed);
+    pool_burst(&pool, 6);
+    let l = log.lock();
+    assert_eq!(l.accepted, 3, "GET_VALUES, plain, multiplexed: {l:?}");
+    assert!(l.max_in_flight <= 3, "{l:?}");
+    assert_eq!(l.ids.len(), 7);
 }

@@ -9,11 +9,15 @@
 //! - [`Response`]: status and headers, then the body; stderr kept apart; app and protocol
 //!   status at the end.
 //! - [`Pool`]: kept-alive connections to one or more backends, bounded, with fair waiting,
-//!   health marking and session affinity.
+//!   idle expiry, health marking, session affinity, and multiplexing where the backend
+//!   offers it.
+//! - [`MuxConnection`]: several requests at once on one connection (`FCGI_MPXS_CONNS=1`).
 //! - [`get_values`]: ask a backend for `FCGI_MAX_CONNS`, `FCGI_MAX_REQS`, `FCGI_MPXS_CONNS`.
+//! - With the `http` feature: `Request::from_http` builds the CGI params a web server sends
+//!   from an `http::Request`, and `Head::to_http` gives an `http::response::Builder`.
 //!
-//! Out of scope here: multiplexing several requests on one connection (requests always use id
-//! 1, like nginx), and HTTP itself (the caller turns the [`Head`] into its HTTP response).
+//! A [`Connection`] uses request id 1 for every request, as nginx and Apache do. HTTP itself
+//! is out of scope: the caller turns the [`Head`] and body into its HTTP response.
 //!
 //! # Example
 //!
@@ -340,4 +344,5 @@ const _: fn() = || {
     send::<Connection>();
     send::<Response<'static>>();
     send_sync::<Pool>();
+    send_sync::<MuxConnection>();
 };

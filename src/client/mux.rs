@@ -382,17 +382,23 @@ pub(crate) fn next_event(shared: &Arc<MuxShared>, ex: &mut Exchange<'_>) -> Resu
                 match ev {
                     In::Stdout(v) => {
                         inbox.bytes -= v.len();
-                        flush_stalled(&mut st);
+                        let unstalled = flush_stalled(&mut st);
                         drop(st);
                         shared.cond.notify_all();
+                        if unstalled {
+                            shared.wake();
+                        }
                         ex.stdout_bytes += v.len() as u64;
                         return Ok(Event::Owned(v));
                     }
                     In::Stderr(v) => {
                         inbox.bytes -= v.len();
-                        flush_stalled(&mut st);
+                        let unstalled = flush_stalled(&mut st);
                         drop(st);
                         shared.cond.notify_all();
+                        if unstalled {
+                            shared.wake();
+                        }
                         ex.take_stderr(&v);
                         continue 'outer;
                     }
@@ -602,18 +608,23 @@ fn distribute(st: &mut MuxState, records: Vec<(Header, Vec<u8>)>) {
     }
 }
 
-/// Moves stalled records into inboxes that have room again.
-fn flush_stalled(st: &mut MuxState) {
+/// Moves stalled records into inboxes that have room again; true when the stall is over
+/// (the leader may then read again).
+fn flush_stalled(st: &mut MuxState) -> bool {
+    if st.stalled.is_empty() {
+        return false;
+    }
     while let Some(rec) = st.stalled.pop_front() {
         if st.broken.is_some() {
             st.stalled.clear();
-            return;
+            return true;
         }
         if let Some(rec) = deliver(st, rec) {
             st.stalled.push_front(rec);
-            return;
+            return false;
         }
     }
+    true
 }
 
 /// Delivers one record; gives it back when its inbox is full.

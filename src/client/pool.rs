@@ -20,7 +20,9 @@ use super::response::{ConnRef, StartFailure};
 /// Times a request is sent again after a reused connection turned out closed.
 const MAX_STALE_RETRIES: usize = 3;
 use super::{connection::ConnState, TimeoutKind};
-use super::{get_values, Address, BackendValues, Config, Connection, Error, Request, Response};
+use super::{
+    get_values, Address, BackendValues, Config, Connection, Error, MuxConnection, Request, Response,
+};
 
 /// One backend of a [`Pool`].
 ///
@@ -35,6 +37,7 @@ use super::{get_values, Address, BackendValues, Config, Connection, Error, Reque
 pub struct Backend {
     addr: Address,
     max_conns: Option<usize>,
+    mux_reqs: Option<usize>,
 }
 
 impl Backend {
@@ -49,7 +52,23 @@ impl Backend {
         Backend {
             addr,
             max_conns: None,
+            mux_reqs: None,
         }
+    }
+
+    /// Sends [`Pool::send`] requests to this backend over one shared connection, up to
+    /// `max_reqs` at once ([`super::MuxConnection`]), for backends that multiplex
+    /// (`FCGI_MPXS_CONNS=1`). [`PoolBuilder::learn_backend_limits`] turns this on by itself
+    /// when the backend says it multiplexes. [`Pool::get`] still leases plain connections.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let b = fcgi::client::Backend::new("127.0.0.1:9000".parse().unwrap()).multiplex(16);
+    /// ```
+    pub fn multiplex(mut self, max_reqs: usize) -> Backend {
+        self.mux_reqs = Some(max_reqs.max(1));
+        self
     }
 
     /// Bounds this backend's connections (busy plus idle) to `n` (at least 1).
@@ -124,6 +143,8 @@ pub struct BackendStats {
     pub reuses: u64,
     /// Failed connects so far.
     pub failures: u64,
+    /// True when requests share one multiplexed connection.
+    pub multiplexed: bool,
 }
 
 /// Builds a [`Pool`].
@@ -275,6 +296,9 @@ impl PoolBuilder {
                 busy: 0,
                 limit: b.max_conns.unwrap_or(self.max_per_backend),
                 limits_learned: !self.learn_limits,
+                mux_reqs: b.mux_reqs,
+                mux: None,
+                mux_connecting: false,
                 down_until: None,
                 connects: 0,
                 reuses: 0,
@@ -319,6 +343,9 @@ struct Slot {
     busy: usize,
     limit: usize,
     limits_learned: bool,
+    mux_reqs: Option<usize>,
+    mux: Option<MuxConnection>,
+    mux_connecting: bool,
     down_until: Option<Instant>,
     connects: u64,
     reuses: u64,
@@ -329,9 +356,23 @@ impl Slot {
     fn healthy(&self, now: Instant) -> bool {
         self.down_until.is_none_or(|t| now >= t)
     }
-    fn has_room(&self) -> bool {
-        !self.idle.is_empty() || self.busy + self.idle.len() < self.limit
+    fn has_room(&self, mux: bool) -> bool {
+        match (mux, self.mux_reqs, &self.mux) {
+            // A multiplexed connection queues its own callers for a free request id.
+            (true, Some(_), _) => !self.mux_connecting,
+            _ => !self.idle.is_empty() || self.busy + self.idle.len() < self.limit,
+        }
     }
+    /// Requests in flight on this backend.
+    fn load(&self) -> usize {
+        self.busy + self.mux.as_ref().map_or(0, |m| m.in_flight())
+    }
+}
+
+/// What a caller got from the pool.
+enum Lease {
+    Conn(PooledConnection),
+    Mux(usize, MuxConnection),
 }
 
 #[derive(Debug)]
@@ -382,6 +423,8 @@ impl Shared {
 enum Choice {
     Idle(usize, Connection),
     Connect(usize),
+    Mux(usize, MuxConnection),
+    MuxConnect(usize),
     Wait,
     NoneHealthy,
 }
@@ -500,7 +543,21 @@ impl Pool {
     ) -> Result<Response<'a>, Error> {
         let mut attempts = 0;
         loop {
-            let conn = self.get_keyed(key)?;
+            let conn = match self.acquire(key, true)? {
+                Lease::Conn(conn) => conn,
+                Lease::Mux(b, mux) => {
+                    let res = mux.send(request, body);
+                    if res.is_err() && mux.is_broken() {
+                        // Let the next request open a new shared connection.
+                        let mut st = self.shared.state.lock();
+                        let slot = &mut st.slots[b];
+                        if slot.mux.as_ref().is_some_and(|m| m.is_broken()) {
+                            slot.mux = None;
+                        }
+                    }
+                    return res;
+                }
+            };
             let reused = conn.requests() > 0;
             match Response::try_start(ConnRef::Pooled(conn), request, body) {
                 Ok(resp) => return Ok(resp),
@@ -553,6 +610,13 @@ impl Pool {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_keyed(&self, key: Option<&[u8]>) -> Result<PooledConnection, Error> {
+        match self.acquire(key, false)? {
+            Lease::Conn(conn) => Ok(conn),
+            Lease::Mux(..) => unreachable!("multiplexed leases only when asked for"),
+        }
+    }
+
+    fn acquire(&self, key: Option<&[u8]>, allow_mux: bool) -> Result<Lease, Error> {
         let shared = &self.shared;
         let deadline = shared.wait_timeout.map(|t| Instant::now() + t);
         let mut last_err: Option<Error> = None;
@@ -562,13 +626,47 @@ impl Pool {
         st.queue.push_back(ticket);
         loop {
             if st.queue.front() == Some(&ticket) {
-                match self.choose(&mut st, key) {
+                match self.choose(&mut st, key, allow_mux) {
                     Choice::Idle(b, conn) => {
                         st.queue.pop_front();
                         st.slots[b].busy += 1;
                         st.slots[b].reuses += 1;
                         shared.cond.notify_all();
-                        return Ok(self.lease(b, conn));
+                        return Ok(Lease::Conn(self.lease(b, conn)));
+                    }
+                    Choice::Mux(b, mux) => {
+                        st.queue.pop_front();
+                        st.slots[b].reuses += 1;
+                        shared.cond.notify_all();
+                        return Ok(Lease::Mux(b, mux));
+                    }
+                    Choice::MuxConnect(b) => {
+                        st.queue.pop_front();
+                        st.slots[b].mux_connecting = true;
+                        let reqs = st.slots[b].mux_reqs.unwrap_or(1);
+                        shared.cond.notify_all();
+                        drop(st);
+                        let res =
+                            MuxConnection::connect(&shared.backends[b].addr, &shared.config, reqs);
+                        st = shared.state.lock();
+                        let slot = &mut st.slots[b];
+                        slot.mux_connecting = false;
+                        shared.cond.notify_all();
+                        match res {
+                            Ok(mux) => {
+                                slot.connects += 1;
+                                slot.down_until = None;
+                                slot.mux = Some(mux.clone());
+                                return Ok(Lease::Mux(b, mux));
+                            }
+                            Err(e) => {
+                                slot.failures += 1;
+                                slot.down_until = Some(Instant::now() + shared.retry_after);
+                                last_err = Some(e);
+                                st.queue.push_front(ticket);
+                                continue;
+                            }
+                        }
                     }
                     Choice::Connect(b) => {
                         st.queue.pop_front();
@@ -582,22 +680,27 @@ impl Pool {
                         let res = Connection::connect(addr, &shared.config);
                         st = shared.state.lock();
                         match learned {
-                            Some(Ok(BackendValues {
-                                max_conns: Some(m), ..
-                            })) => {
+                            Some(Ok(v)) => {
                                 let slot = &mut st.slots[b];
-                                slot.limit = slot.limit.min((m as usize).max(1));
+                                if let Some(m) = v.max_conns {
+                                    slot.limit = slot.limit.min((m as usize).max(1));
+                                }
+                                if v.mpxs_conns == Some(true) && slot.mux_reqs.is_none() {
+                                    slot.mux_reqs = Some(
+                                        v.max_reqs.map_or(slot.limit, |r| (r as usize).max(1)),
+                                    );
+                                }
                             }
                             // Ask again before the next new connection.
                             Some(Err(_)) => st.slots[b].limits_learned = false,
-                            _ => {}
+                            None => {}
                         }
                         let slot = &mut st.slots[b];
                         match res {
                             Ok(conn) => {
                                 slot.connects += 1;
                                 slot.down_until = None;
-                                return Ok(self.lease(b, conn));
+                                return Ok(Lease::Conn(self.lease(b, conn)));
                             }
                             Err(e) => {
                                 slot.busy -= 1;
@@ -626,7 +729,9 @@ impl Pool {
                     false
                 }
             };
-            if timed_out && !(st.queue.front() == Some(&ticket) && self.can_serve(&st, key)) {
+            if timed_out
+                && !(st.queue.front() == Some(&ticket) && self.can_serve(&st, key, allow_mux))
+            {
                 st.queue.retain(|&t| t != ticket);
                 shared.cond.notify_all();
                 return Err(Error::Timeout(TimeoutKind::PoolWait));
@@ -642,13 +747,13 @@ impl Pool {
         }
     }
 
-    fn can_serve(&self, st: &State, key: Option<&[u8]>) -> bool {
+    fn can_serve(&self, st: &State, key: Option<&[u8]>, mux: bool) -> bool {
         let now = Instant::now();
         match key {
             Some(k) => self
                 .affinity_backend(st, k, now)
-                .is_some_and(|b| st.slots[b].has_room()),
-            None => st.slots.iter().any(|s| s.healthy(now) && s.has_room()),
+                .is_some_and(|b| st.slots[b].has_room(mux)),
+            None => st.slots.iter().any(|s| s.healthy(now) && s.has_room(mux)),
         }
     }
 
@@ -664,13 +769,13 @@ impl Pool {
             })
     }
 
-    fn choose(&self, st: &mut State, key: Option<&[u8]>) -> Choice {
+    fn choose(&self, st: &mut State, key: Option<&[u8]>, mux: bool) -> Choice {
         let now = Instant::now();
         let n = st.slots.len();
         let pick = match key {
             Some(k) => match self.affinity_backend(st, k, now) {
                 None => return Choice::NoneHealthy,
-                Some(b) if st.slots[b].has_room() => b,
+                Some(b) if st.slots[b].has_room(mux) => b,
                 Some(_) => return Choice::Wait,
             },
             None => {
@@ -680,9 +785,9 @@ impl Pool {
                 let start = st.rr;
                 let candidates = (0..n)
                     .map(|i| (start + i) % n)
-                    .filter(|&i| st.slots[i].healthy(now) && st.slots[i].has_room());
+                    .filter(|&i| st.slots[i].healthy(now) && st.slots[i].has_room(mux));
                 let chosen = match self.shared.balance {
-                    Balance::LeastBusy => candidates.min_by_key(|&i| st.slots[i].busy),
+                    Balance::LeastBusy => candidates.min_by_key(|&i| st.slots[i].load()),
                     Balance::RoundRobin => candidates.into_iter().next(),
                 };
                 match chosen {
@@ -696,6 +801,12 @@ impl Pool {
         };
         let idle_timeout = self.shared.idle_timeout;
         let slot = &mut st.slots[pick];
+        if mux && slot.mux_reqs.is_some() {
+            return match &slot.mux {
+                Some(m) if !m.is_broken() => Choice::Mux(pick, m.clone()),
+                _ => Choice::MuxConnect(pick),
+            };
+        }
         while let Some((mut conn, since)) = slot.idle.pop() {
             if since.elapsed() < idle_timeout && conn.is_reusable() {
                 return Choice::Idle(pick, conn);
@@ -776,13 +887,14 @@ impl Pool {
             .zip(&self.shared.backends)
             .map(|(s, b)| BackendStats {
                 addr: b.addr.clone(),
-                busy: s.busy,
+                busy: s.load(),
                 idle: s.idle.len(),
                 limit: s.limit,
                 healthy: s.healthy(now),
                 connects: s.connects,
                 reuses: s.reuses,
                 failures: s.failures,
+                multiplexed: s.mux_reqs.is_some(),
             })
             .collect()
     }
