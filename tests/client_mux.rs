@@ -24,6 +24,9 @@ enum Mode {
     Immediate,
     /// Once this many requests have their whole stdin: a part of each answer, then close.
     CloseAfter(usize),
+    /// As soon as a request's params are in: this many bytes of stdout, before reading any
+    /// of its stdin; after the stdin, a line with its length and END_REQUEST.
+    EarlyAnswer(usize),
 }
 
 #[derive(Default, Debug)]
@@ -36,6 +39,8 @@ struct Log {
 
 #[derive(Default)]
 struct Req {
+    params_done: bool,
+    answered_early: bool,
     params: HashMap<String, String>,
     stdin_len: usize,
     stdin_sum: u64,
@@ -131,7 +136,10 @@ fn pump(
                 l.ids.push(id);
                 l.max_in_flight = l.max_in_flight.max(reqs.len());
             }
-            RecordType::Params if !rec.content.is_empty() => {
+            RecordType::Params if rec.content.is_empty() => {
+                reqs.get_mut(&id).unwrap().params_done = true;
+            }
+            RecordType::Params => {
                 let mut d = ParamsDecoder::new(Default::default());
                 d.feed(rec.content).unwrap();
                 for p in d.finish().unwrap().iter() {
@@ -189,6 +197,31 @@ fn serve(mut s: TcpStream, mode: Mode, log: &Mutex<Log>) {
             .filter(|(_, r)| r.done)
             .map(|(&i, _)| i)
             .collect();
+        if let Mode::EarlyAnswer(n) = mode {
+            let early: Vec<u16> = reqs
+                .iter()
+                .filter(|(_, r)| r.params_done && !r.answered_early)
+                .map(|(&i, _)| i)
+                .collect();
+            for id in early {
+                reqs.get_mut(&id).unwrap().answered_early = true;
+                let mut out = Vec::new();
+                encode_record(&mut out, RecordType::Stdout, id, b"X: early\r\n\r\n");
+                encode_record(&mut out, RecordType::Stdout, id, &vec![b'e'; n]);
+                if s.write_all(&out).is_err() {
+                    return;
+                }
+            }
+            for id in ready {
+                let r = reqs.remove(&id).unwrap();
+                let mut out = Vec::new();
+                let line = format!("\nread={} sum={}", r.stdin_len, r.stdin_sum);
+                encode_record(&mut out, RecordType::Stdout, id, line.as_bytes());
+                encode_end_request(&mut out, id, 0, ProtocolStatus::RequestComplete);
+                let _ = s.write_all(&out);
+            }
+            continue;
+        }
         match mode {
             Mode::Immediate => {
                 for id in ready {
@@ -517,4 +550,34 @@ fn pool_multiplexes_when_the_backend_says_so() {
     assert_eq!(l.accepted, 3, "GET_VALUES, plain, multiplexed: {l:?}");
     assert!(l.max_in_flight <= 3, "{l:?}");
     assert_eq!(l.ids.len(), 7);
+}
+
+#[test]
+fn full_duplex_on_a_shared_connection() {
+    // Each application writes 4 MiB before it reads any of its 4 MiB of input, on one
+    // connection for three requests at once.
+    const OUT: usize = 4 << 20;
+    let (addr, log) = mux_backend(Mode::EarlyAnswer(OUT));
+    let mut config = Config::default();
+    config.idle_timeout = Some(Duration::from_secs(5));
+    let conn = MuxConnection::connect(&addr, &config, 8).unwrap();
+    let threads: Vec<_> = (0..3u8)
+        .map(|i| {
+            let conn = conn.clone();
+            std::thread::spawn(move || {
+                let (data, sum) = body(4 << 20, i + 1);
+                let mut resp = conn.send(Request::new(), &data[..]).unwrap();
+                assert_eq!(resp.header("x"), Some("early"));
+                let mut out = Vec::new();
+                resp.read_to_end(&mut out).unwrap();
+                let tail = format!("\nread={} sum={sum}", 4 << 20);
+                assert_eq!(out.len(), OUT + tail.len());
+                assert!(out.ends_with(tail.as_bytes()));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(log.lock().accepted, 1);
 }

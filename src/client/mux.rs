@@ -89,7 +89,8 @@ struct MuxState {
 #[derive(Debug)]
 struct Io {
     conn: Connection,
-    wq: VecDeque<Vec<u8>>,
+    /// Records being written, with their request id.
+    wq: VecDeque<(u16, Vec<u8>)>,
     wpos: usize,
     wake_rx: UnixStream,
 }
@@ -404,9 +405,12 @@ pub(crate) fn next_event(shared: &Arc<MuxShared>, ex: &mut Exchange<'_>) -> Resu
                     }
                     In::End(body) => {
                         st.reqs.remove(&id);
-                        flush_stalled(&mut st);
+                        let unstalled = flush_stalled(&mut st);
                         drop(st);
                         shared.cond.notify_all();
+                        if unstalled {
+                            shared.wake();
+                        }
                         ex.end = Some(body);
                         return Ok(Event::End);
                     }
@@ -437,12 +441,9 @@ pub(crate) fn next_event(shared: &Arc<MuxShared>, ex: &mut Exchange<'_>) -> Resu
             if has_work {
                 if let Some(mut io) = st.io.take() {
                     // Lead one round of I/O for every request on the connection.
-                    while let Some((rid, rec)) = st.outq.pop_front() {
-                        if let Some(inbox) = st.reqs.get_mut(&rid) {
-                            inbox.staged = false;
-                        }
-                        io.wq.push_back(rec);
-                    }
+                    // A request's `staged` stays set until its record is written, so each
+                    // request has at most one record in memory here.
+                    io.wq.extend(st.outq.drain(..));
                     let want_read = st.stalled.is_empty();
                     drop(st);
                     shared.cond.notify_all();
@@ -451,7 +452,12 @@ pub(crate) fn next_event(shared: &Arc<MuxShared>, ex: &mut Exchange<'_>) -> Resu
                     let mut st2 = shared.state.lock();
                     st2.io = Some(io);
                     let outcome = match result {
-                        Ok(records) => {
+                        Ok((records, written)) => {
+                            for rid in written {
+                                if let Some(inbox) = st2.reqs.get_mut(&rid) {
+                                    inbox.staged = false;
+                                }
+                            }
                             distribute(&mut st2, records);
                             None
                         }
@@ -503,6 +509,9 @@ pub(crate) fn next_event(shared: &Arc<MuxShared>, ex: &mut Exchange<'_>) -> Resu
     }
 }
 
+/// A record read: header and content.
+type Rec = (Header, Vec<u8>);
+
 enum RoundError {
     Timeout {
         deadline: bool,
@@ -511,12 +520,13 @@ enum RoundError {
     Broken(Broken, Vec<(Header, Vec<u8>)>),
 }
 
-/// One poll, then writes and reads; returns the whole records read.
+/// One poll, then writes and reads; returns the whole records read and the request ids
+/// of the records fully written.
 fn round(
     io: &mut Io,
     want_read: bool,
     (budget, is_deadline): (Option<Duration>, bool),
-) -> Result<Vec<(Header, Vec<u8>)>, RoundError> {
+) -> Result<(Vec<Rec>, Vec<u16>), RoundError> {
     if budget == Some(Duration::ZERO) && is_deadline {
         return Err(RoundError::Timeout { deadline: true });
     }
@@ -538,13 +548,15 @@ fn round(
             deadline: is_deadline,
         });
     }
+    let mut written = Vec::new();
     if ready.writable && want_write {
-        while let Some(front) = io.wq.front() {
+        while let Some((rid, front)) = io.wq.front() {
             match io.conn.write_some(&front[io.wpos..]) {
                 Ok(0) => break,
                 Ok(n) => {
                     io.wpos += n;
                     if io.wpos == front.len() {
+                        written.push(*rid);
                         io.wq.pop_front();
                         io.wpos = 0;
                     }
@@ -589,7 +601,7 @@ fn round(
             return Err(RoundError::Broken(Broken::Closed, records));
         }
     }
-    Ok(records)
+    Ok((records, written))
 }
 
 /// Sorts records into inboxes, stalling behind a full one (order is kept).
