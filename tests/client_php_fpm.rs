@@ -732,3 +732,45 @@ fn idle_connections_are_closed_so_they_do_not_pin_workers() {
     assert_eq!(pool.stats()[0].idle, 0);
     assert!(direct(&fpm).contains("get.d=1\n"));
 }
+
+#[test]
+fn a_long_streaming_response_holds_only_its_own_connection() {
+    // The stall of a round-robin Vec<Mutex<Client>> (pingora#133): a long response must not
+    // delay requests that can use another connection.
+    let Some(fpm) = PhpFpm::start("nostall", 2) else {
+        return;
+    };
+    let pool = Pool::builder()
+        .backend(Backend::new(fpm.tcp()).max_conns(2))
+        .build();
+    let mut long = pool
+        .send(request(&fpm, "stream.php", "GET", "s=3"), std::io::empty())
+        .unwrap();
+    let mut first = vec![0u8; 1000];
+    long.read_exact(&mut first).unwrap();
+    let t0 = Instant::now();
+    for i in 0..20 {
+        let body = body_string(
+            pool.send(
+                request(&fpm, "echo.php", "GET", &format!("i={i}")),
+                std::io::empty(),
+            )
+            .unwrap(),
+        );
+        assert!(body.contains(&format!("get.i={i}\n")));
+    }
+    let quick = t0.elapsed();
+    assert!(
+        quick < Duration::from_secs(2),
+        "blocked behind the stream: {quick:?}"
+    );
+    let s = &pool.stats()[0];
+    assert_eq!((s.busy, s.connects), (1, 2), "{s:?}");
+    // The stream is still going, then ends normally.
+    let rest = body_string(long);
+    assert!(
+        rest.ends_with("late"),
+        "{}",
+        &rest[rest.len().saturating_sub(20)..]
+    );
+}

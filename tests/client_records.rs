@@ -616,3 +616,45 @@ fn pool_learns_the_backend_limit_from_get_values() {
     drop(a);
     assert_eq!(pool.stats()[0].idle, 2);
 }
+
+#[test]
+fn pool_waiters_are_served_in_arrival_order() {
+    // A backend that accepts and holds connections; leases need no request.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Address::Tcp(l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming() {
+            match s {
+                Ok(s) => held.push(s),
+                Err(_) => return,
+            }
+        }
+    });
+    let pool = Pool::builder()
+        .backend(Backend::new(addr).max_conns(1))
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .build();
+    let first = pool.get().unwrap();
+    let order = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let mut threads = Vec::new();
+    for i in 0..5 {
+        let pool = pool.clone();
+        let order = order.clone();
+        threads.push(std::thread::spawn(move || {
+            let conn = pool.get().unwrap();
+            order.lock().push(i);
+            std::thread::sleep(Duration::from_millis(20));
+            drop(conn);
+        }));
+        // Let each waiter queue before the next arrives.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(first);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*order.lock(), [0, 1, 2, 3, 4]);
+    let s = &pool.stats()[0];
+    assert_eq!((s.connects, s.reuses), (1, 5), "{s:?}");
+}
