@@ -182,6 +182,7 @@ pub struct Request {
     pub(crate) timeout: Option<Duration>,
     pub(crate) stderr_limit: Option<usize>,
     pub(crate) on_stderr: Option<StderrSink>,
+    pub(crate) parse_head: bool,
 }
 
 impl fmt::Debug for Request {
@@ -216,6 +217,7 @@ impl Request {
             timeout: None,
             stderr_limit: None,
             on_stderr: None,
+            parse_head: true,
         }
     }
 
@@ -302,6 +304,26 @@ impl Request {
     /// ```
     pub fn stderr_limit(mut self, bytes: usize) -> Request {
         self.stderr_limit = Some(bytes);
+        self
+    }
+
+    /// Passes stdout through untouched: the response's head is empty (status 200, no
+    /// headers) and reading returns all of stdout, CGI head included, as `cgi-fcgi` does.
+    /// Refusals such as `FCGI_OVERLOADED` then surface when reading.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use fcgi::client::{Config, Connection, Request};
+    /// let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
+    /// let mut raw = String::new();
+    /// conn.send(Request::new().without_head(), std::io::empty())?.read_to_string(&mut raw)?;
+    /// assert!(raw.contains("\r\n\r\n") || raw.contains("\n\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn without_head(mut self) -> Request {
+        self.parse_head = false;
         self
     }
 

@@ -95,6 +95,7 @@ pub(super) struct Exchange<'a> {
     on_stderr: Option<super::StderrSink>,
     pub(super) deadline: Option<Instant>,
     failed: bool,
+    parse_head: bool,
 }
 
 impl<'a> Exchange<'a> {
@@ -130,6 +131,7 @@ impl<'a> Exchange<'a> {
             on_stderr: request.on_stderr.take(),
             deadline: timeout.map(|t| Instant::now() + t),
             failed: false,
+            parse_head: request.parse_head,
         }
     }
 
@@ -293,6 +295,9 @@ impl<'a> Exchange<'a> {
     /// Reads stdout until the empty line that ends the CGI head. Each byte is looked at
     /// once, however the backend splits its records.
     fn read_head(&mut self, link: &mut Link<'_>) -> Result<Head, Error> {
+        if !self.parse_head {
+            return Head::parse(b"").map_err(Error::BadHead);
+        }
         let limit = match link {
             Link::Direct(conn) => conn.config.max_head_bytes,
             Link::Mux(shared) => shared.config.max_head_bytes,
