@@ -30,6 +30,9 @@ fn classic_available() -> bool {
     false
 }
 
+/// A named request: its environment and stdin.
+type Case = (&'static str, Vec<(String, String)>, Vec<u8>);
+
 struct Run {
     code: i32,
     stdout: Vec<u8>,
@@ -85,7 +88,7 @@ fn same_output_as_the_classic_tool_against_php_fpm() {
     };
     let form = b"a=1&b=two+words".to_vec();
     let upload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let mut cases: Vec<(&str, Vec<(String, String)>, Vec<u8>)> = vec![
+    let mut cases: Vec<Case> = vec![
         ("get", base("env.php", "GET", "q=%41&x=1"), Vec::new()),
         ("status", base("status.php", "GET", "code=201"), Vec::new()),
         ("warn", base("warn.php", "GET", ""), Vec::new()),
