@@ -346,7 +346,8 @@ impl<'a> Exchange<'a> {
 /// stream.
 ///
 /// Dropping a response before its end sends `FCGI_ABORT_REQUEST` (when at a record boundary)
-/// and shuts the connection down, so it is never reused half-read.
+/// and shuts its own connection down, so it is never reused half-read; on a
+/// [`super::MuxConnection`] only that request is aborted and its later records discarded.
 ///
 /// # Example
 ///
