@@ -5,6 +5,8 @@
 //!
 //! - [`server`]: a blocking application server with a bounded worker pool, all three roles,
 //!   keep-alive and multiplexed connections, and a CGI fallback;
+//! - [`client`]: a blocking FastCGI client with a connection pool (PHP-FPM or any FastCGI
+//!   application as the backend), used by the `cgi-fcgi` and `fcgi-bench` tools;
 //! - [`protocol`]: the wire format, with no I/O: records, bodies, name-value pairs.
 //!
 //! # Example
@@ -21,6 +23,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod cgi;
+pub mod client;
 pub mod protocol;
 pub mod server;
 mod sys;

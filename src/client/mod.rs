@@ -1,0 +1,370 @@
+//! A blocking FastCGI client with a connection pool: the web server's side of the wire.
+//!
+//! This module sends requests to a FastCGI application (PHP-FPM, or this crate's server) and
+//! streams both ways: the request body is any `impl Read`, sent as `FCGI_STDIN` records while
+//! the response is read, and the response body is a streaming `Read` after a parsed CGI head.
+//! It is built on [`crate::protocol`]; there is no second codec.
+//!
+//! - [`Connection`]: one connection, one request at a time ([`Connection::send`]).
+//! - [`Response`]: status and headers, then the body; stderr kept apart; app and protocol
+//!   status at the end.
+//! - [`Pool`]: kept-alive connections to one or more backends, bounded, with fair waiting,
+//!   idle expiry, health marking, session affinity, and multiplexing where the backend
+//!   offers it.
+//! - [`MuxConnection`]: several requests at once on one connection (`FCGI_MPXS_CONNS=1`).
+//! - [`get_values`]: ask a backend for `FCGI_MAX_CONNS`, `FCGI_MAX_REQS`, `FCGI_MPXS_CONNS`.
+//! - With the `http` feature: `Request::from_http` builds the CGI params a web server sends
+//!   from an `http::Request`, and `Head::to_http` gives an `http::response::Builder`.
+//!
+//! A [`Connection`] uses request id 1 for every request, as nginx and Apache do. HTTP itself
+//! is out of scope: the caller turns the [`Head`] and body into its HTTP response.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::io::Read;
+//! use fcgi::client::{Backend, Pool, Request};
+//!
+//! let pool = Pool::builder()
+//!     .backend(Backend::new("127.0.0.1:9000".parse()?))
+//!     .max_conns_per_backend(8)
+//!     .build();
+//! let req = Request::new()
+//!     .param("SCRIPT_FILENAME", "/srv/www/index.php")
+//!     .param("REQUEST_METHOD", "GET")
+//!     .param("QUERY_STRING", "a=1");
+//! let mut resp = pool.send(req, std::io::empty())?;
+//! let mut body = String::new();
+//! resp.read_to_string(&mut body)?;
+//! println!("{} {:?}\n{body}", resp.status(), resp.header("Content-Type"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+
+mod connection;
+mod error;
+#[cfg(feature = "http")]
+mod from_http;
+mod head;
+mod mux;
+mod pool;
+mod response;
+mod sys;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use connection::{BackendValues, Connection};
+pub use error::{Error, TimeoutKind};
+#[cfg(feature = "http")]
+pub use from_http::{CgiEnv, CgiError};
+pub use head::{find_head_end, Head, HeadError};
+pub use mux::MuxConnection;
+pub use pool::{Backend, BackendStats, Balance, Pool, PoolBuilder, PooledConnection};
+pub use response::Response;
+
+use crate::protocol::Role;
+
+/// Where a backend listens: a TCP address or a Unix socket path.
+///
+/// Parses from `host:port` (numeric), or from `unix:/path` or any string starting with `/`.
+///
+/// # Example
+///
+/// ```
+/// use fcgi::client::Address;
+/// let a: Address = "127.0.0.1:9000".parse().unwrap();
+/// assert!(matches!(a, Address::Tcp(_)));
+/// let u: Address = "unix:/run/php/fpm.sock".parse().unwrap();
+/// assert_eq!(u.to_string(), "unix:/run/php/fpm.sock");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix domain socket path.
+    Unix(PathBuf),
+}
+
+impl FromStr for Address {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Address, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            return Ok(Address::Unix(path.into()));
+        }
+        if s.starts_with('/') {
+            return Ok(Address::Unix(s.into()));
+        }
+        s.parse().map(Address::Tcp)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(a) => write!(f, "{a}"),
+            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(a: SocketAddr) -> Address {
+        Address::Tcp(a)
+    }
+}
+
+/// Connection settings: time limits, size limits and keep-alive.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = fcgi::client::Config::default();
+/// config.idle_timeout = Some(Duration::from_secs(5));
+/// config.request_timeout = Some(Duration::from_secs(30));
+/// assert!(config.keep_conn);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Limit for connecting. Default 5 s; `None` waits as long as the OS does.
+    pub connect_timeout: Option<Duration>,
+    /// Limit for a wait in which no byte can be read or written. Default 60 s.
+    pub idle_timeout: Option<Duration>,
+    /// Limit for a whole request, from sending it to `FCGI_END_REQUEST`. Default none.
+    pub request_timeout: Option<Duration>,
+    /// Largest CGI response head accepted. Default 64 KiB.
+    pub max_head_bytes: usize,
+    /// Stderr bytes kept per response (the rest is counted, not stored). Default 64 KiB.
+    pub stderr_limit: usize,
+    /// Ask the backend to keep the connection open (`FCGI_KEEP_CONN`). Default true.
+    pub keep_conn: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            connect_timeout: Some(Duration::from_secs(5)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            request_timeout: None,
+            max_head_bytes: 64 * 1024,
+            stderr_limit: 64 * 1024,
+            keep_conn: true,
+        }
+    }
+}
+
+/// The callback type of [`Request::on_stderr`].
+pub(crate) type StderrSink = Box<dyn FnMut(&[u8]) + Send>;
+
+/// A request to send: role, params and per-request options. The body is passed separately
+/// to [`Connection::send`] or [`Pool::send`].
+///
+/// # Example
+///
+/// ```
+/// use fcgi::client::Request;
+/// use fcgi::protocol::Role;
+/// let req = Request::new()
+///     .role(Role::Responder)
+///     .param("REQUEST_METHOD", "GET")
+///     .params([("QUERY_STRING", "x=1"), ("SERVER_PROTOCOL", "HTTP/1.1")]);
+/// assert_eq!(req.get_param("QUERY_STRING"), Some(&b"x=1"[..]));
+/// ```
+pub struct Request {
+    pub(crate) role: Role,
+    pub(crate) params: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) stderr_limit: Option<usize>,
+    pub(crate) on_stderr: Option<StderrSink>,
+    pub(crate) parse_head: bool,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("role", &self.role)
+            .field("params", &self.params.len())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Request {
+    fn default() -> Request {
+        Request::new()
+    }
+}
+
+impl Request {
+    /// A Responder request with no params.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::client::Request::new();
+    /// assert_eq!(req.get_param("X"), None);
+    /// ```
+    pub fn new() -> Request {
+        Request {
+            role: Role::Responder,
+            params: Vec::new(),
+            timeout: None,
+            stderr_limit: None,
+            on_stderr: None,
+            parse_head: true,
+        }
+    }
+
+    /// Sets the role (`FCGI_RESPONDER` by default).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::client::Request::new().role(fcgi::protocol::Role::Authorizer);
+    /// ```
+    pub fn role(mut self, role: Role) -> Request {
+        self.role = role;
+        self
+    }
+
+    /// Adds one param (names and values are bytes; they need not be UTF-8).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::client::Request::new().param("CONTENT_LENGTH", 5.to_string());
+    /// assert_eq!(req.get_param("CONTENT_LENGTH"), Some(&b"5"[..]));
+    /// ```
+    pub fn param(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Request {
+        self.params
+            .push((name.as_ref().to_vec(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// Adds several params.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::client::Request::new().params([("A", "1"), ("B", "2")]);
+    /// assert_eq!(req.get_param("B"), Some(&b"2"[..]));
+    /// ```
+    pub fn params<I, N, V>(mut self, pairs: I) -> Request
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        for (n, v) in pairs {
+            self = self.param(n, v);
+        }
+        self
+    }
+
+    /// The value of the first param named `name`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::client::Request::new().param("A", "1").param("A", "2");
+    /// assert_eq!(req.get_param("A"), Some(&b"1"[..]));
+    /// ```
+    pub fn get_param(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        let name = name.as_ref();
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| &v[..])
+    }
+
+    /// Limits this whole request (overrides [`Config::request_timeout`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::client::Request::new().timeout(std::time::Duration::from_secs(2));
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Request {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Stderr bytes to keep for this request (overrides [`Config::stderr_limit`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::client::Request::new().stderr_limit(1024);
+    /// ```
+    pub fn stderr_limit(mut self, bytes: usize) -> Request {
+        self.stderr_limit = Some(bytes);
+        self
+    }
+
+    /// Passes stdout through untouched: the response's head is empty (status 200, no
+    /// headers) and reading returns all of stdout, CGI head included, as `cgi-fcgi` does.
+    /// Refusals such as `FCGI_OVERLOADED` then surface when reading.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// use fcgi::client::{Config, Connection, Request};
+    /// let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
+    /// let mut raw = String::new();
+    /// conn.send(Request::new().without_head(), std::io::empty())?.read_to_string(&mut raw)?;
+    /// assert!(raw.contains("\r\n\r\n") || raw.contains("\n\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn without_head(mut self) -> Request {
+        self.parse_head = false;
+        self
+    }
+
+    /// Calls `f` with each piece of stderr as it arrives (in addition to the bounded buffer;
+    /// set [`Request::stderr_limit`] to 0 to keep none).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::client::Request::new()
+    ///     .on_stderr(|bytes| eprint!("app: {}", String::from_utf8_lossy(bytes)));
+    /// ```
+    pub fn on_stderr(mut self, f: impl FnMut(&[u8]) + Send + 'static) -> Request {
+        self.on_stderr = Some(Box::new(f));
+        self
+    }
+}
+
+/// Connects to `addr`, asks for the backend's limits with `FCGI_GET_VALUES` and closes the
+/// connection (PHP-FPM closes it anyway after answering).
+///
+/// # Errors
+///
+/// As [`Connection::connect`] and [`Connection::get_values`].
+///
+/// # Example
+///
+/// ```no_run
+/// let v = fcgi::client::get_values(&"127.0.0.1:9000".parse()?, &Default::default())?;
+/// println!("{:?} {:?} {:?}", v.max_conns, v.max_reqs, v.mpxs_conns);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn get_values(addr: &Address, config: &Config) -> Result<BackendValues, Error> {
+    Connection::connect(addr, config)?.get_values()
+}
+
+const _: fn() = || {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<Connection>();
+    send::<Response<'static>>();
+    send_sync::<Pool>();
+    send_sync::<MuxConnection>();
+};
