@@ -1,7 +1,10 @@
-//! The few raw system calls std and socket2 do not offer, in one place.
+//! The few raw system calls std and socket2 do not offer, in one place: `recv` with
+//! `MSG_PEEK`, `getpeername`, `poll(2)` for the client's full-duplex I/O, the shutdown
+//! signal pipe.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
 
 /// Turns a `-1` return into the `errno` error, as socket2's `syscall!` does.
 fn cvt(ret: isize) -> io::Result<usize> {
@@ -97,4 +100,116 @@ pub(crate) fn shutdown_signal_pipe() -> io::Result<std::os::fd::OwnedFd> {
 pub(crate) fn fd_is_open(fd: i32) -> bool {
     // SAFETY: F_GETFD only queries the descriptor table.
     unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+// ---- poll(2), for the client: one thread waits for "readable or writable" at once ----
+
+/// What `poll` reported.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ready {
+    pub readable: bool,
+    pub writable: bool,
+}
+
+/// `poll(2)` on one descriptor for reading and, if `want_write`, writing. `None` waits
+/// forever. Hang-ups and errors are reported as readable (the next read says what happened).
+pub(crate) fn poll(
+    fd: BorrowedFd<'_>,
+    want_write: bool,
+    timeout: Option<Duration>,
+) -> io::Result<Ready> {
+    let mut events = libc::POLLIN;
+    if want_write {
+        events |= libc::POLLOUT;
+    }
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    let ms: libc::c_int = match timeout {
+        None => -1,
+        // Round up so a sub-millisecond remainder does not become a busy loop of 0 ms polls.
+        Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
+    };
+    loop {
+        // SAFETY: `pfd` is a valid, initialized pollfd that lives across the call, and the
+        // count 1 matches the single element passed; the descriptor is borrowed, so it stays
+        // open for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n >= 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    let r = pfd.revents;
+    Ok(Ready {
+        readable: r & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0,
+        writable: r & (libc::POLLOUT | libc::POLLERR) != 0,
+    })
+}
+
+/// `poll(2)` on a socket and a waker descriptor: the socket for reading (if `want_read`) and
+/// writing (if `want_write`), the waker for reading. Returns the socket's readiness and
+/// whether the waker is readable.
+pub(crate) fn poll_with_waker(
+    fd: BorrowedFd<'_>,
+    want_read: bool,
+    want_write: bool,
+    waker: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> io::Result<(Ready, bool)> {
+    let mut events = 0;
+    if want_read {
+        events |= libc::POLLIN;
+    }
+    if want_write {
+        events |= libc::POLLOUT;
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: waker.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = timeout_ms(timeout);
+    loop {
+        // SAFETY: `fds` is a valid array of two initialized pollfds that lives across the
+        // call, the count matches its length, and both descriptors are borrowed (open).
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n >= 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    let r = fds[0].revents;
+    let hangup = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+    Ok((
+        Ready {
+            // A hang-up is reported even when reading was not asked for.
+            readable: r & (libc::POLLIN | hangup) != 0,
+            writable: r & (libc::POLLOUT | libc::POLLERR) != 0,
+        },
+        fds[1].revents != 0,
+    ))
+}
+
+fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        // Round up so a sub-millisecond remainder does not become a busy loop of 0 ms polls.
+        Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
+    }
 }

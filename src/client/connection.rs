@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::sys::{self, Ready};
 use super::{Address, Config, Error, Request, Response, TimeoutKind};
 use crate::protocol::{
     self, decode_record, encode_get_values, ParamsDecoder, ParamsLimits, RecordType, Status,
     HEADER_LEN, MAX_CONTENT_LEN,
 };
+use crate::sys::{self, Ready};
 
 /// Largest record on the wire: header, 65535 bytes of content, 255 of padding.
 pub(super) const MAX_RECORD: usize = HEADER_LEN + MAX_CONTENT_LEN + 255;

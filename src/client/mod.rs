@@ -49,7 +49,6 @@ mod head;
 mod mux;
 mod pool;
 mod response;
-mod sys;
 
 use std::fmt;
 use std::net::SocketAddr;

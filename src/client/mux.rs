@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::response::{Event, Exchange};
-use super::sys;
 use super::{Address, Config, Connection, Error, Request, Response, TimeoutKind};
 use crate::protocol::{
     encode_header_into, encode_params, BeginRequestBody, EndRequestBody, Header, ProtocolError,
     RecordType, KEEP_CONN,
 };
+use crate::sys;
 
 /// Stdout and stderr bytes a request's inbox holds before reading pauses.
 const INBOX_LIMIT: usize = 1 << 20;
