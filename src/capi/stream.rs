@@ -834,3 +834,344 @@ pub unsafe extern "C" fn FCGX_FreeStream(stream: *mut *mut FCGX_Stream) {
         }
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::undocumented_unsafe_blocks)] // tests call the exports with valid arguments
+mod tests {
+    use super::*;
+    use crate::protocol::{decode_record, Status};
+    use std::collections::VecDeque;
+    use std::ffi::CStr;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    /// An in-memory reader: each item is one `fill` result (bytes, or an error kind).
+    struct Script {
+        steps: VecDeque<io::Result<Vec<u8>>>,
+        data: Vec<u8>,
+        filter: bool,
+    }
+
+    impl StreamIo for Script {
+        fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.steps.pop_front() {
+                None => Ok(0),
+                Some(Err(e)) => Err(e),
+                Some(Ok(bytes)) => {
+                    let n = bytes.len().min(buf.len());
+                    buf[..n].copy_from_slice(&bytes[..n]);
+                    if n < bytes.len() {
+                        self.steps.push_front(Ok(bytes[n..].to_vec()));
+                    }
+                    Ok(n)
+                }
+            }
+        }
+
+        fn start_filter_data(&mut self) -> bool {
+            if !self.filter || !self.steps.is_empty() {
+                return false;
+            }
+            self.filter = false;
+            self.steps.push_back(Ok(std::mem::take(&mut self.data)));
+            true
+        }
+    }
+
+    fn reader(steps: Vec<io::Result<Vec<u8>>>, bufflen: usize) -> *mut FCGX_Stream {
+        let io = Script {
+            steps: steps.into(),
+            data: Vec::new(),
+            filter: false,
+        };
+        new_reader(Box::new(io), bufflen, ptr::null_mut())
+    }
+
+    fn get_str(s: *mut FCGX_Stream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        let got = unsafe { FCGX_GetStr(buf.as_mut_ptr().cast(), n as c_int, s) };
+        buf.truncate(got as usize);
+        buf
+    }
+
+    #[test]
+    fn reader_delivers_bytes_across_fills_then_eof() {
+        let s = reader(vec![Ok(b"hel".to_vec()), Ok(b"lo\nworld".to_vec())], 4);
+        unsafe {
+            assert_eq!(FCGX_GetChar(s), c_int::from(b'h'));
+            assert_eq!(FCGX_UnGetChar(c_int::from(b'H'), s), c_int::from(b'H'));
+            assert_eq!(
+                FCGX_UnGetChar(c_int::from(b'x'), s),
+                EOF,
+                "one pushback only"
+            );
+            let mut line = [0 as c_char; 16];
+            let p = FCGX_GetLine(line.as_mut_ptr(), 16, s);
+            assert_eq!(p, line.as_mut_ptr());
+            assert_eq!(CStr::from_ptr(p).to_bytes(), b"Hello\n");
+            assert_eq!(FCGX_HasSeenEOF(s), 0);
+            assert_eq!(get_str(s, 100), b"world", "short only at EOF");
+            assert_eq!(FCGX_HasSeenEOF(s), EOF);
+            assert_eq!(FCGX_GetChar(s), EOF);
+            assert!(FCGX_GetLine(line.as_mut_ptr(), 16, s).is_null());
+            assert_eq!(FCGX_GetError(s), 0, "a clean end is no error");
+            assert_eq!(FCGX_PutChar(65, s), EOF, "readers don't write");
+            assert_eq!(FCGX_PutStr(c"ab".as_ptr(), 2, s), -1);
+            assert_eq!(FCGX_FFlush(s), 0);
+            free_stream(s);
+        }
+    }
+
+    #[test]
+    fn get_line_respects_size_and_keeps_newline() {
+        let s = reader(vec![Ok(b"abcdef\nx".to_vec())], 64);
+        unsafe {
+            let mut line = [0x7f as c_char; 8];
+            assert!(!FCGX_GetLine(line.as_mut_ptr(), 4, s).is_null());
+            assert_eq!(CStr::from_ptr(line.as_ptr()).to_bytes(), b"abc");
+            assert!(!FCGX_GetLine(line.as_mut_ptr(), 1, s).is_null());
+            assert_eq!(line[0], 0, "n == 1 stores only the NUL");
+            assert!(FCGX_GetLine(line.as_mut_ptr(), 0, s).is_null());
+            assert!(!FCGX_GetLine(line.as_mut_ptr(), 8, s).is_null());
+            assert_eq!(CStr::from_ptr(line.as_ptr()).to_bytes(), b"def\n");
+            free_stream(s);
+        }
+    }
+
+    #[test]
+    fn eagain_is_reported_and_retryable_after_clearing() {
+        let s = reader(
+            vec![
+                Ok(b"ab".to_vec()),
+                Err(io::ErrorKind::WouldBlock.into()),
+                Ok(b"cd".to_vec()),
+            ],
+            64,
+        );
+        unsafe {
+            assert_eq!(get_str(s, 4), b"ab");
+            assert_eq!((*s).isClosed, 1);
+            assert_eq!(FCGX_GetError(s), libc::EAGAIN);
+            // The non-blocking reader pattern seen in public code.
+            (*s).isClosed = 0;
+            (*s).FCGI_errno = 0;
+            assert_eq!(get_str(s, 2), b"cd");
+            free_stream(s);
+        }
+    }
+
+    #[test]
+    fn protocol_errors_keep_the_first_code() {
+        let s = reader(vec![Err(super::super::fcgx_error(FcgxError::Protocol))], 64);
+        unsafe {
+            assert_eq!(FCGX_GetChar(s), EOF);
+            assert_eq!(FCGX_GetError(s), -3);
+            FCGX_ClearError(s);
+            assert_eq!(FCGX_GetError(s), 0);
+            assert_eq!(FCGX_HasSeenEOF(s), EOF, "ClearError does not reopen");
+            free_stream(s);
+        }
+    }
+
+    #[test]
+    fn start_filter_data_needs_stdin_at_eof() {
+        let io = Script {
+            steps: vec![Ok(b"stdin".to_vec())].into(),
+            data: b"file data".to_vec(),
+            filter: true,
+        };
+        let mut req = super::super::fcgiapp::zeroed_request();
+        let s = new_reader(Box::new(io), 64, &mut req);
+        unsafe {
+            assert_eq!(FCGX_StartFilterData(s), -1, "stdin not read to its end");
+            assert_eq!(FCGX_GetError(s), -5);
+            let s2 = reader(vec![], 64);
+            assert_eq!(FCGX_GetChar(s2), EOF);
+            assert_eq!(FCGX_StartFilterData(s2), -1, "not a Filter request");
+            free_stream(s2);
+            free_stream(s);
+
+            let io = Script {
+                steps: vec![Ok(b"stdin".to_vec())].into(),
+                data: b"file data".to_vec(),
+                filter: true,
+            };
+            let s = new_reader(Box::new(io), 64, &mut req);
+            assert_eq!(get_str(s, 64), b"stdin");
+            assert_eq!(FCGX_StartFilterData(s), 0);
+            assert_eq!(FCGX_HasSeenEOF(s), 0);
+            assert_eq!(get_str(s, 64), b"file data");
+            FCGX_SetExitStatus(7, s);
+            assert_eq!(req.appStatus, 7);
+            free_stream(s);
+        }
+    }
+
+    /// Every record written to the other end of a socket pair: (type, id, content, padding).
+    fn records(bytes: &[u8]) -> Vec<(u8, u16, Vec<u8>, u8)> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match decode_record(rest).unwrap() {
+                Status::Complete((rec, used)) => {
+                    let h = rec.header;
+                    out.push((
+                        u8::from(h.record_type),
+                        h.request_id,
+                        rec.content.to_vec(),
+                        h.padding_length,
+                    ));
+                    rest = &rest[used..];
+                }
+                Status::Partial(_) => panic!("truncated record"),
+            }
+        }
+        out
+    }
+
+    fn drain(mut sock: std::os::unix::net::UnixStream) -> Vec<u8> {
+        let mut v = Vec::new();
+        sock.read_to_end(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn writer_frames_records_like_libfcgi() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        unsafe {
+            let mut s = FCGX_CreateWriter(fd, 1, 8192, 6);
+            assert!(!s.is_null());
+            let big = vec![b'x'; 8184 + 190];
+            assert_eq!(
+                FCGX_PutStr(big.as_ptr().cast(), big.len() as c_int, s),
+                big.len() as c_int
+            );
+            assert_eq!(FCGX_PutChar(0x1ff, s), 0xff, "returned as unsigned char");
+            assert_eq!(FCGX_PutS(c"!".as_ptr(), s), 1);
+            assert_eq!(FCGX_FFlush(s), 0);
+            assert_eq!(FCGX_FClose(s), 0);
+            assert_eq!(FCGX_FClose(s), 0, "once only");
+            assert_eq!(FCGX_PutStr(c"late".as_ptr(), 4, s), -1);
+            assert_eq!(FCGX_PutChar(65, s), EOF);
+            assert_eq!(FCGX_GetChar(s), EOF, "writers don't read");
+            FCGX_FreeStream(&mut s);
+            assert!(s.is_null());
+            FCGX_FreeStream(&mut s);
+            FCGX_FreeStream(ptr::null_mut());
+        }
+        drop(a);
+        let recs = records(&drain(b));
+        let summary: Vec<(u8, u16, usize, u8)> = recs
+            .iter()
+            .map(|(t, id, c, p)| (*t, *id, c.len(), *p))
+            .collect();
+        assert_eq!(summary, vec![(6, 1, 8184, 0), (6, 1, 192, 0), (6, 1, 0, 0)]);
+        assert_eq!(&recs[1].2[190..], b"\xff!");
+    }
+
+    #[test]
+    fn writer_pads_to_eight_and_stderr_without_output_sends_nothing() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        unsafe {
+            let mut err = FCGX_CreateWriter(fd, 3, 512, 7);
+            assert_eq!(FCGX_FClose(err), 0);
+            FCGX_FreeStream(&mut err);
+            let mut out = FCGX_CreateWriter(fd, 3, 10, 6);
+            let text = [b'y'; 25 + 3];
+            assert_eq!(
+                FCGX_PutStr(text.as_ptr().cast(), text.len() as c_int, out),
+                28
+            );
+            assert_eq!(FCGX_FClose(out), 0);
+            FCGX_FreeStream(&mut out);
+        }
+        drop(a);
+        let recs = records(&drain(b));
+        let summary: Vec<(u8, u16, usize, u8)> = recs
+            .iter()
+            .map(|(t, id, c, p)| (*t, *id, c.len(), *p))
+            .collect();
+        // bufflen 10 is raised to 32: 24 content bytes a record; 4 bytes pad by 4.
+        assert_eq!(summary, vec![(6, 3, 24, 0), (6, 3, 4, 4), (6, 3, 0, 0)]);
+    }
+
+    #[test]
+    fn write_error_closes_the_stream_with_errno() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(b);
+        // The Rust runtime already ignores SIGPIPE; say so explicitly, write() must fail
+        // with EPIPE instead of killing the test process.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        unsafe {
+            let mut s = FCGX_CreateWriter(a.as_raw_fd(), 1, 64, 6);
+            assert_eq!(FCGX_PutS(c"hello".as_ptr(), s), 5);
+            assert_eq!(FCGX_FFlush(s), -1);
+            assert_eq!(FCGX_GetError(s), libc::EPIPE);
+            assert_eq!(FCGX_FClose(s), EOF);
+            FCGX_FreeStream(&mut s);
+        }
+    }
+
+    #[test]
+    fn hand_built_streams_use_their_own_procedures() {
+        // A mock stream as programs build them: our functions must only use the fields.
+        unsafe extern "C" fn fill(s: *mut FCGX_Stream) {
+            unsafe { (*s).isClosed = 1 };
+        }
+        let mut bytes = *b"mock";
+        let base = bytes.as_mut_ptr();
+        let mut s = FCGX_Stream {
+            rdNext: base,
+            wrNext: unsafe { base.add(4) },
+            stop: unsafe { base.add(4) },
+            stopUnget: base,
+            isReader: 1,
+            isClosed: 0,
+            wasFCloseCalled: 0,
+            FCGI_errno: 0,
+            fillBuffProc: Some(fill),
+            emptyBuffProc: None,
+            data: ptr::null_mut(),
+        };
+        assert_eq!(get_str(&mut s, 10), b"mock");
+        assert_eq!(unsafe { FCGX_HasSeenEOF(&mut s) }, EOF);
+        unsafe { FCGX_SetExitStatus(3, &mut s) }; // foreign data: ignored, no crash
+        let mut p: *mut FCGX_Stream = &mut s;
+        unsafe { FCGX_FreeStream(&mut p) }; // not ours: left alone
+        assert!(p.is_null());
+    }
+
+    #[test]
+    fn null_streams_give_failure_values() {
+        let n = ptr::null_mut();
+        unsafe {
+            assert_eq!(FCGX_GetChar(n), EOF);
+            assert_eq!(FCGX_GetStr(ptr::null_mut(), 5, n), 0);
+            assert!(FCGX_GetLine(ptr::null_mut(), 5, n).is_null());
+            assert_eq!(FCGX_UnGetChar(1, n), EOF);
+            assert_eq!(FCGX_HasSeenEOF(n), EOF);
+            assert_eq!(FCGX_PutChar(1, n), EOF);
+            assert_eq!(FCGX_PutStr(c"a".as_ptr(), 1, n), -1);
+            assert_eq!(FCGX_PutStr(ptr::null(), 0, n), 0);
+            assert_eq!(FCGX_PutS(ptr::null(), n), -1);
+            assert_eq!(FCGX_FFlush(n), 0);
+            assert_eq!(FCGX_FClose(n), 0);
+            assert_eq!(FCGX_GetError(n), -5);
+            FCGX_ClearError(n);
+            FCGX_SetExitStatus(1, n);
+            assert_eq!(FCGX_StartFilterData(n), -1);
+        }
+    }
+
+    #[test]
+    fn writer_capacity_matches_libfcgi() {
+        assert_eq!(writer_capacity(8192), 8184);
+        assert_eq!(writer_capacity(512), 504);
+        assert_eq!(writer_capacity(0), 24);
+        assert_eq!(writer_capacity(-5), 24);
+        assert_eq!(writer_capacity(1_000_000), 65528);
+        assert_eq!(writer_capacity(33), 32);
+    }
+}
