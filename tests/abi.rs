@@ -490,3 +490,236 @@ fn is_cgi_follows_what_fd_0_is() {
         "a busy port is an error return, not an exit"
     );
 }
+
+/// What a minimal FastCGI responder (written here with the codec) received.
+#[derive(Debug, Default)]
+struct Received {
+    request_id: u16,
+    params: Vec<u8>,
+    stdin: Vec<u8>,
+}
+
+/// Serves one request on `listener`: reads BEGIN_REQUEST, PARAMS and STDIN up to their
+/// empty records, answers STDERR "warn", STDOUT "body:<stdin>" and END_REQUEST with
+/// appStatus 5, then closes.
+fn serve_one(listener: std::net::TcpListener) -> std::thread::JoinHandle<Received> {
+    use fcgi::protocol::{encode_end_request, encode_record, encode_stream_end, ProtocolStatus};
+    use std::io::Read;
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Received::default();
+        let mut buf = Vec::new();
+        let (mut params_done, mut stdin_done) = (false, false);
+        while !(params_done && stdin_done) {
+            let mut chunk = [0u8; 4096];
+            let n = conn.read(&mut chunk).unwrap();
+            assert!(n > 0, "cgi-fcgi closed before the end of STDIN");
+            buf.extend_from_slice(&chunk[..n]);
+            while let Status::Complete((record, used)) = decode_record(&buf).unwrap() {
+                let h = record.header;
+                match h.record_type {
+                    RecordType::BeginRequest => got.request_id = h.request_id,
+                    RecordType::Params if record.content.is_empty() => params_done = true,
+                    RecordType::Params => got.params.extend_from_slice(record.content),
+                    RecordType::Stdin if record.content.is_empty() => stdin_done = true,
+                    RecordType::Stdin => got.stdin.extend_from_slice(record.content),
+                    other => panic!("unexpected record {other:?}"),
+                }
+                buf.drain(..used);
+            }
+        }
+        let id = got.request_id;
+        let mut out = Vec::new();
+        encode_record(&mut out, RecordType::Stderr, id, b"warn");
+        encode_stream_end(&mut out, RecordType::Stderr, id);
+        let mut body = b"Content-type: text/plain\r\n\r\nbody:".to_vec();
+        body.extend_from_slice(&got.stdin);
+        encode_record(&mut out, RecordType::Stdout, id, &body);
+        encode_stream_end(&mut out, RecordType::Stdout, id);
+        encode_end_request(&mut out, id, 5, ProtocolStatus::RequestComplete);
+        conn.write_all(&out).unwrap();
+        got
+    })
+}
+
+/// Runs Debian's `cgi-fcgi -bind` against [`serve_one`], on our library (`Some`) or on the
+/// classic one (`None`), with CONTENT_LENGTH 5 and 12 bytes on stdin.
+fn bridge(prefix: Option<&Prefix>) -> (Received, Output) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = serve_one(listener);
+    let exe = Path::new("/usr/bin/cgi-fcgi");
+    let args = ["-bind", "-connect", &addr.to_string()];
+    let env = [("CONTENT_LENGTH", "5"), ("REQUEST_METHOD", "POST")];
+    let mut cmd = match prefix {
+        Some(prefix) => prefix.command(exe, &args, &env),
+        None => {
+            let mut cmd = Command::new(exe);
+            cmd.args(args).envs(env).env_remove("LD_LIBRARY_PATH");
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd
+        }
+    };
+    let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"abcdeIGNORED")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (server.join().unwrap(), out)
+}
+
+/// Debian's `cgi-fcgi` is itself a libfcgi.so.0 program (FCGX_CreateWriter, OS_FcgiConnect,
+/// OS_Async*, OS_DoIo, ...): in bridge mode, on our library, it must send the request and
+/// relay the answer and exit status, exactly as it does on the classic library.
+#[test]
+fn debian_cgi_fcgi_bridges_a_request_on_our_library() {
+    let test = "debian_cgi_fcgi_bridges_a_request_on_our_library";
+    if !Path::new("/usr/bin/cgi-fcgi").exists() {
+        if peers_required() {
+            panic!("{test}: /usr/bin/cgi-fcgi (libfcgi-bin) is missing");
+        }
+        eprintln!("SKIPPING {test}: /usr/bin/cgi-fcgi (libfcgi-bin) is missing");
+        return;
+    }
+    let prefix = Prefix::new();
+    // Prove which library the loader gives cgi-fcgi with this environment.
+    let trace = prefix
+        .command(
+            Path::new("/usr/bin/cgi-fcgi"),
+            &[],
+            &[("LD_TRACE_LOADED_OBJECTS", "1")],
+        )
+        .output()
+        .unwrap();
+    let trace = String::from_utf8_lossy(&trace.stdout);
+    let line = trace
+        .lines()
+        .find(|l| l.contains("libfcgi.so.0"))
+        .expect("libfcgi.so.0 NEEDED");
+    assert!(
+        line.contains(prefix.so().to_str().unwrap()),
+        "cgi-fcgi would load: {line}"
+    );
+
+    let (got, out) = bridge(Some(&prefix));
+    assert_eq!(got.request_id, 1);
+    // cgi-fcgi reads whole buffers of stdin once CONTENT_LENGTH > 0 (that is the tool's
+    // behaviour on either library; compared below).
+    assert!(got.stdin.starts_with(b"abcde"), "{:?}", got.stdin);
+    let mut decoder = fcgi::protocol::ParamsDecoder::new(Default::default());
+    decoder.feed(&got.params).unwrap();
+    let params = decoder.finish().unwrap();
+    assert_eq!(
+        params.get(b"REQUEST_METHOD"),
+        Some(&b"POST"[..]),
+        "the environment is sent as PARAMS"
+    );
+    let body = format!(
+        "Content-type: text/plain\r\n\r\nbody:{}",
+        String::from_utf8_lossy(&got.stdin)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), body);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "warn");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "END_REQUEST appStatus is the exit status"
+    );
+
+    if Path::new("/usr/lib/x86_64-linux-gnu/libfcgi.so.0").exists() {
+        let (classic, classic_out) = bridge(None);
+        assert_eq!(
+            classic.stdin, got.stdin,
+            "stdin relayed as on the classic library"
+        );
+        assert_eq!(classic_out.stdout, out.stdout);
+        assert_eq!(classic_out.stderr, out.stderr);
+        assert_eq!(classic_out.status.code(), out.status.code());
+    }
+}
+
+/// `cgi-fcgi -start` on our library: OS_CreateLocalIpcFd makes the listener and
+/// OS_SpawnChild starts the application with it as fd 0, where FCGX_IsCGI says FastCGI.
+#[test]
+fn debian_cgi_fcgi_starts_an_application_on_our_listener() {
+    let test = "debian_cgi_fcgi_starts_an_application_on_our_listener";
+    if !have(&["cc"], test) {
+        return;
+    }
+    if !Path::new("/usr/bin/cgi-fcgi").exists() {
+        if peers_required() {
+            panic!("{test}: /usr/bin/cgi-fcgi (libfcgi-bin) is missing");
+        }
+        eprintln!("SKIPPING {test}: /usr/bin/cgi-fcgi (libfcgi-bin) is missing");
+        return;
+    }
+    let prefix = Prefix::new();
+    let iscgi = prefix.compile("iscgi.c", false);
+    let result = prefix.dir.path().join("app.out");
+    let app = prefix.dir.path().join("bin/app.sh");
+    // Write to a temporary name, then rename, so the test never reads half a result.
+    std::fs::write(
+        &app,
+        format!(
+            "#!/bin/sh\n\"{exe}\" > \"{out}.tmp\" 2>&1\nmv \"{out}.tmp\" \"{out}\"\n",
+            exe = iscgi.display(),
+            out = result.display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&app).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&app, perms).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    // cgi-fcgi closes its copy of the listener with OS_Close(fd, TRUE), which drains for
+    // LIBFCGI_OS_CLOSE_POLL_TIMEOUT ms (2000 by default, on either library).
+    let out = prefix
+        .command(
+            Path::new("/usr/bin/cgi-fcgi"),
+            &[
+                "-start",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                app.to_str().unwrap(),
+            ],
+            &[("LIBFCGI_OS_CLOSE_POLL_TIMEOUT", "100")],
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1800),
+        "LIBFCGI_OS_CLOSE_POLL_TIMEOUT=100 ignored: {:?}",
+        started.elapsed()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !result.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spawned application never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&result).unwrap(),
+        "is_cgi=0\n",
+        "fd 0 is the listener"
+    );
+}
