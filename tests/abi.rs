@@ -723,3 +723,111 @@ fn debian_cgi_fcgi_starts_an_application_on_our_listener() {
         "fd 0 is the listener"
     );
 }
+
+#[test]
+fn fcgx_init_installs_libfcgi_signal_handlers() {
+    if !have(&["cc"], "fcgx_init_installs_libfcgi_signal_handlers") {
+        return;
+    }
+    let prefix = Prefix::new();
+    let exe = prefix.compile("signals.c", false);
+    let out = prefix.run(&exe, &[], b"", &[]);
+    assert!(
+        out.status.success(),
+        "{:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pipe=lib usr1=mine term=lib restart=0 int=dfl write=EPIPE alive\n"
+    );
+}
+
+#[test]
+fn fcgi_stdio_functions_on_files_empty_wrappers_and_request_streams() {
+    let test = "fcgi_stdio_functions_on_files_empty_wrappers_and_request_streams";
+    if !have(&["cc"], test) || !have_classic_headers(test) {
+        return;
+    }
+    let prefix = Prefix::new();
+    for classic in [false, true] {
+        let exe = prefix.compile("stdio_files.c", classic);
+        let records = prefix.dir.path().join("records.bin");
+        let dir = prefix.dir.path().to_str().unwrap();
+        let out = prefix.run(&exe, &[dir, records.to_str().unwrap()], b"", &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.starts_with("ok "),
+            "classic headers {classic}: {stdout}"
+        );
+        let content = stdout_content(&std::fs::read(&records).unwrap());
+        assert_eq!(
+            String::from_utf8_lossy(&content),
+            "fprintf 7|fputs|cfwrite|ab"
+        );
+    }
+}
+
+/// `libfcgi.a` carries the C objects too: a program links statically (no libfcgi.so.0
+/// needed at all) and the printf family works through the naked exports. `-rdynamic` and
+/// `--undefined` keep the marker visible to the program's own `dlsym` check.
+#[test]
+fn static_library_links_and_runs() {
+    if !have(&["cc"], "static_library_links_and_runs") {
+        return;
+    }
+    let lib = built_library().with_file_name("libfcgi.a");
+    assert!(lib.exists(), "{} missing", lib.display());
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("printf-static");
+    let out = Command::new("cc")
+        .args([
+            "-std=gnu11",
+            "-rdynamic",
+            "-Wl,--undefined=fcgi_rs_version",
+            "-o",
+        ])
+        .arg(&exe)
+        .arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")))
+        .arg(c_source("printf.c"))
+        .arg(&lib)
+        .args([
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-lc",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "static link failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if have(&["readelf"], "static_library_links_and_runs") {
+        let dynamic = tool_output("readelf", &["-dW"], &exe);
+        assert!(
+            !dynamic.contains("libfcgi"),
+            "linked dynamically after all:\n{dynamic}"
+        );
+    }
+    let run = Command::new(&exe)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{:?} {}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let content = stdout_content(&run.stdout);
+    assert!(
+        content.starts_with(b"zu=18446744073709551615|lf=2.500000|"),
+        "{content:?}"
+    );
+}

@@ -55,25 +55,35 @@ fn is_standard(fp: *mut FCGI_FILE) -> bool {
     (0..3).any(|i| sf(i) == fp)
 }
 
-/// A heap wrapper around a real `FILE`, or NULL if `file` is NULL.
+/// A `malloc`ed wrapper around a real `FILE`, or NULL if `file` is NULL (or out of
+/// memory). `malloc`/`free` as in libfcgi, so wrappers a program allocates itself can be
+/// closed too.
 fn wrap(file: *mut libc::FILE) -> *mut FCGI_FILE {
     if file.is_null() {
         return ptr::null_mut();
     }
-    Box::into_raw(Box::new(FCGI_FILE {
-        stdio_stream: file,
-        fcgx_stream: ptr::null_mut(),
-    }))
+    // SAFETY: malloc of the wrapper's size; the result is checked before use.
+    let fp = unsafe { libc::malloc(std::mem::size_of::<FCGI_FILE>()) }.cast::<FCGI_FILE>();
+    if !fp.is_null() {
+        // SAFETY: fp is a fresh allocation of the right size and alignment.
+        unsafe {
+            fp.write(FCGI_FILE {
+                stdio_stream: file,
+                fcgx_stream: ptr::null_mut(),
+            })
+        };
+    }
+    fp
 }
 
-/// Frees a wrapper made by [`wrap`] unless it is one of `_fcgi_sF`.
+/// Frees a wrapper (with `free`) unless it is one of `_fcgi_sF`.
 ///
 /// # Safety
-/// `fp` came from [`wrap`] or is one of `_fcgi_sF`.
+/// `fp` came from `malloc` (as [`wrap`]'s do) or is one of `_fcgi_sF`.
 unsafe fn release(fp: *mut FCGI_FILE) {
     if !is_standard(fp) {
-        // SAFETY: per the contract, a Box made by wrap.
-        drop(unsafe { Box::from_raw(fp) });
+        // SAFETY: per the contract, a malloc'ed wrapper.
+        unsafe { libc::free(fp.cast()) };
     }
 }
 
