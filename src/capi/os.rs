@@ -877,4 +877,150 @@ mod tests {
         assert_eq!(OS_IsFcgi(f.as_raw_fd()), 0, "not a socket");
         assert_eq!(OS_IsFcgi(987_654), 0, "closed fd");
     }
+
+    fn nonblocking(fd: c_int) {
+        OS_SetFlags(fd, libc::O_NONBLOCK);
+    }
+
+    /// All OS_Accept behaviour in one test: the shutdown flag it ends with is global.
+    #[test]
+    fn os_accept_filters_peers_and_stops_on_shutdown() {
+        use std::io::Read;
+        use std::io::Write;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec = CString::new(format!("127.0.0.1:{port}")).unwrap();
+        let lfd = unsafe { OS_CreateLocalIpcFd(spec.as_ptr(), 5) };
+        assert!(lfd >= 0);
+
+        // An allowed IPv4 peer is accepted, with TCP_NODELAY set.
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let fd = unsafe { OS_Accept(lfd, 0, c"10.9.9.9,127.0.0.1".as_ptr()) };
+        assert!(fd >= 0, "errno {}", errno());
+        let mut nodelay: c_int = 0;
+        let mut len = mem::size_of::<c_int>() as libc::socklen_t;
+        unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                ptr::addr_of_mut!(nodelay).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(nodelay, 1);
+        assert_eq!(OS_Close(fd, 0), 0);
+
+        // A peer not in FCGI_WEB_SERVER_ADDRS is closed and accept goes on; on a
+        // non-blocking listener that ends with EAGAIN, returned as -1.
+        nonblocking(lfd);
+        let mut rejected = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(unsafe { OS_Accept(lfd, 0, c"10.9.9.9".as_ptr()) }, -1);
+        assert_eq!(errno(), libc::EAGAIN);
+        let mut buf = [0u8; 1];
+        rejected
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(
+            rejected.read(&mut buf).unwrap_or(0),
+            0,
+            "the rejected peer sees EOF"
+        );
+        OS_Close(lfd, 0);
+
+        // Unix sockets: a peer that sends nothing within the keeper timeout is dropped.
+        KEEPER_POLL_TIMEOUT_MS.store(50, Ordering::SeqCst);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.sock");
+        let spec = CString::new(path.to_str().unwrap()).unwrap();
+        let ufd = unsafe { OS_CreateLocalIpcFd(spec.as_ptr(), 5) };
+        assert!(ufd >= 0);
+        let mut talker = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        talker.write_all(b"x").unwrap();
+        let fd = unsafe { OS_Accept(ufd, 0, ptr::null()) };
+        assert!(fd >= 0, "a peer with data is kept");
+        OS_Close(fd, 0);
+        nonblocking(ufd);
+        let mut silent = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        assert_eq!(unsafe { OS_Accept(ufd, 0, ptr::null()) }, -1);
+        assert_eq!(errno(), libc::EAGAIN);
+        silent
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(
+            silent.read(&mut buf).unwrap_or(0),
+            0,
+            "the silent peer was closed"
+        );
+
+        // A pending shutdown: no accept at all.
+        let _waiting = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        OS_ShutdownPending();
+        assert!(shutdown_pending());
+        assert_eq!(unsafe { OS_Accept(ufd, 0, ptr::null()) }, -1);
+        OS_Close(ufd, 0);
+        SHUTDOWN_PENDING.store(false, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn async_io_reads_and_writes_through_callbacks() {
+        use std::os::fd::AsRawFd;
+        unsafe extern "C" fn done(cd: *mut c_void, len: c_int) {
+            unsafe { *cd.cast::<c_int>() = len };
+        }
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut out = *b"ping";
+        let mut wrote: c_int = -100;
+        let mut inbuf = [0u8; 16];
+        let mut read: c_int = -100;
+        unsafe {
+            assert_eq!(
+                OS_AsyncWrite(
+                    a.as_raw_fd(),
+                    0,
+                    out.as_mut_ptr().cast(),
+                    4,
+                    Some(done),
+                    ptr::addr_of_mut!(wrote).cast()
+                ),
+                0
+            );
+            assert_eq!(
+                OS_AsyncRead(
+                    b.as_raw_fd(),
+                    0,
+                    inbuf.as_mut_ptr().cast(),
+                    16,
+                    Some(done),
+                    ptr::addr_of_mut!(read).cast()
+                ),
+                0
+            );
+            let mut tv = libc::timeval {
+                tv_sec: 5,
+                tv_usec: 0,
+            };
+            let read_ptr = ptr::addr_of!(read);
+            for _ in 0..10 {
+                if read_ptr.read_volatile() != -100 {
+                    break;
+                }
+                assert_eq!(OS_DoIo(&mut tv), 0);
+            }
+        }
+        assert_eq!(wrote, 4);
+        assert_eq!(read, 4);
+        assert_eq!(&inbuf[..4], b"ping");
+        // Nothing registered any more: a short timeout returns 0 with no callback.
+        let mut tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 10_000,
+        };
+        assert_eq!(unsafe { OS_DoIo(&mut tv) }, 0);
+        assert_eq!(OS_CloseRead(b.as_raw_fd()), 0);
+    }
 }

@@ -844,3 +844,51 @@ pub unsafe extern "C" fn FCGI_pclose(fp: *mut FCGI_FILE) -> c_int {
         }
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::undocumented_unsafe_blocks)] // tests call the exports with valid arguments
+mod tests {
+    use super::*;
+
+    /// NULL where libfcgi dereferenced it: a failure value, no crash.
+    #[test]
+    fn null_files_give_failure_values() {
+        let n = ptr::null_mut::<FCGI_FILE>();
+        let mut buf = [0 as c_char; 8];
+        let mut pos: libc::fpos_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            assert_eq!(FCGI_fclose(n), EOF);
+            assert_eq!(FCGI_pclose(n), EOF);
+            assert!(FCGI_freopen(c"/dev/null".as_ptr(), c"r".as_ptr(), n).is_null());
+            assert_eq!(FCGI_setvbuf(n, ptr::null_mut(), libc::_IONBF, 0), -1);
+            FCGI_setbuf(n, ptr::null_mut());
+            assert_eq!(FCGI_fseek(n, 0, libc::SEEK_SET), -1);
+            assert_eq!(FCGI_ftell(n), -1);
+            FCGI_rewind(n);
+            assert_eq!(FCGI_fgetpos(n, &mut pos), -1);
+            assert_eq!(FCGI_fsetpos(n, &pos), -1);
+            assert_eq!(FCGI_fgetc(n), EOF);
+            assert_eq!(FCGI_ungetc(1, n), EOF);
+            assert!(FCGI_fgets(buf.as_mut_ptr(), 8, n).is_null());
+            assert_eq!(FCGI_fputc(1, n), EOF);
+            assert_eq!(FCGI_fputs(c"x".as_ptr(), n), EOF);
+            assert_eq!(FCGI_fputs(ptr::null(), n), EOF);
+            assert_eq!(FCGI_fread(buf.as_mut_ptr().cast(), 1, 1, n), usize::MAX);
+            assert_eq!(FCGI_fwrite(buf.as_mut_ptr().cast(), 1, 1, n), usize::MAX);
+            assert_eq!(FCGI_feof(n), -1);
+            assert_eq!(FCGI_ferror(n), -1);
+            FCGI_clearerr(n);
+            assert_eq!(FCGI_fileno(n), -1);
+            assert!(FCGI_gets(ptr::null_mut()).is_null());
+            assert_eq!(FCGI_puts(ptr::null()), EOF);
+        }
+    }
+
+    #[test]
+    fn byte_count_caps_at_int_max() {
+        assert_eq!(byte_count(3, 4), 12);
+        assert_eq!(byte_count(0, 4), 0);
+        assert_eq!(byte_count(usize::MAX, 2), c_int::MAX);
+        assert_eq!(byte_count(1 << 40, 1), c_int::MAX);
+    }
+}
