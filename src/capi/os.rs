@@ -311,8 +311,8 @@ pub unsafe extern "C" fn OS_Write(fd: c_int, buf: *mut c_char, len: usize) -> c_
     ffi_boundary!({ unsafe { libc::write(fd, buf.cast_const().cast(), len) as c_int } })
 }
 
-/// Forks a child that runs `execPath` with `listenFd` as its fd 0 (and fds 1 and 2
-/// closed), as libfcgi does for `cgi-fcgi -start`. The parent gets 0; a failed `fork`
+/// Forks a child that runs `execPath` with `listenFd` moved to its fd 0 (and fds 1 and
+/// 2 closed), as libfcgi does for `cgi-fcgi -start`. The parent gets 0; a failed `fork`
 /// exits the process with errno.
 ///
 /// # Safety
@@ -333,8 +333,8 @@ pub unsafe extern "C" fn OS_SpawnChild(execPath: *mut c_char, listenFd: c_int) -
                 libc::exit(errno());
             }
             if pid == 0 {
-                libc::close(0);
                 if listenFd != 0 {
+                    libc::close(0);
                     libc::dup2(listenFd, 0);
                     libc::close(listenFd);
                 }
