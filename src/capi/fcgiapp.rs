@@ -1,19 +1,17 @@
 //! `fcgiapp.h` beyond the stream functions: library initialisation, CGI detection,
 //! listening sockets, `FCGX_Request` handling and parameters.
 //!
-//! Waiting for the server core (wiring step, not done): `FCGX_Accept_r` does not accept
-//! requests yet; see its documentation. Everything it will call is here already: the
-//! request fields, [`ParamsBlock`] for `envp`, the stream constructors of
-//! [`super::stream`], and `FCGX_Finish_r`/`FCGX_Free` over those streams.
+//! `FCGX_Accept_r` gets its requests from the server core (see [`super::request`]).
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr::{self, addr_of_mut};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 
+use super::request::RequestExt;
 use super::stream::{free_stream, FCGX_FClose, FCGX_GetError};
 use super::types::{FCGX_Request, FCGX_Stream};
-use super::{ffi_boundary, os, set_errno};
+use super::{ffi_boundary, os};
 
 /// `FCGX_Accept_r` before `FCGX_Init` (libfcgi's value).
 const NOT_INITIALISED: c_int = -9998;
@@ -55,8 +53,7 @@ pub(crate) fn is_initialized() -> bool {
     LIB_INITIALIZED.load(Ordering::Acquire)
 }
 
-/// A copy of `FCGI_WEB_SERVER_ADDRS` as read by `FCGX_Init` (for `OS_Accept`).
-#[allow(dead_code)] // passed to OS_Accept by FCGX_Accept_r (wiring step)
+/// A copy of `FCGI_WEB_SERVER_ADDRS` as read by `FCGX_Init` (the acceptors' allow-list).
 pub(crate) fn web_server_addrs() -> Option<CString> {
     WEB_SERVER_ADDRS.lock().map(|g| g.clone()).unwrap_or(None)
 }
@@ -76,7 +73,6 @@ impl ParamsBlock {
     /// Builds the vector from pairs in order (libfcgi puts `FCGI_ROLE=...` first, then the
     /// web server's parameters in wire order). Bytes are copied as they are; a NUL inside
     /// a name or value ends that string for C, as in libfcgi.
-    #[allow(dead_code)] // filled by FCGX_Accept_r (wiring step)
     pub(crate) fn new<'a, I>(pairs: I) -> Box<ParamsBlock>
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
@@ -101,7 +97,6 @@ impl ParamsBlock {
     }
 
     /// The `char **` for `FCGX_Request::envp`; valid while the block lives.
-    #[allow(dead_code)] // read by FCGX_Accept_r (wiring step)
     pub(crate) fn envp(&mut self) -> *mut *mut c_char {
         debug_assert_eq!(self.envp.len(), self.strings.len() + 1);
         self.envp.as_mut_ptr()
@@ -203,17 +198,17 @@ pub unsafe extern "C" fn FCGX_InitRequest(
     })
 }
 
-/// Finishes the previous request and waits for the next one.
-///
-/// **NOT IMPLEMENTED YET: waits for the server core.** The wiring step will take the next
-/// request from `server::Acceptor::accept` on `request->listen_sock`, fill `requestId`,
-/// `role`, `keepConnection`, `envp` (a [`ParamsBlock`]) and the three streams (stream
-/// backends over the core's `Request`), and map errors to `-errno` / -9999. Until then
-/// this returns -9998 before `FCGX_Init` (as libfcgi) and otherwise finishes the previous
-/// request and returns `-ENOSYS` with errno `ENOSYS`.
+/// Finishes the previous request and waits for the next one on `request->listen_sock`
+/// (many threads may wait on one socket; kept-alive connections wait in the server core's
+/// poller, so no thread is stuck on an idle one). On success fills `requestId`, `role`,
+/// `keepConnection`, `ipcFd`, `envp` and the three streams, resets `appStatus` to 0, and
+/// returns 0. Otherwise returns -9998 before `FCGX_Init`, -EINTR once a shutdown was
+/// requested (SIGTERM, SIGUSR1, `FCGX_ShutdownPending`), or `-errno` (-9999 without one),
+/// e.g. -88 (ENOTSOCK) when the socket is not a socket.
 ///
 /// # Safety
-/// `request` is NULL or a request initialised by `FCGX_InitRequest`.
+/// `request` is NULL or a request initialised by `FCGX_InitRequest`, which stays at the
+/// same address until `FCGX_Finish_r`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
     ffi_boundary!({
@@ -223,11 +218,11 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
         if !is_initialized() {
             return NOT_INITIALISED;
         }
-        // SAFETY: forwarded contract.
-        unsafe { FCGX_Finish_r(request) };
-        // TODO(wiring, issue 3): accept through the server core.
-        set_errno(libc::ENOSYS);
-        -libc::ENOSYS
+        // SAFETY: forwarded contract; after Finish_r the request holds no streams.
+        unsafe {
+            FCGX_Finish_r(request);
+            super::request::accept_into(&mut *request)
+        }
     })
 }
 
@@ -235,9 +230,6 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
 /// `FCGI_END_REQUEST` with `appStatus` from the last writer), then `FCGX_Free`, closing
 /// the connection unless the web server asked to keep it and nothing failed. NULL and
 /// requests without a current request are ignored.
-///
-/// Implemented over the stream layer; with no core-backed streams yet (see
-/// `FCGX_Accept_r`) it only ever sees requests made by hand.
 ///
 /// # Safety
 /// `request` is NULL or a request initialised by `FCGX_InitRequest`.
@@ -260,12 +252,11 @@ pub unsafe extern "C" fn FCGX_Finish_r(request: *mut FCGX_Request) {
     })
 }
 
-/// Frees the request's streams (`in`, `out`, `err` become NULL) and parameters; with
-/// `close`, closes the connection (`OS_IpcClose`, a graceful shutdown unless detached)
-/// and sets `ipcFd = -1`. `envp` is left dangling, as in libfcgi. NULL is ignored.
-///
-/// The connection part is libfcgi's fd-based close; the wiring step routes it to the
-/// server core, which owns core connections.
+/// Frees the request's streams (`in`, `out`, `err` become NULL) and parameters, and ends
+/// its core request (`FCGI_END_REQUEST` with `appStatus`; the core keeps or closes the
+/// connection). With `close`, `ipcFd` becomes -1; a descriptor the program set by hand
+/// (no core request) is closed as libfcgi does (`OS_IpcClose`, a graceful shutdown unless
+/// detached). `envp` is left dangling, as in libfcgi. NULL is ignored.
 ///
 /// # Safety
 /// `request` is NULL or a request initialised by `FCGX_InitRequest`.
@@ -282,12 +273,16 @@ pub unsafe extern "C" fn FCGX_Free(request: *mut FCGX_Request, close: c_int) {
                 free_stream(*slot);
                 *slot = ptr::null_mut::<FCGX_Stream>();
             }
+            let mut from_core = false;
             if !r.paramsPtr.is_null() {
-                drop(Box::from_raw(r.paramsPtr.cast::<ParamsBlock>()));
+                let mut ext = Box::from_raw(r.paramsPtr.cast::<RequestExt>());
                 r.paramsPtr = ptr::null_mut::<c_void>();
+                from_core = super::request::finish_core(&mut ext, r.appStatus);
             }
             if close != 0 {
-                os::OS_IpcClose(r.ipcFd, c_int::from(r.detached == 0));
+                if !from_core {
+                    os::OS_IpcClose(r.ipcFd, c_int::from(r.detached == 0));
+                }
                 r.ipcFd = -1;
                 r.detached = 0;
             }
@@ -482,11 +477,14 @@ mod tests {
         let mut r = zeroed_request();
         // SAFETY: r is valid.
         unsafe { FCGX_InitRequest(&mut r, 0, 0) };
-        let mut block = ParamsBlock::new([(&b"A"[..], &b"1"[..])]);
-        r.envp = block.envp();
-        r.paramsPtr = Box::into_raw(block).cast();
+        let mut ext = Box::new(RequestExt {
+            params: ParamsBlock::new([(&b"A"[..], &b"1"[..])]),
+            core: None,
+        });
+        r.envp = ext.params.envp();
+        r.paramsPtr = Box::into_raw(ext).cast();
         r.ipcFd = 1234;
-        // SAFETY: r is valid and its paramsPtr a ParamsBlock.
+        // SAFETY: r is valid and its paramsPtr a RequestExt.
         unsafe { FCGX_Free(&mut r, 0) };
         assert!(r.paramsPtr.is_null());
         assert_eq!(r.ipcFd, 1234);

@@ -11,6 +11,7 @@
 //! * [`stream`]: the `FCGX_Stream` buffer machinery over the internal [`stream::StreamIo`]
 //!   trait, and the `FCGX_*` stream functions;
 //! * [`fcgiapp`]: requests, parameters, CGI detection, sockets;
+//! * [`request`]: `FCGX_Accept_r` on the server core, and the core-backed streams;
 //! * [`stdio`]: the `fcgi_stdio.h` layer and `_fcgi_sF`;
 //! * [`os`]: the `OS_*` functions (used by `cgi-fcgi`) and signal installation;
 //! * [`export`]: exports of the C functions in `capi/printf.c`.
@@ -19,10 +20,6 @@
 //! [`ffi_boundary!`], so a panic becomes the documented failure value instead of unwinding
 //! into C; NULL pointers are checked first and give an error value where the classic
 //! library would have crashed.
-//!
-//! Not done yet, waiting for the server core (`src/server/`): `FCGX_Accept_r` and
-//! `FCGX_Finish_r` (and so the FastCGI mode of `FCGX_Accept`, `FCGI_Accept` and friends).
-//! See the comments on those functions.
 #![allow(non_camel_case_types, non_snake_case)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 // The exports take raw pointers and check them; they are `unsafe extern "C"` where they
@@ -35,6 +32,7 @@ use std::io;
 mod export;
 pub(crate) mod fcgiapp;
 pub(crate) mod os;
+pub(crate) mod request;
 pub(crate) mod stdio;
 pub(crate) mod stream;
 pub(crate) mod types;

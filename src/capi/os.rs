@@ -31,7 +31,6 @@ static CLOSE_POLL_TIMEOUT_MS: AtomicI32 = AtomicI32::new(2000);
 static KEEPER_POLL_TIMEOUT_MS: AtomicI32 = AtomicI32::new(2000);
 
 /// Whether a shutdown was requested (SIGTERM, SIGUSR1, `FCGX_ShutdownPending`).
-#[allow(dead_code)] // checked by FCGX_Accept_r (wiring step)
 pub(crate) fn shutdown_pending() -> bool {
     SHUTDOWN_PENDING.load(Ordering::SeqCst)
 }

@@ -7,9 +7,6 @@
 //! gets the C library's function, a request stream the `FCGX_*` equivalent, and a
 //! wrapper with neither (before the first accept, or a NULL argument) the failure value.
 //! The printf family is in `capi/printf.c` (variadic).
-//!
-//! Waiting for the server core: `FCGI_Accept`'s FastCGI mode goes through `FCGX_Accept`,
-//! which returns `-ENOSYS` until `FCGX_Accept_r` is wired (see `fcgiapp`).
 
 use std::ffi::{c_char, c_int, c_long, c_void};
 use std::ptr::{self, addr_of_mut};
@@ -110,8 +107,7 @@ unsafe fn target(fp: *mut FCGI_FILE) -> Target {
 /// CGI mode: the standard streams become the real ones and 0 is returned once; the next
 /// call returns `EOF`, so the accept loop body runs exactly once.
 /// FastCGI mode: finishes the previous request, accepts the next one (fd 0) and makes
-/// `environ` its parameters; returns 0 or the negative `FCGX_Accept` error. **FastCGI
-/// mode waits for the server core** (`FCGX_Accept_r`, wiring step): it returns `-ENOSYS`.
+/// `environ` its parameters; returns 0 or the negative `FCGX_Accept` error.
 #[unsafe(no_mangle)]
 pub extern "C" fn FCGI_Accept() -> c_int {
     ffi_boundary!({

@@ -7,8 +7,8 @@
 //! procedures and a [`StreamData`] behind `data`, which moves bytes through a [`StreamIo`].
 //!
 //! [`StreamIo`] is the seam to the rest of the crate: the server core's request streams
-//! implement it (wiring step, not yet done), and so does [`RecordWriter`], the plain record
-//! writer behind `FCGX_CreateWriter` that `cgi-fcgi` uses.
+//! implement it (`super::request`), and so does [`RecordWriter`], the plain record writer
+//! behind `FCGX_CreateWriter` that `cgi-fcgi` uses.
 //!
 //! Out of scope: record parsing (the server core and `protocol` do it) and request state.
 
@@ -71,7 +71,6 @@ const MAX_BUFFLEN: usize = 65536;
 /// Smallest writer buffer (header included), as libfcgi: 32 bytes.
 const MIN_BUFFLEN: usize = 32;
 /// Buffer of a reader, as libfcgi's.
-#[allow(dead_code)] // used by FCGX_Accept_r once the core is wired
 pub(crate) const READER_BUFFLEN: usize = 8192;
 
 /// The content capacity of a writer asked for `bufflen` bytes: libfcgi rounds
@@ -86,7 +85,6 @@ pub(crate) fn writer_capacity(bufflen: c_int) -> usize {
 
 /// A new reader stream over `io`, with a `bufflen`-byte buffer, belonging to `request`.
 /// Free it with [`free_stream`].
-#[allow(dead_code)] // used by FCGX_Accept_r once the core is wired
 pub(crate) fn new_reader(
     io: Box<dyn StreamIo>,
     bufflen: usize,

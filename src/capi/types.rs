@@ -74,7 +74,7 @@ impl FCGI_FILE {
 /// Stream error codes (`FCGX_GetError` values below zero), pinned to libfcgi's numbers.
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // the full pinned set; the core's stream backends (wiring step) use the rest
+#[allow(dead_code)] // the full pinned set of libfcgi codes, not all of them produced here
 pub(crate) enum FcgxError {
     /// `FCGX_UNSUPPORTED_VERSION`: a record with a version other than 1.
     UnsupportedVersion = -2,
