@@ -247,3 +247,245 @@ fn fcgi_stdio_program_runs_as_fastcgi_with_request_environ() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A FastCGI client written with the codec: what the tests send as the web server.
+mod client {
+    use fcgi::protocol::{
+        decode_record, encode_params, encode_record, encode_stream_end, BeginRequestBody,
+        EndRequestBody, RecordType, Role, Status, KEEP_CONN,
+    };
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    /// One request's records: BEGIN_REQUEST, PARAMS, STDIN, and DATA when given.
+    pub fn request_bytes(
+        id: u16,
+        role: Role,
+        keep: bool,
+        params: &[(&str, &str)],
+        stdin: &[u8],
+        data: Option<&[u8]>,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let body = BeginRequestBody {
+            role,
+            flags: if keep { KEEP_CONN } else { 0 },
+        };
+        encode_record(&mut out, RecordType::BeginRequest, id, &body.encode());
+        encode_params(
+            &mut out,
+            id,
+            params.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+        );
+        encode_record(&mut out, RecordType::Stdin, id, stdin);
+        encode_stream_end(&mut out, RecordType::Stdin, id);
+        if let Some(data) = data {
+            encode_record(&mut out, RecordType::Data, id, data);
+            encode_stream_end(&mut out, RecordType::Data, id);
+        }
+        out
+    }
+
+    /// The answer to one request: stdout, stderr, appStatus.
+    #[derive(Debug)]
+    pub struct Answer {
+        pub stdout: Vec<u8>,
+        pub stderr: Vec<u8>,
+        pub app_status: u32,
+    }
+
+    /// Reads records until END_REQUEST for `id`; `pending` keeps bytes of later records.
+    pub fn read_answer(conn: &mut TcpStream, id: u16, pending: &mut Vec<u8>) -> Answer {
+        let mut answer = Answer {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            app_status: 0,
+        };
+        loop {
+            while let Status::Complete((record, used)) = decode_record(pending).unwrap() {
+                let h = record.header;
+                assert_eq!(h.request_id, id, "answer for another request");
+                let content = record.content.to_vec();
+                pending.drain(..used);
+                match h.record_type {
+                    RecordType::Stdout => answer.stdout.extend_from_slice(&content),
+                    RecordType::Stderr => answer.stderr.extend_from_slice(&content),
+                    RecordType::EndRequest => {
+                        answer.app_status = EndRequestBody::decode(&content).unwrap().app_status;
+                        return answer;
+                    }
+                    other => panic!("unexpected record {other:?}"),
+                }
+            }
+            let mut buf = [0u8; 65536];
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed before END_REQUEST");
+            pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Connects, sends one request and reads its answer.
+    pub fn call(
+        addr: &str,
+        role: Role,
+        params: &[(&str, &str)],
+        stdin: &[u8],
+        data: Option<&[u8]>,
+    ) -> Answer {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(&request_bytes(1, role, false, params, stdin, data))
+            .unwrap();
+        read_answer(&mut conn, 1, &mut Vec::new())
+    }
+}
+
+#[test]
+fn all_three_roles_and_filter_data() {
+    use fcgi::protocol::Role;
+    let test = "all_three_roles_and_filter_data";
+    if !have(test) {
+        return;
+    }
+    let prefix = Prefix::new();
+    let exe = prefix.compile("roles.c");
+    let (app, addr) = prefix.spawn_app(&exe);
+
+    let a = client::call(&addr, Role::Responder, &[("X", "1")], b"body", None);
+    assert_eq!(
+        String::from_utf8_lossy(&a.stdout),
+        format!(
+            "role=RESPONDER id=1 keep=0 X=1 stdin=body eof=-1 err=0 filter=-1 err={}",
+            -5
+        )
+    );
+    assert_eq!(a.app_status, 101);
+
+    let a = client::call(&addr, Role::Authorizer, &[("X", "auth")], b"", None);
+    assert_eq!(
+        String::from_utf8_lossy(&a.stdout),
+        "role=AUTHORIZER id=1 keep=0 X=auth stdin= eof=-1 err=0 filter=-1 err=-5"
+    );
+
+    let a = client::call(&addr, Role::Filter, &[], b"in", Some(b"file data"));
+    assert_eq!(
+        String::from_utf8_lossy(&a.stdout),
+        "role=FILTER id=1 keep=0 X=- stdin=in eof=-1 err=0 filter=0 data=file data"
+    );
+    drop(app);
+}
+
+/// A single-threaded program and a web server that keeps connections open: an idle kept
+/// connection must not stop the program from serving another connection (libfcgi blocked
+/// on the kept one), and pipelined requests on one connection are all answered.
+#[test]
+fn single_threaded_program_serves_past_idle_kept_connections() {
+    use fcgi::protocol::Role;
+    use std::io::Write;
+    let test = "single_threaded_program_serves_past_idle_kept_connections";
+    if !have(test) {
+        return;
+    }
+    let prefix = Prefix::new();
+    let exe = prefix.compile("roles.c");
+    let (app, addr) = prefix.spawn_app(&exe);
+
+    let mut kept = std::net::TcpStream::connect(&addr).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut pending = Vec::new();
+    kept.write_all(&client::request_bytes(
+        7,
+        Role::Responder,
+        true,
+        &[("X", "a")],
+        b"",
+        None,
+    ))
+    .unwrap();
+    let a = client::read_answer(&mut kept, 7, &mut pending);
+    assert!(String::from_utf8_lossy(&a.stdout).starts_with("role=RESPONDER id=7 keep=1 X=a"));
+    assert_eq!(a.app_status, 107);
+
+    // The kept connection is idle now; another connection must be served at once.
+    let started = Instant::now();
+    let b = client::call(&addr, Role::Responder, &[("X", "b")], b"", None);
+    assert!(String::from_utf8_lossy(&b.stdout).contains("X=b"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stalled behind the idle kept connection"
+    );
+
+    // Two pipelined requests on the kept connection, sent in one write.
+    let mut both = client::request_bytes(8, Role::Responder, true, &[("X", "c")], b"1", None);
+    both.extend(client::request_bytes(
+        9,
+        Role::Responder,
+        true,
+        &[("X", "d")],
+        b"2",
+        None,
+    ));
+    kept.write_all(&both).unwrap();
+    let c = client::read_answer(&mut kept, 8, &mut pending);
+    let d = client::read_answer(&mut kept, 9, &mut pending);
+    assert!(String::from_utf8_lossy(&c.stdout).contains("id=8 keep=1 X=c stdin=1"));
+    assert!(String::from_utf8_lossy(&d.stdout).contains("id=9 keep=1 X=d stdin=2"));
+    drop(app);
+}
+
+#[test]
+fn many_threads_accept_on_one_socket_without_a_lock() {
+    let test = "many_threads_accept_on_one_socket_without_a_lock";
+    if !have(test) {
+        return;
+    }
+    let prefix = Prefix::new();
+    let exe = {
+        let exe = prefix.dir.path().join("threads");
+        let out = Command::new("cc")
+            .args([
+                "-std=gnu11",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pthread",
+                "-o",
+            ])
+            .arg(&exe)
+            .arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")))
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/threads.c"))
+            .arg("-L")
+            .arg(prefix.lib())
+            .args(["-lfcgi", "-ldl"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        exe
+    };
+    let (app, addr) = prefix.spawn_app(&exe);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || cgi_fcgi(&addr, b"", &[]))
+        })
+        .collect();
+    let mut threads = std::collections::BTreeSet::new();
+    for c in clients {
+        let out = c.join().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text.lines().last().unwrap_or_default().to_owned();
+        assert!(line.starts_with("thread "), "{text:?}");
+        threads.insert(line);
+    }
+    assert!(
+        threads.len() >= 2,
+        "8 concurrent requests were all served by {threads:?}"
+    );
+    drop(app);
+}
