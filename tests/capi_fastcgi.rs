@@ -489,3 +489,68 @@ fn many_threads_accept_on_one_socket_without_a_lock() {
     );
     drop(app);
 }
+
+/// The bad-input cases of the reference: an aborted request ends with a stream error the
+/// program sees (-3, as libfcgi), garbage and a CVE-2025-23016-style params length only
+/// cost their own connection, and the program keeps serving.
+#[test]
+fn bad_input_ends_the_request_and_the_program_keeps_serving() {
+    use fcgi::protocol::{encode_record, BeginRequestBody, RecordType, Role};
+    use std::io::{Read, Write};
+    let test = "bad_input_ends_the_request_and_the_program_keeps_serving";
+    if !have(test) {
+        return;
+    }
+    let prefix = Prefix::new();
+    let exe = prefix.compile("roles.c");
+    let (app, addr) = prefix.spawn_app(&exe);
+    let connect = || {
+        let c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    };
+
+    // Abort in the middle of stdin.
+    let mut conn = connect();
+    let mut wire = Vec::new();
+    let begin = BeginRequestBody {
+        role: Role::Responder,
+        flags: 0,
+    };
+    encode_record(&mut wire, RecordType::BeginRequest, 1, &begin.encode());
+    fcgi::protocol::encode_params(&mut wire, 1, [(&b"X"[..], &b"ab"[..])]);
+    encode_record(&mut wire, RecordType::Stdin, 1, b"part");
+    conn.write_all(&wire).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut abort = Vec::new();
+    fcgi::protocol::encode_header_into(&mut abort, RecordType::AbortRequest, 1, 0);
+    conn.write_all(&abort).unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains("stdin=part eof=-1 err=-3"), "{text:?}");
+
+    // Garbage: a wrong version byte.
+    let mut conn = connect();
+    conn.write_all(b"\x07garbage garbage garbage").unwrap();
+    let mut sink = Vec::new();
+    let _ = conn.read_to_end(&mut sink);
+
+    // A params pair claiming 2 GiB (CVE-2025-23016): refused without allocating it.
+    let mut conn = connect();
+    let mut wire = Vec::new();
+    encode_record(&mut wire, RecordType::BeginRequest, 1, &begin.encode());
+    encode_record(
+        &mut wire,
+        RecordType::Params,
+        1,
+        &[0xff, 0xff, 0xff, 0xff, 0x01, b'N', b'v'],
+    );
+    conn.write_all(&wire).unwrap();
+    let _ = conn.read_to_end(&mut sink);
+
+    // Still serving.
+    let a = client::call(&addr, Role::Responder, &[("X", "after")], b"ok", None);
+    assert!(String::from_utf8_lossy(&a.stdout).contains("X=after stdin=ok eof=-1 err=0"));
+    drop(app);
+}
