@@ -554,3 +554,29 @@ fn bad_input_ends_the_request_and_the_program_keeps_serving() {
     assert!(String::from_utf8_lossy(&a.stdout).contains("X=after stdin=ok eof=-1 err=0"));
     drop(app);
 }
+
+/// A fcgiapp program started as CGI (fd 0 a pipe) gets libfcgi's answer from
+/// FCGX_Accept_r: -ENOTSOCK, and no CGI fallback.
+#[test]
+fn fcgx_accept_r_on_a_pipe_returns_enotsock() {
+    let test = "fcgx_accept_r_on_a_pipe_returns_enotsock";
+    if !have(test) {
+        return;
+    }
+    let prefix = Prefix::new();
+    let exe = prefix.compile("echo.c");
+    let mut child = Command::new(&exe)
+        .env("LD_LIBRARY_PATH", prefix.lib())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("accept returned {}", -libc::ENOTSOCK)
+    );
+}

@@ -44,6 +44,7 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     if let Some((_, a)) = table.iter().find(|(fd, _)| *fd == listen_sock) {
         return Ok(Arc::clone(a));
     }
+    check_listening(listen_sock)?;
     // SAFETY: dup of a descriptor number; failure is reported by -1.
     let fd = unsafe { libc::dup(listen_sock) };
     if fd < 0 {
@@ -68,6 +69,30 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     watch_shutdown(Arc::clone(&acceptor));
     table.push((listen_sock, Arc::clone(&acceptor)));
     Ok(acceptor)
+}
+
+/// The error `accept(2)` would give on `fd` if it is not a listening socket: EBADF,
+/// ENOTSOCK (a CGI program's stdin: libfcgi's -88), or EINVAL (a socket not listening).
+fn check_listening(fd: c_int) -> io::Result<()> {
+    let mut listening: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: valid option pointer and length.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            std::ptr::addr_of_mut!(listening).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if listening == 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(())
 }
 
 /// SIGTERM/SIGUSR1 (and `FCGX_ShutdownPending`) only set a flag, as a signal handler must;
