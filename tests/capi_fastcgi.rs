@@ -580,3 +580,112 @@ fn fcgx_accept_r_on_a_pipe_returns_enotsock() {
         format!("accept returned {}", -libc::ENOTSOCK)
     );
 }
+
+/// Starts opensock.c on `spec` (FCGX_OpenSocket) and waits for its "listening" line.
+fn spawn_opensock(prefix: &Prefix, exe: &Path, spec: &str, env: &[(&str, &str)]) -> App {
+    use std::io::BufRead;
+    let mut child = Command::new(exe)
+        .arg(spec)
+        .env("LD_LIBRARY_PATH", prefix.lib())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "listening\n", "opensock {spec} did not start");
+    App(Some(child))
+}
+
+/// FCGX_OpenSocket + FCGX_InitRequest(&req, sock, 0): a Unix socket, IPv4 and IPv6 TCP
+/// (the `[::1]:port` extension), and FCGI_WEB_SERVER_ADDRS applied to accepted peers.
+#[test]
+fn open_socket_listeners_serve_requests_and_honour_web_server_addrs() {
+    use fcgi::protocol::Role;
+    use std::io::{Read, Write};
+    let test = "open_socket_listeners_serve_requests_and_honour_web_server_addrs";
+    if !have(test) {
+        return;
+    }
+    let prefix = Prefix::new();
+    let exe = prefix.compile("opensock.c");
+
+    let path = prefix.dir.path().join("app.sock");
+    let spec = path.to_str().unwrap();
+    let app = spawn_opensock(&prefix, &exe, spec, &[]);
+    let out = cgi_fcgi(spec, b"", &[("X", "unix")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Content-type: text/plain\r\n\r\nvia {spec} X=unix\n")
+    );
+    drop(app);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!("127.0.0.1:{port}");
+    let app = spawn_opensock(&prefix, &exe, &spec, &[]);
+    let a = client::call(&spec, Role::Responder, &[("X", "v4")], b"", None);
+    assert!(String::from_utf8_lossy(&a.stdout).ends_with(&format!("via {spec} X=v4\n")));
+    drop(app);
+
+    if let Ok(l) = std::net::TcpListener::bind("[::1]:0") {
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let spec = format!("[::1]:{port}");
+        let app = spawn_opensock(&prefix, &exe, &spec, &[]);
+        let a = client::call(&spec, Role::Responder, &[("X", "v6")], b"", None);
+        assert!(String::from_utf8_lossy(&a.stdout).ends_with(&format!("via {spec} X=v6\n")));
+        drop(app);
+    } else {
+        eprintln!("note: no IPv6 loopback; [::1]:port not exercised");
+    }
+
+    // Only 10.1.1.1 may connect: a connection from 127.0.0.1 is closed unanswered.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!("127.0.0.1:{port}");
+    let app = spawn_opensock(
+        &prefix,
+        &exe,
+        &spec,
+        &[("FCGI_WEB_SERVER_ADDRS", "10.1.1.1")],
+    );
+    let mut conn = std::net::TcpStream::connect(&spec).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = conn.write_all(&client::request_bytes(
+        1,
+        Role::Responder,
+        false,
+        &[],
+        b"",
+        None,
+    ));
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty(),
+        "a peer outside FCGI_WEB_SERVER_ADDRS was answered"
+    );
+    drop(app);
+    let app = spawn_opensock(
+        &prefix,
+        &exe,
+        &spec,
+        &[("FCGI_WEB_SERVER_ADDRS", "10.1.1.1,127.0.0.1")],
+    );
+    let a = client::call(&spec, Role::Responder, &[("X", "allowed")], b"", None);
+    assert!(String::from_utf8_lossy(&a.stdout).ends_with("X=allowed\n"));
+    drop(app);
+}
