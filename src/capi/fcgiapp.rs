@@ -372,7 +372,7 @@ pub unsafe extern "C" fn FCGX_GetParam(name: *const c_char, envp: *mut *mut c_ch
 /// Asks the accept loop to end, like SIGTERM does (async-signal-safe).
 #[unsafe(no_mangle)]
 pub extern "C" fn FCGX_ShutdownPending() {
-    os::OS_ShutdownPending()
+    ffi_boundary!({ os::OS_ShutdownPending() })
 }
 
 /// Undoes `FCGX_Detach`. Returns 0 (-1 for NULL).

@@ -178,6 +178,42 @@ mod tests {
         assert!(p.is_null());
     }
 
+    /// Every exported function runs inside `ffi_boundary!` (the naked tail-jumps of
+    /// `export.rs`, which have no Rust body, excepted).
+    #[test]
+    fn every_export_body_is_inside_ffi_boundary() {
+        let sources = [
+            ("fcgiapp.rs", include_str!("fcgiapp.rs")),
+            ("os.rs", include_str!("os.rs")),
+            ("stdio.rs", include_str!("stdio.rs")),
+            ("stream.rs", include_str!("stream.rs")),
+        ];
+        let mut checked = 0;
+        for (file, text) in sources {
+            for (at, _) in text.match_indices("#[unsafe(no_mangle)]\n") {
+                let rest = &text[at..];
+                let sig = rest.find(" fn ").map(|i| &rest[i + 4..]);
+                let Some(sig) =
+                    sig.filter(|_| !rest.lines().nth(1).unwrap_or("").contains("static"))
+                else {
+                    continue;
+                };
+                let name = &sig[..sig.find('(').unwrap()];
+                let body = &rest[..rest.find("\n}\n").unwrap()];
+                assert!(
+                    body.contains("ffi_boundary!"),
+                    "{file}: {name} is not inside ffi_boundary!"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(
+            checked,
+            88 - 6,
+            "all Rust-defined exported functions were checked"
+        );
+    }
+
     #[test]
     fn marker_is_the_crate_version() {
         let s = std::ffi::CStr::from_bytes_with_nul(&fcgi_rs_version).unwrap();

@@ -393,7 +393,7 @@ pub unsafe extern "C" fn OS_AsyncReadStdin(
     clientData: *mut c_void,
 ) -> c_int {
     // SAFETY: forwarded contract.
-    unsafe { OS_AsyncRead(0, 0, buf, len, procPtr, clientData) }
+    ffi_boundary!({ unsafe { OS_AsyncRead(0, 0, buf, len, procPtr, clientData) } })
 }
 
 /// Registers a read of up to `len` bytes from `fd` (the offset is ignored, as in libfcgi
@@ -717,7 +717,7 @@ pub unsafe extern "C" fn OS_Accept(
 /// Same as `OS_Close`.
 #[unsafe(no_mangle)]
 pub extern "C" fn OS_IpcClose(ipcFd: c_int, shutdown: c_int) -> c_int {
-    OS_Close(ipcFd, shutdown)
+    ffi_boundary!({ OS_Close(ipcFd, shutdown) })
 }
 
 /// 1 when `sock` is a FastCGI listening socket: `getpeername` fails with `ENOTCONN`
@@ -755,7 +755,7 @@ pub extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
 /// Requests a shutdown: `OS_Accept` stops accepting (async-signal-safe).
 #[unsafe(no_mangle)]
 pub extern "C" fn OS_ShutdownPending() {
-    SHUTDOWN_PENDING.store(true, Ordering::SeqCst);
+    ffi_boundary!({ SHUTDOWN_PENDING.store(true, Ordering::SeqCst) })
 }
 
 #[cfg(test)]

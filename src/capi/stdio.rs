@@ -481,7 +481,7 @@ pub unsafe extern "C" fn FCGI_fgetc(fp: *mut FCGI_FILE) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn FCGI_getchar() -> c_int {
     // SAFETY: sf(0) is a valid wrapper.
-    unsafe { FCGI_fgetc(sf(0)) }
+    ffi_boundary!({ unsafe { FCGI_fgetc(sf(0)) } })
 }
 
 /// `ungetc` / `FCGX_UnGetChar`.
@@ -589,7 +589,7 @@ pub unsafe extern "C" fn FCGI_fputc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn FCGI_putchar(c: c_int) -> c_int {
     // SAFETY: sf(1) is a valid wrapper.
-    unsafe { FCGI_fputc(c, sf(1)) }
+    ffi_boundary!({ unsafe { FCGI_fputc(c, sf(1)) } })
 }
 
 /// `fputs` / `FCGX_PutS` (which returns the length written, not 0).
