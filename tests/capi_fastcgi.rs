@@ -689,3 +689,54 @@ fn open_socket_listeners_serve_requests_and_honour_web_server_addrs() {
     assert!(String::from_utf8_lossy(&a.stdout).ends_with("X=allowed\n"));
     drop(app);
 }
+
+/// libfcgi++ in FastCGI mode: std::cin/cout/cerr redirected to fcgi_streambufs over the
+/// request's streams (upstream's echo-cpp pattern), built from capi/fcgio.cpp.
+#[test]
+fn cpp_iostreams_over_request_streams() {
+    let test = "cpp_iostreams_over_request_streams";
+    if !have(test) {
+        return;
+    }
+    if Command::new("c++")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        if peers_required() {
+            panic!("{test}: c++ is missing");
+        }
+        eprintln!("SKIPPING {test}: c++ is missing");
+        return;
+    }
+    let prefix = Prefix::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = prefix.dir.path().join("echo_cpp");
+    let out = Command::new("c++")
+        .args(["-std=c++11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(format!("-I{}/include", root.display()))
+        .arg(root.join("tests/c/echo_cpp.cpp"))
+        .arg(root.join("capi/fcgio.cpp"))
+        .arg("-L")
+        .arg(prefix.lib())
+        .args(["-lfcgi", "-ldl"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (app, addr) = prefix.spawn_app(&exe);
+    for n in 1..=2 {
+        let out = cgi_fcgi(&addr, format!("line {n}\nrest").as_bytes(), &[]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("Content-type: text/plain\r\n\r\ncpp {n} got line {n}\n")
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), format!("cerr {n}"));
+    }
+    drop(app);
+}
