@@ -60,11 +60,25 @@ impl Prefix {
     }
 
     fn compile(&self, src: &str) -> PathBuf {
-        let exe = self.dir.path().join(src.trim_end_matches(".c"));
-        let out = Command::new("cc")
-            .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
-            .arg(&exe)
-            .arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")))
+        self.compile_with(src, false)
+    }
+
+    /// Compiles against our headers, or (`classic`) against the classic ones in
+    /// /usr/include; either way linked with our library.
+    fn compile_with(&self, src: &str, classic: bool) -> PathBuf {
+        let name = format!(
+            "{}-{}",
+            src.trim_end_matches(".c"),
+            if classic { "classic" } else { "ours" }
+        );
+        let exe = self.dir.path().join(name);
+        let mut cmd = Command::new("cc");
+        cmd.args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&exe);
+        if !classic {
+            cmd.arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")));
+        }
+        let out = cmd
             .arg(
                 Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("tests/c")
@@ -139,6 +153,19 @@ impl Drop for App {
     }
 }
 
+/// Our headers, and the classic ones when libfcgi-dev is installed (the second build proves
+/// binary compatibility of programs compiled against libfcgi's own headers).
+fn header_sets(test: &str) -> Vec<bool> {
+    if Path::new("/usr/include/fcgiapp.h").exists() {
+        return vec![false, true];
+    }
+    if peers_required() {
+        panic!("{test}: the classic headers (libfcgi-dev) are missing");
+    }
+    eprintln!("note: {test}: classic headers missing, built against ours only");
+    vec![false]
+}
+
 /// One request through Debian's cgi-fcgi on the classic library (LD_LIBRARY_PATH unset):
 /// `body` as stdin with CONTENT_LENGTH, `env` as extra params.
 fn cgi_fcgi(addr: &str, body: &[u8], env: &[(&str, &str)]) -> Output {
@@ -163,56 +190,58 @@ fn fcgx_accept_r_serves_requests_and_ends_on_sigterm() {
         return;
     }
     let prefix = Prefix::new();
-    let exe = prefix.compile("echo.c");
-    let (app, addr) = prefix.spawn_app(&exe);
-    assert!(app.pid() > 0);
+    for classic in header_sets(test) {
+        let exe = prefix.compile_with("echo.c", classic);
+        let (app, addr) = prefix.spawn_app(&exe);
+        assert!(app.pid() > 0);
 
-    let out = cgi_fcgi(&addr, b"hello", &[("REQUEST_METHOD", "POST")]);
-    assert_eq!(
+        let out = cgi_fcgi(&addr, b"hello", &[("REQUEST_METHOD", "POST")]);
+        assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "Content-type: text/plain\r\n\r\nrequest 1 role=RESPONDER method=POST keep=0 id=1 fd=yes\nhello"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "to stderr 1");
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "FCGX_SetExitStatus is END_REQUEST's appStatus"
-    );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "to stderr 1");
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "FCGX_SetExitStatus is END_REQUEST's appStatus"
+        );
 
-    let body = vec![b'x'; 100_000];
-    let out = cgi_fcgi(&addr, &body, &[("REQUEST_METHOD", "PUT")]);
-    let stdout = out.stdout;
-    let head =
+        let body = vec![b'x'; 100_000];
+        let out = cgi_fcgi(&addr, &body, &[("REQUEST_METHOD", "PUT")]);
+        let stdout = out.stdout;
+        let head =
         b"Content-type: text/plain\r\n\r\nrequest 2 role=RESPONDER method=PUT keep=0 id=1 fd=yes\n";
-    assert_eq!(
-        &stdout[..head.len()],
-        head,
-        "{}",
-        String::from_utf8_lossy(&stdout[..200.min(stdout.len())])
-    );
-    assert_eq!(
-        &stdout[head.len()..],
-        &body[..],
-        "a 100 kB body echoed through several records"
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "the exit status is reset for each request"
-    );
+        assert_eq!(
+            &stdout[..head.len()],
+            head,
+            "{}",
+            String::from_utf8_lossy(&stdout[..200.min(stdout.len())])
+        );
+        assert_eq!(
+            &stdout[head.len()..],
+            &body[..],
+            "a 100 kB body echoed through several records"
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the exit status is reset for each request"
+        );
 
-    let started = Instant::now();
-    let out = app.stop_with(libc::SIGTERM);
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "SIGTERM ends the accept loop; the program exits itself"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!("accept returned {}", -libc::EINTR)
-    );
+        let started = Instant::now();
+        let out = app.stop_with(libc::SIGTERM);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "SIGTERM ends the accept loop; the program exits itself"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("accept returned {}", -libc::EINTR)
+        );
+    }
 }
 
 #[test]
@@ -222,30 +251,32 @@ fn fcgi_stdio_program_runs_as_fastcgi_with_request_environ() {
         return;
     }
     let prefix = Prefix::new();
-    let exe = prefix.compile("cgi_stdio.c");
-    let (app, addr) = prefix.spawn_app(&exe);
-    for run in 1..=2 {
-        let out = cgi_fcgi(&addr, b"hello\nWXYZ rest", &[("FCGI_TEST_VAR", "hi")]);
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            format!(
-                "Content-type: text/plain\r\n\r\nrun {run} is_cgi=0\nline=hello\nfread=WXYZ\n\
+    for classic in header_sets(test) {
+        let exe = prefix.compile_with("cgi_stdio.c", classic);
+        let (app, addr) = prefix.spawn_app(&exe);
+        for run in 1..=2 {
+            let out = cgi_fcgi(&addr, b"hello\nWXYZ rest", &[("FCGI_TEST_VAR", "hi")]);
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!(
+                    "Content-type: text/plain\r\n\r\nrun {run} is_cgi=0\nline=hello\nfread=WXYZ\n\
                  fprintf to stdout\nputs\nputs_ret=10\nfwrite\nc\ngetenv=hi\nfileno=-1\n"
-            )
-        );
+                )
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                "perr: No such file or directory"
+            );
+            assert_eq!(out.status.code(), Some(0));
+        }
+        let out = app.stop_with(libc::SIGTERM);
         assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            "perr: No such file or directory"
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(out.status.code(), Some(0));
     }
-    let out = app.stop_with(libc::SIGTERM);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A FastCGI client written with the codec: what the tests send as the web server.
@@ -349,31 +380,33 @@ fn all_three_roles_and_filter_data() {
         return;
     }
     let prefix = Prefix::new();
-    let exe = prefix.compile("roles.c");
-    let (app, addr) = prefix.spawn_app(&exe);
+    for classic in header_sets(test) {
+        let exe = prefix.compile_with("roles.c", classic);
+        let (app, addr) = prefix.spawn_app(&exe);
 
-    let a = client::call(&addr, Role::Responder, &[("X", "1")], b"body", None);
-    assert_eq!(
-        String::from_utf8_lossy(&a.stdout),
-        format!(
-            "role=RESPONDER id=1 keep=0 X=1 stdin=body eof=-1 err=0 filter=-1 err={}",
-            -5
-        )
-    );
-    assert_eq!(a.app_status, 101);
+        let a = client::call(&addr, Role::Responder, &[("X", "1")], b"body", None);
+        assert_eq!(
+            String::from_utf8_lossy(&a.stdout),
+            format!(
+                "role=RESPONDER id=1 keep=0 X=1 stdin=body eof=-1 err=0 filter=-1 err={}",
+                -5
+            )
+        );
+        assert_eq!(a.app_status, 101);
 
-    let a = client::call(&addr, Role::Authorizer, &[("X", "auth")], b"", None);
-    assert_eq!(
-        String::from_utf8_lossy(&a.stdout),
-        "role=AUTHORIZER id=1 keep=0 X=auth stdin= eof=-1 err=0 filter=-1 err=-5"
-    );
+        let a = client::call(&addr, Role::Authorizer, &[("X", "auth")], b"", None);
+        assert_eq!(
+            String::from_utf8_lossy(&a.stdout),
+            "role=AUTHORIZER id=1 keep=0 X=auth stdin= eof=-1 err=0 filter=-1 err=-5"
+        );
 
-    let a = client::call(&addr, Role::Filter, &[], b"in", Some(b"file data"));
-    assert_eq!(
-        String::from_utf8_lossy(&a.stdout),
-        "role=FILTER id=1 keep=0 X=- stdin=in eof=-1 err=0 filter=0 data=file data"
-    );
-    drop(app);
+        let a = client::call(&addr, Role::Filter, &[], b"in", Some(b"file data"));
+        assert_eq!(
+            String::from_utf8_lossy(&a.stdout),
+            "role=FILTER id=1 keep=0 X=- stdin=in eof=-1 err=0 filter=0 data=file data"
+        );
+        drop(app);
+    }
 }
 
 /// A single-threaded program and a web server that keeps connections open: an idle kept
