@@ -292,7 +292,7 @@ pub unsafe extern "C" fn FCGX_Free(request: *mut FCGX_Request, close: c_int) {
 
 /// `FCGX_Accept_r` on the library's own request (listening on fd 0), calling `FCGX_Init`
 /// first if needed; stores the streams and parameters through the non-NULL pointers.
-/// Not thread-safe. Waits for the core like `FCGX_Accept_r`.
+/// Not thread-safe.
 ///
 /// # Safety
 /// Each pointer is NULL or valid for one write.
