@@ -30,7 +30,7 @@ load=$root/target/release/examples/fcgi_load
 mkdir -p "$work/lib"
 cp "$root/target/release/libfcgi.so" "$work/lib/libfcgi.so.0"
 ln -s libfcgi.so.0 "$work/lib/libfcgi.so"
-for prog in hello big; do
+for prog in ${PROGRAMS:-hello big}; do
     # Built once, against our headers and library; at run time the loader picks the
     # library: ours with LD_LIBRARY_PATH, else Debian's.
     cc -O2 -I"$root/include" -o "$work/$prog" "$root/bench/$prog.c" -L"$work/lib" -lfcgi
@@ -106,7 +106,7 @@ measure() {
 
 wait_port "$nginx_port"
 printf '%-6s %-7s %4s %12s %12s %7s\n' program path conc classic ours ratio
-for prog in hello big; do
+for prog in ${PROGRAMS:-hello big}; do
     for path in direct nginx; do
         for conc in 1 32; do
             start_app "$prog" classic
