@@ -831,3 +831,72 @@ fn static_library_links_and_runs() {
         "{content:?}"
     );
 }
+
+#[test]
+fn every_remaining_function_through_the_shared_library() {
+    let test = "every_remaining_function_through_the_shared_library";
+    if !have(&["cc"], test) || !have_classic_headers(test) {
+        return;
+    }
+    let prefix = Prefix::new();
+    for classic in [false, true] {
+        let exe = prefix.compile("every.c", classic);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = prefix.run(&exe, &[&port.to_string()], b"stdin-bytes", &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout == "vprintf\nok 51\n",
+            "classic headers {classic}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Together, the C and C++ programs that the tests run call every exported function and
+/// use `_fcgi_sF` (read from their undefined symbols; layout.c only compiles).
+#[test]
+fn test_programs_cover_every_exported_symbol() {
+    let test = "test_programs_cover_every_exported_symbol";
+    if !have(&["cc", "c++", "nm"], test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let include = format!("-I{}/include", env!("CARGO_MANIFEST_DIR"));
+    let mut used = BTreeSet::new();
+    let programs = std::fs::read_dir(c_source(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| (n.ends_with(".c") || n.ends_with(".cpp")) && !n.starts_with("layout"));
+    for name in programs {
+        let object = dir.path().join(format!("{name}.o"));
+        let compiler = if name.ends_with(".cpp") { "c++" } else { "cc" };
+        let out = Command::new(compiler)
+            .args(["-c", "-o"])
+            .arg(&object)
+            .arg(&include)
+            .arg(c_source(&name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let undefined = tool_output("nm", &["-u"], &object);
+        used.extend(
+            undefined
+                .lines()
+                .filter_map(|l| l.split_whitespace().last())
+                .map(str::to_owned),
+        );
+    }
+    let missing: Vec<&str> = include_str!("data/libfcgi-symbols.txt")
+        .lines()
+        .filter(|s| !used.contains(*s))
+        .collect();
+    assert!(missing.is_empty(), "no test program calls {missing:?}");
+}
