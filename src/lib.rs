@@ -28,5 +28,8 @@ pub mod protocol;
 pub mod server;
 mod sys;
 
+// The libfcgi C ABI (libfcgi.so.0 / libfcgi.a); private, its symbols are exported anyway.
+mod capi;
+
 pub use protocol::Role;
 pub use server::{Request, Server};

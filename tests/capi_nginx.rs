@@ -1,0 +1,174 @@
+//! A single-threaded C program on our `libfcgi.so.0` (`FCGX_Accept_r`) behind real nginx
+//! with a keep-alive upstream pool (`keepalive 4` + `fastcgi_keep_conn on`). With the
+//! classic library such a program serves one kept connection at a time and concurrent
+//! requests stall until the client gives up (reference §5.8); here idle kept connections
+//! wait in the core's poller, so every request is answered.
+//!
+//! nginx missing: the test says it skips, or fails when `CI=true` or `FCGI_REQUIRE_PEERS=1`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::os::unix::process::CommandExt;
+
+fn peers_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("FCGI_REQUIRE_PEERS").is_ok_and(|v| v == "1")
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child's process group.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn our_lib(dir: &Path) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let built = [deps.join("libfcgi.so"), deps.join("../libfcgi.so")]
+        .into_iter()
+        .find(|p| p.exists())
+        .expect("libfcgi.so next to the test executable");
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(built, lib.join("libfcgi.so.0")).unwrap();
+    std::os::unix::fs::symlink("libfcgi.so.0", lib.join("libfcgi.so")).unwrap();
+    lib
+}
+
+/// `GET path` over HTTP/1.0; returns the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response within 10 s");
+    out
+}
+
+#[test]
+fn single_threaded_program_behind_nginx_keepalive_pool_never_stalls() {
+    let test = "single_threaded_program_behind_nginx_keepalive_pool_never_stalls";
+    if !Path::new("/usr/sbin/nginx").exists() || !Path::new("/etc/nginx/fastcgi_params").exists() {
+        if peers_required() {
+            panic!("{test}: nginx is missing");
+        }
+        eprintln!("SKIPPING {test}: nginx is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lib = our_lib(dir.path());
+    let exe = dir.path().join("echo");
+    let out = Command::new("cc")
+        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/echo.c"))
+        .arg("-L")
+        .arg(&lib)
+        .args(["-lfcgi", "-ldl"])
+        .output()
+        .expect("cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_port = listener.local_addr().unwrap().port();
+    let fd: std::os::fd::OwnedFd = listener.into();
+    let _app = Running(
+        Command::new(&exe)
+            .env("LD_LIBRARY_PATH", &lib)
+            .stdin(Stdio::from(fd))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  fastcgi_temp_path {d}/fcgi;\n\
+               proxy_temp_path {d}/proxy;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               upstream app {{ server 127.0.0.1:{app_port}; keepalive 4; }}\n\
+               server {{\n    listen 127.0.0.1:{port};\n    location / {{\n\
+                   include /etc/nginx/fastcgi_params;\n      fastcgi_keep_conn on;\n\
+                   fastcgi_read_timeout 20s;\n      fastcgi_pass app;\n    }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let _nginx = Running(
+        Command::new("/usr/sbin/nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port);
+
+    let started = Instant::now();
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            std::thread::spawn(move || {
+                (0..4)
+                    .map(|i| http_get(port, &format!("/c{c}?i={i}")))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut served = 0;
+    for c in clients {
+        for response in c.join().unwrap() {
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            assert!(
+                response.contains("role=RESPONDER method=GET keep=1"),
+                "{response}"
+            );
+            served += 1;
+        }
+    }
+    assert_eq!(served, 32);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+}
