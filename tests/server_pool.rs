@@ -346,3 +346,33 @@ fn graceful_shutdown_finishes_requests_in_flight_and_stops_accepting() {
         "listener closed after shutdown"
     );
 }
+
+#[test]
+fn a_handler_that_ignores_its_body_does_not_pin_the_worker_on_a_kept_connection() {
+    // hello-style handler: answers without reading stdin. The rest of the body (and its end
+    // record) arrive after the answer; the worker must not wait for them.
+    let srv = TestServer::start(config(1), |req| {
+        req.respond(200, &[("Content-Type", "text/plain")], b"ignored your body")
+    });
+    let mut a = srv.connect();
+    let mut part = Raw::begin_bytes(1, Role::Responder, true);
+    encode_params(&mut part, 1, []);
+    let mut body_record = Vec::new();
+    encode_record(&mut body_record, RecordType::Stdin, 1, &[b'x'; 100]);
+    part.extend_from_slice(&body_record[..30]); // a record cut in the middle
+    a.send(&part);
+    assert_eq!(a.response(1).body(), b"ignored your body");
+    // Another client gets the only worker while `a` still owes the rest of its body.
+    let mut b = srv.connect();
+    assert_eq!(b.request(1, false, &[], b"").body(), b"ignored your body");
+    // The late rest of a's body is skipped; a's next request is served.
+    let mut rest = body_record[30..].to_vec();
+    encode_record(&mut rest, RecordType::Stdin, 1, b"late part");
+    encode_stream_end(&mut rest, RecordType::Stdin, 1);
+    rest.extend(Raw::request_bytes(2, true, &[], b""));
+    a.send(&rest);
+    assert_eq!(a.response(2).body(), b"ignored your body");
+    eventually("a parked again", || {
+        srv.stats.snapshot().connections_parked == 1
+    });
+}

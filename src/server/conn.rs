@@ -304,6 +304,26 @@ impl Reader {
         (self.buffered() >= h.record_len()).then_some(h)
     }
 
+    /// Between requests on a connection that does not multiplex: drops buffered leftovers
+    /// of finished requests (complete records of inactive ids, spec 3.3) and says whether a
+    /// record that needs handling now (a BEGIN_REQUEST or a management record) is buffered.
+    /// `false` means the connection should wait in the poller: what is buffered is nothing,
+    /// or a partial record whose rest will make the socket readable.
+    pub(crate) fn next_record_buffered(&mut self) -> bool {
+        loop {
+            if !self.skip_current_if_buffered() {
+                return false;
+            }
+            match self.buffered_header() {
+                None => return false,
+                Some(h) if h.request_id != 0 && h.record_type != RecordType::BeginRequest => {
+                    self.consume(h.record_len());
+                }
+                Some(_) => return true,
+            }
+        }
+    }
+
     /// Drops `n` buffered bytes (a whole record from [`Reader::buffered_header`]).
     pub(crate) fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.buffered());

@@ -825,12 +825,13 @@ pub(crate) fn next_request(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) -> O
 }
 
 /// Ends a request read by [`next_request`]: END_REQUEST goes out, then the connection is
-/// closed (no keep-conn), parked (idle) or given back (its next request is already buffered).
+/// closed (no keep-conn), parked (idle, or leftovers of the finished request still to come)
+/// or given back (its next request is already buffered).
 pub(crate) fn end_request(req: Request, reactor: &Reactor, ctx: &ServerCtx) -> Option<Conn> {
     let keep = req.keep_conn;
     let shared = req.conn_shared()?;
     let (result, reader, input_done) = req.finish();
-    let c = Conn {
+    let mut c = Conn {
         shared,
         reader: reader?,
     };
@@ -842,7 +843,8 @@ pub(crate) fn end_request(req: Request, reactor: &Reactor, ctx: &ServerCtx) -> O
         }
         return None;
     }
-    if c.reader.buffered() == 0 {
+    if !c.reader.next_record_buffered() {
+        // Idle (or only part of a record in): wait in the poller, not in this thread.
         reactor.park(c);
         return None;
     }
