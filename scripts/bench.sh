@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Benchmark: the Rust `fcgi` server against the classic C libfcgi, both behind the same nginx,
 # driven by wrk, in one run. Loopback only; every process it starts is its own process group,
-# stopped by PID on exit. With the defaults it takes about 90 s plus the build.
+# stopped by PID on exit. With the defaults it takes about 2.5 minutes (6 rows x 2 apps x 2
+# rounds x 6 s) plus the build.
 #
 #   scripts/bench.sh                      # prints a markdown report on stdout
 #   BENCH_DURATION=10 scripts/bench.sh    # longer measurements
 #
 # Environment (all optional):
-#   BENCH_DURATION       seconds of each measurement (default 5)
+#   BENCH_DURATION       seconds of each measurement (default 4)
+#   BENCH_ROUNDS         measurements per app and row, alternating which app goes first;
+#                        figures are totals over the rounds (default 2)
 #   BENCH_WARMUP         seconds of warm-up before each measurement, not reported (default 1)
 #   BENCH_TIMEOUT        wrk --timeout in seconds: a request slower than this counts as a
 #                        timeout (default 2)
@@ -20,7 +23,8 @@
 #   KEEP_TMP=1           keep the temporary directory (configs, logs) for inspection
 set -euo pipefail
 
-DURATION=${BENCH_DURATION:-5}
+DURATION=${BENCH_DURATION:-4}
+ROUNDS=${BENCH_ROUNDS:-2}
 WARMUP=${BENCH_WARMUP:-1}
 TIMEOUT=${BENCH_TIMEOUT:-2}
 WRK_THREADS=${BENCH_WRK_THREADS:-1}
@@ -213,7 +217,7 @@ EOF
     cat "$TMP/report.lua"
 } >"$TMP/post.lua"
 
-# measure LANG APP MODE CONNS: sets R_* from one wrk run (after a warm-up run).
+# measure LANG APP MODE CONNS: one wrk run (after a warm-up run), added to the totals of LANG.
 measure() {
     local lang=$1 app=$2 mode=$3 conns=$4 script=$TMP/report.lua line
     [ "$app" = echo ] && script=$TMP/post.lua
@@ -225,55 +229,81 @@ measure() {
     local logged
     logged=$(wc -l <"$TMP/access.log")
     say "wrk $lang $app $mode c=$conns ${DURATION}s"
-    local out=$TMP/wrk-$lang-$app-$mode-$conns.out
+    local out=$TMP/wrk-$lang-$app-$mode-$conns-$round.out
     timeout $((DURATION + 30)) wrk -d "${DURATION}s" "${args[@]}" >"$out" 2>&1 ||
         die "wrk failed: $(cat "$out")"
     line=$(grep '^BENCH ' "$out") || die "wrk printed no summary: $(cat "$out")"
     sleep 0.5 # nginx logs the requests wrk left unanswered once it sees wrk close
-    # Every connection has a request in flight when wrk stops; those waiting longer than the
-    # timeout are the stalled ones.
-    tail -n +$((logged + 1)) "$TMP/access.log" | awk -v u="/$mode/$lang/$app" '$1 == u' >"$TMP/rows.log"
-    R_abandoned=$(awk -v t="$TIMEOUT" '$2 == 499 && $3 + 0 >= t + 0' "$TMP/rows.log" | wc -l)
-    # p50 / p99 / max of nginx's $request_time over the answered requests, in ms.
-    R_lat=$(awk '$2 ~ /^2/ { print $3 }' "$TMP/rows.log" | sort -n | awk '
-        { a[NR] = $1 }
-        END {
-            if (NR == 0) { print "none answered"; exit }
-            p50 = a[int((NR - 1) * 0.50) + 1]; p99 = a[int((NR - 1) * 0.99) + 1]
-            printf "%.0f / %.0f / %.0f", p50 * 1000, p99 * 1000, a[NR] * 1000
-        }')
+    tail -n +$((logged + 1)) "$TMP/access.log" | awk -v u="/$mode/$lang/$app" '$1 == u' >>"$TMP/rows-$lang.log"
     local k v kv
     for kv in ${line#BENCH }; do
         k=${kv%%=*}
         v=${kv#*=}
         printf -v "R_$k" '%s' "$v"
     done
+    local ok=$((R_requests - R_status))
+    T_ok[$lang]=$((T_ok[$lang] + ok))
+    T_bytes[$lang]=$((T_bytes[$lang] + R_bytes))
+    T_us[$lang]=$((T_us[$lang] + R_duration_us))
+    T_timeout[$lang]=$((T_timeout[$lang] + R_timeout))
+    T_status[$lang]=$((T_status[$lang] + R_status))
+    T_sock[$lang]=$((T_sock[$lang] + R_connect + R_read + R_write))
+    ROUND_RPS[$lang]+=" $(awk -v n="$ok" -v d="$R_duration_us" 'BEGIN { printf "%.3f", n / (d / 1e6) }')"
+    ROUND_MBS[$lang]+=" $(awk -v n="$R_bytes" -v d="$R_duration_us" 'BEGIN { printf "%.3f", n / 1e6 / (d / 1e6) }')"
 }
 
-# derive: figures from R_*; sets RPS (non-error responses/s), MBS, ERR, LAT.
+# derive LANG: figures from the totals of LANG; sets RPS (responses without an HTTP error
+# per second), MBS, ERR, LAT.
 derive() {
-    local ok=$((R_requests - R_status))
-    RPS=$(awk -v n="$ok" -v d="$R_duration_us" 'BEGIN { printf "%.0f", n / (d / 1e6) }')
-    MBS=$(awk -v n="$R_bytes" -v d="$R_duration_us" 'BEGIN { printf "%.1f", n / 1e6 / (d / 1e6) }')
-    local sock=$((R_connect + R_read + R_write))
+    local lang=$1
+    RPS=$(awk -v n="${T_ok[$lang]}" -v d="${T_us[$lang]}" 'BEGIN { printf "%.0f", n / (d / 1e6) }')
+    MBS=$(awk -v n="${T_bytes[$lang]}" -v d="${T_us[$lang]}" 'BEGIN { printf "%.1f", n / 1e6 / (d / 1e6) }')
+    # Every connection has a request in flight when wrk stops; those that had been waiting
+    # longer than the timeout are the stalled ones.
+    local abandoned
+    abandoned=$(awk -v t="$TIMEOUT" '$2 == 499 && $3 + 0 >= t + 0' "$TMP/rows-$lang.log" | wc -l)
     ERR=
-    [ "$R_abandoned" = 0 ] || ERR="$ERR, **$R_abandoned unanswered after > ${TIMEOUT} s when wrk stopped**"
-    [ "$R_timeout" = 0 ] || ERR="$ERR, $R_timeout answered after > ${TIMEOUT} s"
-    [ "$R_status" = 0 ] || ERR="$ERR, $R_status HTTP errors"
-    [ "$sock" = 0 ] || ERR="$ERR, $sock socket errors"
+    [ "$abandoned" = 0 ] || ERR="$ERR, **$abandoned unanswered after > ${TIMEOUT} s when wrk stopped**"
+    [ "${T_timeout[$lang]}" = 0 ] || ERR="$ERR, ${T_timeout[$lang]} answered after > ${TIMEOUT} s"
+    [ "${T_status[$lang]}" = 0 ] || ERR="$ERR, ${T_status[$lang]} HTTP errors"
+    [ "${T_sock[$lang]}" = 0 ] || ERR="$ERR, ${T_sock[$lang]} socket errors"
     ERR=${ERR#, }
     [ -n "$ERR" ] || ERR=0
-    LAT=$R_lat
+    # p50 / p99 / max of nginx's $request_time over the answered requests, in ms.
+    LAT=$(awk '$2 ~ /^2/ { print $3 }' "$TMP/rows-$lang.log" | sort -n | awk '
+        { a[NR] = $1 }
+        END {
+            if (NR == 0) { print "none answered"; exit }
+            p50 = a[int((NR - 1) * 0.50) + 1]; p99 = a[int((NR - 1) * 0.99) + 1]
+            printf "%.0f / %.0f / %.0f", p50 * 1000, p99 * 1000, a[NR] * 1000
+        }')
 }
 
 ratio() {
     awk -v r="$1" -v c="$2" 'BEGIN { if (c + 0 == 0) print (r + 0 == 0 ? "n/a" : "∞ (C: 0)"); else printf "%.2f", r / c }'
 }
 
+# spread "R1 R2 ..." "C1 C2 ...": the per-round ratios, lowest to highest.
+spread() {
+    awk -v r="$1" -v c="$2" 'BEGIN {
+        n = split(r, a, " "); split(c, b, " "); lo = ""; hi = ""; inf = 0
+        for (i = 1; i <= n; i++) {
+            if (b[i] + 0 == 0) { inf = 1; continue }
+            x = a[i] / b[i]
+            if (lo == "" || x < lo) lo = x
+            if (hi == "" || x > hi) hi = x
+        }
+        s = (lo == "" ? "" : (n == 1 || lo == hi ? sprintf("%.2f", lo) : sprintf("%.2f–%.2f", lo, hi)))
+        if (inf) s = s (s == "" ? "" : ", ") "∞"
+        print s
+    }'
+}
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 ROWS=()
 LATROWS=()
-# name app mode conns metric(s)
+declare -A T_ok T_bytes T_us T_timeout T_status T_sock ROUND_RPS ROUND_MBS
+# title|app|mode|connections|metrics
 for spec in \
     "hello|hello|close|1|rps" \
     "hello|hello|close|32|rps" \
@@ -283,17 +313,27 @@ for spec in \
     "echo 1 MiB POST, nginx keep-alive|echo|ka|32|mbs rps"; do
     IFS='|' read -r title app mode conns metrics <<<"$spec"
     [[ $spec =~ ${BENCH_ONLY:-.} ]] || continue
-    measure rust "$app" "$mode" "$conns"
-    derive
+    for lang in rust c; do
+        T_ok[$lang]=0 T_bytes[$lang]=0 T_us[$lang]=0 T_timeout[$lang]=0 T_status[$lang]=0 T_sock[$lang]=0
+        ROUND_RPS[$lang]= ROUND_MBS[$lang]=
+        : >"$TMP/rows-$lang.log"
+    done
+    for round in $(seq "$ROUNDS"); do
+        # Alternate who goes first, so a slow drift of the machine's load favours neither.
+        if [ $((round % 2)) = 1 ]; then order="rust c"; else order="c rust"; fi
+        for lang in $order; do
+            measure "$lang" "$app" "$mode" "$conns"
+        done
+    done
+    derive rust
     r_rps=$RPS r_mbs=$MBS r_err=$ERR r_lat=$LAT
-    measure c "$app" "$mode" "$conns"
-    derive
+    derive c
     c_rps=$RPS c_mbs=$MBS c_err=$ERR c_lat=$LAT
     for m in $metrics; do
         if [ "$m" = rps ]; then
-            ROWS+=("| $title | $conns | requests/s | $r_rps | $c_rps | $(ratio "$r_rps" "$c_rps") | $r_err | $c_err |")
+            ROWS+=("| $title | $conns | requests/s | $r_rps | $c_rps | $(ratio "$r_rps" "$c_rps") | $(spread "${ROUND_RPS[rust]}" "${ROUND_RPS[c]}") | $r_err | $c_err |")
         else
-            ROWS+=("| $title | $conns | MB/s (response bytes) | $r_mbs | $c_mbs | $(ratio "$r_mbs" "$c_mbs") | $r_err | $c_err |")
+            ROWS+=("| $title | $conns | MB/s (response bytes) | $r_mbs | $c_mbs | $(ratio "$r_mbs" "$c_mbs") | $(spread "${ROUND_MBS[rust]}" "${ROUND_MBS[c]}") | $r_err | $c_err |")
         fi
     done
     LATROWS+=("| $title | $conns | $r_lat | $c_lat |")
@@ -306,7 +346,8 @@ git diff --quiet HEAD -- src examples Cargo.toml 2>/dev/null || commit="$commit 
 report() {
     echo "## Run of $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo
-    echo "Each figure: one wrk run of ${DURATION} s (after a ${WARMUP} s warm-up), ${WRK_THREADS} wrk thread(s),"
+    echo "Each figure: ${ROUNDS} wrk run(s) of ${DURATION} s (each after a ${WARMUP} s warm-up), totalled; the"
+    echo "apps take turns going first. ${WRK_THREADS} wrk thread(s),"
     echo "wrk --timeout ${TIMEOUT}s, nginx with ${NGINX_WORKERS} worker process(es), Rust pool FCGI_WORKERS=${FCGI_WORKERS:-default (16)}."
     echo "requests/s counts responses without an HTTP error status; MB/s is response bytes"
     echo "received by wrk per second (10^6 bytes; the request bodies travel the same amount the other way)."
@@ -314,8 +355,8 @@ report() {
     echo "wrk stopped (nginx logs them as 499; wrk does not count them at all); \"answered after > ${TIMEOUT} s\""
     echo "is wrk's timeout count: responses that did arrive, but late (they count in requests/s)."
     echo
-    echo "| Test | Connections | Metric | Rust fcgi | C libfcgi | Rust/C | Rust errors | C errors |"
-    echo "|---|---:|---|---:|---:|---:|---|---|"
+    echo "| Test | Connections | Metric | Rust fcgi | C libfcgi | Rust/C | Rust/C per round | Rust errors | C errors |"
+    echo "|---|---:|---|---:|---:|---:|---:|---|---|"
     printf '%s\n' "${ROWS[@]}"
     echo
     echo "Response time as nginx measured it (\$request_time, answered requests), p50 / p99 / max in ms"
