@@ -33,3 +33,8 @@ mod capi;
 
 pub use protocol::Role;
 pub use server::{Request, Server};
+
+// The README's Rust examples are compiled as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

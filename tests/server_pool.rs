@@ -97,7 +97,11 @@ fn overload_refuses_with_503_retry_after_and_fcgi_overloaded() {
     assert_eq!(busy.response(1).body(), b"\nfirst");
     let s = srv.stats.snapshot();
     assert_eq!(s.refused, 1);
-    // Once a worker is free, requests are served again.
+    // Once the worker is free (its END_REQUEST goes out a moment before it is), requests
+    // are served again.
+    eventually("the worker to be free", || {
+        srv.stats.snapshot().workers_busy == 0
+    });
     let mut later = srv.connect();
     assert_eq!(later.request(1, false, &[], b"third").body(), b"\nthird");
 }

@@ -5,16 +5,16 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sys::Events;
 use parking_lot::Mutex;
-use polling::Events;
 
 use super::conn::Conn;
+use super::pool::{end_request, next_request};
 use super::reactor::{Reactor, Ready};
-use super::{end_request, next_request, Config, Control, Listener, Request, ServerCtx};
+use super::{Config, Control, Listener, Request, ServerCtx};
 
 /// Accepts requests one at a time, for callers that run their own loop (one thread or
 /// many) instead of handing a closure to [`crate::Server::serve`].
@@ -68,7 +68,7 @@ impl Acceptor {
         Ok(Acceptor {
             reactor,
             ctx,
-            leader: Mutex::new(Events::with_capacity(NonZeroUsize::MIN)),
+            leader: Mutex::new(Events::with_capacity(1)),
             pipelined: Mutex::new(VecDeque::new()),
         })
     }

@@ -27,6 +27,7 @@ mod acceptor;
 mod conn;
 mod listener;
 mod mpx;
+mod pool;
 mod reactor;
 mod request;
 mod response;
@@ -38,18 +39,17 @@ pub use response::reason_phrase;
 
 use std::io;
 use std::ops::Deref;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use polling::{Events, Poller};
+use crate::sys::Poller;
+use crossbeam_channel::Receiver;
 
-use crate::protocol::{ParamsLimits, ProtocolStatus};
-use conn::{Conn, Next};
-use reactor::{Reactor, Ready};
+use crate::protocol::ParamsLimits;
+use conn::Conn;
+use reactor::Reactor;
 
 /// Tunables of a [`Server`]; every setter of [`Server`] writes one of these fields.
 ///
@@ -605,49 +605,25 @@ impl Server {
         }
         let workers = self.config.workers;
         let ctx = Arc::new(ServerCtx::new(self.config, self.control));
-        let (tx, rx) = bounded::<Job>(ctx.config.queue);
-        let _ = ctx.queue.set(rx.clone());
         let signal_pipe = if ctx.config.handle_signals {
             Some(crate::sys::shutdown_signal_pipe()?)
         } else {
             None
         };
-        let reactor = Arc::new(Reactor::new(self.listeners, signal_pipe, Arc::clone(&ctx))?);
-        let handler: Arc<dyn Handler> = Arc::new(handler);
+        let reactor = Reactor::new(self.listeners, signal_pipe, Arc::clone(&ctx))?;
+        let pool = Arc::new(pool::Pool::new(
+            reactor,
+            Arc::clone(&ctx),
+            Arc::new(handler),
+        ));
         ctx.stats.workers.store(workers, Ordering::Relaxed);
         for i in 0..workers {
-            let (rx, reactor, ctx, handler) = (
-                rx.clone(),
-                Arc::clone(&reactor),
-                Arc::clone(&ctx),
-                Arc::clone(&handler),
-            );
+            let pool = Arc::clone(&pool);
             thread::Builder::new()
                 .name(format!("fcgi-worker-{i}"))
-                .spawn(move || worker(rx, &reactor, &ctx, &*handler))?;
+                .spawn(move || pool.worker())?;
         }
-        drop(rx);
-        let mut events = Events::new();
-        while reactor.is_accepting() {
-            for ready in reactor.wait(&mut events, Duration::from_millis(500))? {
-                match ready {
-                    Ready::Conn(c) => dispatch(c, &reactor, &ctx, &tx),
-                    Ready::Shutdown => reactor.begin_shutdown(),
-                }
-            }
-        }
-        // Graceful: requests in flight and queued finish, up to the deadline.
-        let deadline = Instant::now() + ctx.config.shutdown_timeout;
-        while Instant::now() < deadline
-            && (ctx.stats.busy.load(Ordering::Relaxed) > 0 || !tx.is_empty())
-        {
-            for ready in reactor.wait(&mut events, Duration::from_millis(50))? {
-                if let Ready::Conn(c) = ready {
-                    reactor.close(c);
-                }
-            }
-        }
-        drop(tx);
+        pool.watch()?;
         Ok(())
     }
 }
@@ -673,220 +649,5 @@ where
 {
     fn call(&self, req: &mut Request) -> io::Result<()> {
         self(req)
-    }
-}
-
-/// Hands a ready connection to the pool, or refuses its requests when the pool is full.
-fn dispatch(c: Conn, reactor: &Arc<Reactor>, ctx: &Arc<ServerCtx>, tx: &Sender<Job>) {
-    if ctx.config.multiplex {
-        let (ctx, tx) = (Arc::clone(ctx), tx.clone());
-        let spawned = thread::Builder::new()
-            .name("fcgi-mpx-conn".into())
-            .spawn(move || mpx::run(c, ctx, tx));
-        if let Err(e) = spawned {
-            eprintln!("fcgi: cannot start a connection thread: {e}");
-        }
-        return;
-    }
-    if let Err(Job::Conn(c)) = submit(tx, Job::Conn(c), ctx) {
-        refuse_overloaded(c, reactor, ctx);
-    }
-}
-
-/// Queues a job; gives it back when every worker is busy and the queue is full.
-pub(crate) fn submit(tx: &Sender<Job>, job: Job, ctx: &ServerCtx) -> Result<(), Job> {
-    match tx.try_send(job) {
-        Ok(()) => Ok(()),
-        Err(TrySendError::Full(job)) => {
-            // A worker between two jobs is not busy but not waiting yet: give it a moment
-            // before calling the pool full.
-            if ctx.stats.busy.load(Ordering::Relaxed) < ctx.config.workers {
-                tx.send_timeout(job, Duration::from_millis(50))
-                    .map_err(|e| e.into_inner())
-            } else {
-                Err(job)
-            }
-        }
-        Err(TrySendError::Disconnected(job)) => Err(job),
-    }
-}
-
-/// Every worker busy and the queue full: answer what the connection sent without a worker,
-/// `Status: 503` + `Retry-After` on stdout and `FCGI_OVERLOADED` in END_REQUEST.
-fn refuse_overloaded(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) {
-    let shared = Arc::clone(&c.shared);
-    let s = &shared.stream;
-    let open = s.set_nonblocking(true).is_ok() && c.reader.fill_nonblocking(s).unwrap_or(false);
-    let _ = s.set_nonblocking(false);
-    let mut close = !open;
-    loop {
-        match c.reader.buffered_record() {
-            Ok(Some((h, content))) => {
-                let r = match h.record_type {
-                    _ if h.request_id == 0 => conn::management_reply(&shared, h, &content),
-                    crate::protocol::RecordType::BeginRequest => {
-                        let body = crate::protocol::BeginRequestBody::decode(&content);
-                        close |= !body.is_ok_and(|b| b.keep_conn());
-                        ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
-                        ctx.log(format_args!(
-                            "request {}: all {} workers busy and the queue full; refused (503)",
-                            h.request_id, ctx.config.workers
-                        ));
-                        conn::refuse(
-                            &shared,
-                            h.request_id,
-                            503,
-                            "Service Unavailable",
-                            Some(1),
-                            ProtocolStatus::Overloaded,
-                        )
-                    }
-                    _ => Ok(()), // records of the refused request: ignored
-                };
-                if r.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => break,
-            Err(_) => return, // garbage: drop the connection
-        }
-    }
-    if close {
-        reactor.close(c);
-    } else {
-        reactor.park(c);
-    }
-}
-
-fn worker(rx: Receiver<Job>, reactor: &Reactor, ctx: &ServerCtx, handler: &dyn Handler) {
-    while let Ok(job) = rx.recv() {
-        let busy = ctx.stats.busy.fetch_add(1, Ordering::Relaxed) + 1;
-        ctx.stats.max_busy.fetch_max(busy, Ordering::Relaxed);
-        match job {
-            Job::Conn(c) => serve_conn(c, reactor, ctx, handler),
-            Job::Request(req) => {
-                let mut req = *req;
-                run_handler(&mut req, ctx, handler);
-                if let request::Source::Mpx(inbox) = &req.input.src {
-                    inbox.release();
-                }
-                let keep = req.keep_conn;
-                let shared = match &req.stdout.0.sink {
-                    request::Sink::Records(s) => Some(Arc::clone(s)),
-                    _ => None,
-                };
-                let (r, _, _) = req.finish();
-                if r.is_ok() {
-                    ctx.stats.served.fetch_add(1, Ordering::Relaxed);
-                }
-                if let (false, Some(s)) = (keep, shared) {
-                    let _ = s.stream.shutdown(std::net::Shutdown::Write);
-                }
-            }
-        }
-        ctx.stats.busy.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Runs the requests of one connection that does not multiplex, until it goes idle (parked)
-/// or closes.
-fn serve_conn(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx, handler: &dyn Handler) {
-    loop {
-        let Some(mut req) = next_request(c, reactor, ctx) else {
-            return;
-        };
-        run_handler(&mut req, ctx, handler);
-        match end_request(req, reactor, ctx) {
-            Some(next) => c = next, // the next request is already buffered (pipelined)
-            None => return,
-        }
-    }
-}
-
-/// Reads the next request of a connection; `None` when the connection ended instead (it is
-/// then closed, or closing in the reactor).
-pub(crate) fn next_request(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) -> Option<Request> {
-    match c.read_request() {
-        Ok(Next::Request(head)) => Some(Request::inline(head, c)),
-        Ok(Next::Close) => {
-            reactor.close(c);
-            None
-        }
-        Err(e) => {
-            if e.kind() != io::ErrorKind::UnexpectedEof
-                && e.kind() != io::ErrorKind::ConnectionReset
-            {
-                ctx.log(format_args!("connection closed: {e}"));
-            }
-            reactor.close(c);
-            None
-        }
-    }
-}
-
-/// Ends a request read by [`next_request`]: END_REQUEST goes out, then the connection is
-/// closed (no keep-conn), parked (idle, or leftovers of the finished request still to come)
-/// or given back (its next request is already buffered).
-pub(crate) fn end_request(req: Request, reactor: &Reactor, ctx: &ServerCtx) -> Option<Conn> {
-    let keep = req.keep_conn;
-    let shared = req.conn_shared()?;
-    let (result, reader, input_done) = req.finish();
-    let mut c = Conn {
-        shared,
-        reader: reader?,
-    };
-    result.ok()?; // the web server is gone: drop the connection
-    ctx.stats.served.fetch_add(1, Ordering::Relaxed);
-    if !keep || !reactor.is_accepting() {
-        if !(input_done && c.reader.is_idle()) {
-            reactor.close(c); // unread input: close without resetting the response
-        }
-        return None;
-    }
-    if !c.reader.next_record_buffered() {
-        // Idle (or only part of a record in): wait in the poller, not in this thread.
-        reactor.park(c);
-        return None;
-    }
-    Some(c)
-}
-
-/// Calls the handler, turning errors and panics into a 500 (when nothing was sent) plus a
-/// message on FCGI_STDERR, so the request still ends with exactly one END_REQUEST.
-fn run_handler(req: &mut Request, ctx: &ServerCtx, handler: &dyn Handler) {
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.call(req)));
-    let failure = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("handler error: {e}")),
-        Err(payload) => {
-            ctx.stats.panics.fetch_add(1, Ordering::Relaxed);
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".into());
-            Some(format!("handler panicked: {msg}"))
-        }
-    };
-    // Only a failed handler is worth a look at the socket; a clean one costs no syscall.
-    let aborted = req.input.abort_seen() || (failure.is_some() && req.is_aborted());
-    if aborted {
-        ctx.stats.aborted.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    if let Some(msg) = failure {
-        use std::io::Write;
-        if !req.stdout_sent() {
-            req.stdout.0.discard();
-            let _ = req.respond(
-                500,
-                &[("Content-Type", "text/plain")],
-                b"500 Internal Server Error\n",
-            );
-        }
-        let _ = writeln!(req.stderr(), "{msg}");
-        if req.app_status == 0 {
-            req.app_status = 1;
-        }
     }
 }

@@ -15,6 +15,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::conn::{self, aborted_error, Conn, Head, Shared};
+use super::pool::Pool;
 use super::{Job, ServerCtx};
 use crate::protocol::{BeginRequestBody, ParamsDecoder, ProtocolStatus, RecordType, Role};
 
@@ -101,10 +102,11 @@ impl Inbox {
 }
 
 /// Serves a multiplexed connection until it closes; runs on its own thread.
-pub(crate) fn run(mut c: Conn, ctx: Arc<ServerCtx>, jobs: Sender<Job>) {
+pub(crate) fn run(mut c: Conn, pool: Arc<Pool>) {
+    let ctx = Arc::clone(&pool.ctx);
     let table = Arc::new(Mutex::new(Table::default()));
     let shared = Arc::clone(&c.shared);
-    if let Err(e) = read_loop(&mut c, &shared, &ctx, &jobs, &table) {
+    if let Err(e) = read_loop(&mut c, &shared, &ctx, &pool, &table) {
         if !matches!(e.kind(), io::ErrorKind::UnexpectedEof) {
             ctx.log(format_args!("multiplexed connection closed: {e}"));
         }
@@ -123,7 +125,7 @@ fn read_loop(
     c: &mut Conn,
     shared: &Arc<Shared>,
     ctx: &Arc<ServerCtx>,
-    jobs: &Sender<Job>,
+    pool: &Pool,
     table: &Arc<Mutex<Table>>,
 ) -> io::Result<()> {
     let s = &shared.stream;
@@ -220,7 +222,7 @@ fn read_loop(
                     id,
                 };
                 let req = super::request::Request::multiplexed(head, Arc::clone(shared), inbox);
-                match super::submit(jobs, Job::Request(Box::new(req)), ctx) {
+                match pool.submit(Job::Request(Box::new(req))) {
                     Ok(()) => {}
                     Err(_) => {
                         table.lock().entries.remove(&id);

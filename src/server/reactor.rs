@@ -1,5 +1,5 @@
 //! The poller: listening sockets, idle kept-alive connections and closing connections in
-//! one oneshot epoll/kqueue set (the `polling` crate).
+//! one oneshot epoll set (kqueue elsewhere, see `crate::sys`).
 //!
 //! An idle connection costs a descriptor here and no thread: it is handed to a worker only
 //! when its next record arrives, so the worker pool bounds requests in flight, not
@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::sys::{Events, Poller};
 use parking_lot::Mutex;
-use polling::{Event, Events, Poller};
 
 use super::conn::Conn;
 use super::listener::Listener;
@@ -63,12 +63,15 @@ impl Reactor {
         let poller = Arc::new(Poller::new()?);
         for (i, l) in listeners.iter().enumerate() {
             l.set_nonblocking(true)?;
-            // SAFETY: listeners live as long as the reactor, which deletes them on drop.
-            unsafe { poller.add(l, Event::readable(i))? };
+            if let Listener::Tcp(t) = l {
+                crate::sys::set_defer_accept(t.as_fd());
+            }
+            // Listeners live as long as the reactor, which deletes them on drop.
+            poller.add(l.as_fd(), i)?;
         }
         if let Some(p) = &signal_pipe {
-            // SAFETY: the pipe lives as long as the reactor, which deletes it on drop.
-            unsafe { poller.add(p, Event::readable(KEY_SIGNAL))? };
+            // The pipe lives as long as the reactor, which deletes it on drop.
+            poller.add(p.as_fd(), KEY_SIGNAL)?;
         }
         let _ = ctx.waker.set(Arc::clone(&poller));
         Ok(Reactor {
@@ -104,19 +107,18 @@ impl Reactor {
             }
         }
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let (Parked::Idle(c, _) | Parked::Closing(c, _)) = &p;
-        let fd = c.shared.stream.as_fd().as_raw_fd();
         let idle = matches!(p, Parked::Idle(..));
-        self.parked.lock().insert(key, p);
-        if idle {
-            self.ctx.stats.parked.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the connection stays in `parked` until it is deleted from the poller
-        // (see `take`), so the descriptor outlives its registration.
-        let added = unsafe { self.poller.add(fd, Event::readable(key)) };
-        if added.is_err() {
-            self.take(key);
-        }
+        // Registered and recorded under one lock: a waiter that sees the event at once
+        // finds the connection. It stays in `parked` until `take` deletes its registration,
+        // so the descriptor outlives the registration.
+        let mut parked = self.parked.lock();
+        let (Parked::Idle(c, _) | Parked::Closing(c, _)) = &p;
+        if self.poller.add(c.shared.stream.as_fd(), key).is_ok() {
+            parked.insert(key, p);
+            if idle {
+                self.ctx.stats.parked.fetch_add(1, Ordering::Relaxed);
+            }
+        } // else: dropped, which closes it
     }
 
     /// Removes a parked connection and its registration.
@@ -134,7 +136,7 @@ impl Reactor {
     pub(crate) fn begin_shutdown(&self) {
         self.accepting.store(false, Ordering::Relaxed);
         for l in self.listeners.lock().drain(..) {
-            let _ = self.poller.delete(&l);
+            let _ = self.poller.delete(l.as_fd());
         }
         let idle: Vec<usize> = self
             .parked
@@ -159,19 +161,15 @@ impl Reactor {
     /// until they send their first bytes.
     pub(crate) fn wait(&self, events: &mut Events, timeout: Duration) -> io::Result<Vec<Ready>> {
         events.clear();
-        match self.poller.wait(events, Some(timeout)) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        self.poller.wait(events, Some(timeout))?;
         let mut out = Vec::new();
-        for ev in events.iter() {
-            match ev.key {
+        for key in events.keys() {
+            match key {
                 KEY_SIGNAL => {
                     if let Some(p) = &self.signal_pipe {
                         let mut b = [0u8; 64];
                         let _ = (&std::fs::File::from(p.try_clone()?)).read(&mut b);
-                        let _ = self.poller.modify(p, Event::readable(KEY_SIGNAL));
+                        let _ = self.poller.modify(p.as_fd(), KEY_SIGNAL);
                     }
                     self.ctx.request_shutdown();
                 }
@@ -248,7 +246,7 @@ impl Reactor {
             return;
         }
         for (i, l) in self.listeners.lock().iter().enumerate() {
-            let _ = self.poller.modify(l, Event::readable(i));
+            let _ = self.poller.modify(l.as_fd(), i);
         }
         self.listeners_armed.store(true, Ordering::Relaxed);
     }
@@ -303,6 +301,13 @@ impl Reactor {
     }
 }
 
+impl Reactor {
+    /// Wakes the thread blocked in [`Reactor::wait`], if any.
+    pub(crate) fn notify(&self) {
+        let _ = self.poller.notify();
+    }
+}
+
 impl Drop for Reactor {
     fn drop(&mut self) {
         let keys: Vec<usize> = self.parked.lock().keys().copied().collect();
@@ -310,10 +315,10 @@ impl Drop for Reactor {
             self.take(k);
         }
         for l in self.listeners.get_mut().iter() {
-            let _ = self.poller.delete(l);
+            let _ = self.poller.delete(l.as_fd());
         }
         if let Some(p) = &self.signal_pipe {
-            let _ = self.poller.delete(p);
+            let _ = self.poller.delete(p.as_fd());
         }
     }
 }

@@ -1,6 +1,15 @@
 //! The few raw system calls std and socket2 do not offer, in one place: `recv` with
 //! `MSG_PEEK`, `getpeername`, `poll(2)` for the client's full-duplex I/O, the shutdown
-//! signal pipe.
+//! signal pipe, and the poller (epoll on Linux, the `polling` crate elsewhere).
+
+#[cfg(target_os = "linux")]
+mod epoll;
+#[cfg(target_os = "linux")]
+pub(crate) use epoll::{Events, Poller};
+#[cfg(not(target_os = "linux"))]
+mod portable;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use portable::{Events, Poller};
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -212,4 +221,27 @@ fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
         // Round up so a sub-millisecond remainder does not become a busy loop of 0 ms polls.
         Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
     }
+}
+
+/// `TCP_DEFER_ACCEPT` on a listening TCP socket (Linux): `accept` then reports a connection
+/// once its first bytes are in, so the server can serve it at once instead of parking it in
+/// the poller first. FastCGI clients always speak first. Other systems: nothing.
+pub(crate) fn set_defer_accept(fd: BorrowedFd<'_>) {
+    #[cfg(target_os = "linux")]
+    {
+        let secs: libc::c_int = 1;
+        // SAFETY: the option value is a c_int that lives across the call; a failure (say, on
+        // a Unix socket) only means the option is not set.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&secs as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
 }

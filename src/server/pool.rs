@@ -1,0 +1,367 @@
+//! The worker pool, leader/follower style: an idle worker waits on the poller itself and
+//! serves the connection it gets, with no hand-off to another thread; the others wait their
+//! turn to lead. Work that a leader cannot take itself (several connections ready at once,
+//! requests of multiplexed connections) goes through a bounded queue.
+//!
+//! When every worker is busy nobody leads, so the thread that called
+//! [`crate::Server::serve`] does: it queues what arrives while the queue has room and refuses
+//! the rest at once (`Status: 503` + `FCGI_OVERLOADED`), and it sees shutdown signals.
+
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::sys::Events;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use parking_lot::Mutex;
+
+use super::conn::{self, Conn, Next};
+use super::reactor::{Reactor, Ready};
+use super::{mpx, request, Handler, Job, Request, ServerCtx};
+use crate::protocol::ProtocolStatus;
+
+/// How long one turn of waiting on the poller lasts before the leader looks around again.
+const LEAD_TURN: Duration = Duration::from_millis(500);
+
+pub(crate) struct Pool {
+    pub(crate) reactor: Reactor,
+    pub(crate) ctx: Arc<ServerCtx>,
+    handler: Arc<dyn Handler>,
+    /// Held by the thread that waits on the poller.
+    leader: Mutex<Events>,
+    tx: Sender<Job>,
+    rx: Receiver<Job>,
+    /// The thread of `serve`, woken when the last idle worker gets busy.
+    watcher: OnceLock<Thread>,
+}
+
+impl Pool {
+    pub(crate) fn new(reactor: Reactor, ctx: Arc<ServerCtx>, handler: Arc<dyn Handler>) -> Pool {
+        // Room for the configured queue plus one job per worker: a job only waits when a
+        // worker is about to take it, or when every worker is busy (then `queue` bounds it).
+        let (tx, rx) = bounded(ctx.config.queue + ctx.config.workers);
+        let _ = ctx.queue.set(rx.clone());
+        Pool {
+            reactor,
+            ctx,
+            handler,
+            leader: Mutex::new(Events::new()),
+            tx,
+            rx,
+            watcher: OnceLock::new(),
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.ctx.stats.busy.load(Ordering::Relaxed)
+    }
+
+    fn all_busy(&self) -> bool {
+        self.busy() >= self.ctx.config.workers
+    }
+
+    /// Queues a job; gives it back when every worker is busy and the queue is full.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), Job> {
+        if self.all_busy() && self.rx.len() >= self.ctx.config.queue {
+            return Err(job);
+        }
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                self.reactor.notify(); // a leader blocked on the poller picks it up
+                Ok(())
+            }
+            Err(e) => Err(e.into_inner()),
+        }
+    }
+
+    /// A ready connection this thread will not serve itself: its own thread if it
+    /// multiplexes, else the queue, else a refusal.
+    fn dispatch(self: &Arc<Self>, c: Conn) {
+        if self.ctx.config.multiplex {
+            let pool = Arc::clone(self);
+            let spawned = thread::Builder::new()
+                .name("fcgi-mpx-conn".into())
+                .spawn(move || mpx::run(c, pool));
+            if let Err(e) = spawned {
+                self.ctx
+                    .log(format_args!("cannot start a connection thread: {e}"));
+            }
+            return;
+        }
+        if let Err(Job::Conn(c)) = self.submit(Job::Conn(c)) {
+            refuse_overloaded(c, &self.reactor, &self.ctx);
+        }
+    }
+
+    fn handle(self: &Arc<Self>, ready: Vec<Ready>, serve_one: bool) -> Option<Conn> {
+        let mut mine = None;
+        for r in ready {
+            match r {
+                Ready::Conn(c) if serve_one && mine.is_none() && !self.ctx.config.multiplex => {
+                    mine = Some(c)
+                }
+                Ready::Conn(c) => self.dispatch(c),
+                Ready::Shutdown => self.reactor.begin_shutdown(),
+            }
+        }
+        mine
+    }
+
+    fn run(&self, job: Job) {
+        let busy = self.ctx.stats.busy.fetch_add(1, Ordering::Relaxed) + 1;
+        self.ctx.stats.max_busy.fetch_max(busy, Ordering::Relaxed);
+        if busy >= self.ctx.config.workers {
+            if let Some(t) = self.watcher.get() {
+                t.unpark();
+            }
+        }
+        let handler = &*self.handler;
+        match job {
+            Job::Conn(c) => serve_conn(c, &self.reactor, &self.ctx, handler),
+            Job::Request(req) => run_multiplexed(*req, &self.ctx, handler),
+        }
+        self.ctx.stats.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A worker thread: queued work first, else lead, until shutdown leaves nothing to do.
+    pub(crate) fn worker(self: Arc<Self>) {
+        loop {
+            if let Ok(job) = self.rx.try_recv() {
+                self.run(job);
+                continue;
+            }
+            if !self.reactor.is_accepting() {
+                return;
+            }
+            let ready = {
+                let mut events = self.leader.lock();
+                if let Ok(job) = self.rx.try_recv() {
+                    drop(events);
+                    self.run(job);
+                    continue;
+                }
+                if !self.reactor.is_accepting() {
+                    return;
+                }
+                match self.reactor.wait(&mut events, LEAD_TURN) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.ctx.log(format_args!("poller: {e}"));
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                }
+            };
+            if let Some(c) = self.handle(ready, true) {
+                self.run(Job::Conn(c));
+            }
+        }
+    }
+
+    /// The thread of `serve`: leads while every worker is busy (queueing or refusing),
+    /// then, after shutdown began, waits for requests in flight up to the deadline.
+    pub(crate) fn watch(self: &Arc<Self>) -> io::Result<()> {
+        let _ = self.watcher.set(thread::current());
+        while self.reactor.is_accepting() {
+            if !self.all_busy() {
+                thread::park_timeout(Duration::from_millis(200));
+                continue;
+            }
+            let Some(mut events) = self.leader.try_lock_for(Duration::from_millis(10)) else {
+                continue;
+            };
+            let ready = self.reactor.wait(&mut events, Duration::from_millis(10))?;
+            drop(events);
+            self.handle(ready, false);
+        }
+        // Graceful: requests in flight and queued finish, up to the deadline; closing
+        // connections still need the poller meanwhile.
+        let deadline = Instant::now() + self.ctx.config.shutdown_timeout;
+        while Instant::now() < deadline && (self.busy() > 0 || !self.rx.is_empty()) {
+            match self.leader.try_lock_for(Duration::from_millis(50)) {
+                Some(mut events) => {
+                    for r in self.reactor.wait(&mut events, Duration::from_millis(50))? {
+                        if let Ready::Conn(c) = r {
+                            self.reactor.close(c);
+                        }
+                    }
+                }
+                None => continue,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one request of a multiplexed connection and ends it.
+fn run_multiplexed(mut req: Request, ctx: &ServerCtx, handler: &dyn Handler) {
+    run_handler(&mut req, ctx, handler);
+    if let request::Source::Mpx(inbox) = &req.input.src {
+        inbox.release();
+    }
+    let keep = req.keep_conn;
+    let shared = match &req.stdout.0.sink {
+        request::Sink::Records(s) => Some(Arc::clone(s)),
+        _ => None,
+    };
+    let (r, _, _) = req.finish();
+    if r.is_ok() {
+        ctx.stats.served.fetch_add(1, Ordering::Relaxed);
+    }
+    if let (false, Some(s)) = (keep, shared) {
+        let _ = s.stream.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Every worker busy and the queue full: answer what the connection sent without a worker,
+/// `Status: 503` + `Retry-After` on stdout and `FCGI_OVERLOADED` in END_REQUEST.
+fn refuse_overloaded(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) {
+    let shared = Arc::clone(&c.shared);
+    let s = &shared.stream;
+    let open = s.set_nonblocking(true).is_ok() && c.reader.fill_nonblocking(s).unwrap_or(false);
+    let _ = s.set_nonblocking(false);
+    let mut close = !open;
+    loop {
+        match c.reader.buffered_record() {
+            Ok(Some((h, content))) => {
+                let r = match h.record_type {
+                    _ if h.request_id == 0 => conn::management_reply(&shared, h, &content),
+                    crate::protocol::RecordType::BeginRequest => {
+                        let body = crate::protocol::BeginRequestBody::decode(&content);
+                        close |= !body.is_ok_and(|b| b.keep_conn());
+                        ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        ctx.log(format_args!(
+                            "request {}: all {} workers busy and the queue full; refused (503)",
+                            h.request_id, ctx.config.workers
+                        ));
+                        conn::refuse(
+                            &shared,
+                            h.request_id,
+                            503,
+                            "Service Unavailable",
+                            Some(1),
+                            ProtocolStatus::Overloaded,
+                        )
+                    }
+                    _ => Ok(()), // records of the refused request: ignored
+                };
+                if r.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(_) => return, // garbage: drop the connection
+        }
+    }
+    if close {
+        reactor.close(c);
+    } else {
+        reactor.park(c);
+    }
+}
+
+/// Runs the requests of one connection that does not multiplex, until it goes idle (parked)
+/// or closes.
+fn serve_conn(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx, handler: &dyn Handler) {
+    loop {
+        let Some(mut req) = next_request(c, reactor, ctx) else {
+            return;
+        };
+        run_handler(&mut req, ctx, handler);
+        match end_request(req, reactor, ctx) {
+            Some(next) => c = next, // the next request is already buffered (pipelined)
+            None => return,
+        }
+    }
+}
+
+/// Reads the next request of a connection; `None` when the connection ended instead (it is
+/// then closed, or closing in the reactor).
+pub(crate) fn next_request(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) -> Option<Request> {
+    match c.read_request() {
+        Ok(Next::Request(head)) => Some(Request::inline(head, c)),
+        Ok(Next::Close) => {
+            reactor.close(c);
+            None
+        }
+        Err(e) => {
+            if e.kind() != io::ErrorKind::UnexpectedEof
+                && e.kind() != io::ErrorKind::ConnectionReset
+            {
+                ctx.log(format_args!("connection closed: {e}"));
+            }
+            reactor.close(c);
+            None
+        }
+    }
+}
+
+/// Ends a request read by [`next_request`]: END_REQUEST goes out, then the connection is
+/// closed (no keep-conn), parked (idle, or leftovers of the finished request still to come)
+/// or given back (its next request is already buffered).
+pub(crate) fn end_request(req: Request, reactor: &Reactor, ctx: &ServerCtx) -> Option<Conn> {
+    let keep = req.keep_conn;
+    let shared = req.conn_shared()?;
+    let (result, reader, input_done) = req.finish();
+    let mut c = Conn {
+        shared,
+        reader: reader?,
+    };
+    result.ok()?; // the web server is gone: drop the connection
+    ctx.stats.served.fetch_add(1, Ordering::Relaxed);
+    if !keep || !reactor.is_accepting() {
+        if !(input_done && c.reader.is_idle()) {
+            reactor.close(c); // unread input: close without resetting the response
+        }
+        return None;
+    }
+    if !c.reader.next_record_buffered() {
+        // Idle (or only part of a record in): wait in the poller, not in this thread.
+        reactor.park(c);
+        return None;
+    }
+    Some(c)
+}
+
+/// Calls the handler, turning errors and panics into a 500 (when nothing was sent) plus a
+/// message on FCGI_STDERR, so the request still ends with exactly one END_REQUEST.
+fn run_handler(req: &mut Request, ctx: &ServerCtx, handler: &dyn Handler) {
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.call(req)));
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("handler error: {e}")),
+        Err(payload) => {
+            ctx.stats.panics.fetch_add(1, Ordering::Relaxed);
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            Some(format!("handler panicked: {msg}"))
+        }
+    };
+    // Only a failed handler is worth a look at the socket; a clean one costs no syscall.
+    let aborted = req.input.abort_seen() || (failure.is_some() && req.is_aborted());
+    if aborted {
+        ctx.stats.aborted.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if let Some(msg) = failure {
+        use std::io::Write;
+        if !req.stdout_sent() {
+            req.stdout.0.discard();
+            let _ = req.respond(
+                500,
+                &[("Content-Type", "text/plain")],
+                b"500 Internal Server Error\n",
+            );
+        }
+        let _ = writeln!(req.stderr(), "{msg}");
+        if req.app_status == 0 {
+            req.app_status = 1;
+        }
+    }
+}
