@@ -1,7 +1,9 @@
-//! The worker pool, leader/follower style: an idle worker waits on the poller itself and
-//! serves the connection it gets, with no hand-off to another thread; the others wait their
-//! turn to lead. Work that a leader cannot take itself (several connections ready at once,
-//! requests of multiplexed connections) goes through a bounded queue.
+//! The worker pool: an idle worker waits on the poller itself and serves the connection it
+//! gets, with no hand-off to another thread. With epoll every idle worker waits at once (the
+//! kernel wakes one waiter per event, as threads blocked in `accept` are woken); with a
+//! poller that takes one waiter, they take turns (leader/follower). Work that a worker
+//! cannot take itself (several connections ready at once, requests of multiplexed
+//! connections) goes through a bounded queue, and a notification wakes a waiter for it.
 //!
 //! When every worker is busy nobody leads, so the thread that called
 //! [`crate::Server::serve`] does: it queues what arrives while the queue has room and refuses
@@ -14,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crate::sys::Events;
+use crate::sys::{Events, Poller};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 
@@ -30,8 +32,8 @@ pub(crate) struct Pool {
     pub(crate) reactor: Reactor,
     pub(crate) ctx: Arc<ServerCtx>,
     handler: Arc<dyn Handler>,
-    /// Held by the thread that waits on the poller.
-    leader: Mutex<Events>,
+    /// Held by the thread that waits on the poller, where only one may.
+    leader: Mutex<()>,
     tx: Sender<Job>,
     rx: Receiver<Job>,
     /// The thread of `serve`, woken when the last idle worker gets busy.
@@ -48,7 +50,7 @@ impl Pool {
             reactor,
             ctx,
             handler,
-            leader: Mutex::new(Events::new()),
+            leader: Mutex::new(()),
             tx,
             rx,
             watcher: OnceLock::new(),
@@ -126,8 +128,37 @@ impl Pool {
         self.ctx.stats.busy.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A worker thread: queued work first, else lead, until shutdown leaves nothing to do.
+    /// Waits for ready connections: directly where the poller takes several waiters, else
+    /// behind the leader lock (giving up after `lock_wait`, if given).
+    fn wait_turn(
+        &self,
+        events: &mut Events,
+        timeout: Duration,
+        lock_wait: Option<Duration>,
+    ) -> io::Result<Option<Vec<Ready>>> {
+        let _turn = if Poller::MULTI_WAIT {
+            None
+        } else {
+            match lock_wait {
+                None => Some(self.leader.lock()),
+                Some(d) => match self.leader.try_lock_for(d) {
+                    Some(g) => Some(g),
+                    None => return Ok(None),
+                },
+            }
+        };
+        self.reactor.wait(events, timeout).map(Some)
+    }
+
+    fn new_events() -> Events {
+        // Waiting together, each worker takes one event, so work spreads over them.
+        Events::with_capacity(if Poller::MULTI_WAIT { 1 } else { 64 })
+    }
+
+    /// A worker thread: queued work first, else wait for a connection and serve it, until
+    /// shutdown leaves nothing to do.
     pub(crate) fn worker(self: Arc<Self>) {
+        let mut events = Pool::new_events();
         loop {
             if let Ok(job) = self.rx.try_recv() {
                 self.run(job);
@@ -136,23 +167,13 @@ impl Pool {
             if !self.reactor.is_accepting() {
                 return;
             }
-            let ready = {
-                let mut events = self.leader.lock();
-                if let Ok(job) = self.rx.try_recv() {
-                    drop(events);
-                    self.run(job);
+            let ready = match self.wait_turn(&mut events, LEAD_TURN, None) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.ctx.log(format_args!("poller: {e}"));
+                    thread::sleep(Duration::from_millis(10));
                     continue;
-                }
-                if !self.reactor.is_accepting() {
-                    return;
-                }
-                match self.reactor.wait(&mut events, LEAD_TURN) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.ctx.log(format_args!("poller: {e}"));
-                        thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
                 }
             };
             if let Some(c) = self.handle(ready, true) {
@@ -161,35 +182,34 @@ impl Pool {
         }
     }
 
-    /// The thread of `serve`: leads while every worker is busy (queueing or refusing),
-    /// then, after shutdown began, waits for requests in flight up to the deadline.
+    /// The thread of `serve`: waits on the poller while every worker is busy (queueing or
+    /// refusing what arrives, and seeing signals), then, after shutdown began, waits for
+    /// requests in flight up to the deadline.
     pub(crate) fn watch(self: &Arc<Self>) -> io::Result<()> {
         let _ = self.watcher.set(thread::current());
+        let mut events = Events::new();
+        let turn = Duration::from_millis(10);
         while self.reactor.is_accepting() {
             if !self.all_busy() {
                 thread::park_timeout(Duration::from_millis(200));
                 continue;
             }
-            let Some(mut events) = self.leader.try_lock_for(Duration::from_millis(10)) else {
-                continue;
-            };
-            let ready = self.reactor.wait(&mut events, Duration::from_millis(10))?;
-            drop(events);
-            self.handle(ready, false);
+            if let Some(ready) = self.wait_turn(&mut events, turn, Some(turn))? {
+                self.handle(ready, false);
+            }
         }
         // Graceful: requests in flight and queued finish, up to the deadline; closing
         // connections still need the poller meanwhile.
         let deadline = Instant::now() + self.ctx.config.shutdown_timeout;
+        let turn = Duration::from_millis(50);
         while Instant::now() < deadline && (self.busy() > 0 || !self.rx.is_empty()) {
-            match self.leader.try_lock_for(Duration::from_millis(50)) {
-                Some(mut events) => {
-                    for r in self.reactor.wait(&mut events, Duration::from_millis(50))? {
-                        if let Ready::Conn(c) = r {
-                            self.reactor.close(c);
-                        }
-                    }
+            for r in self
+                .wait_turn(&mut events, turn, Some(turn))?
+                .unwrap_or_default()
+            {
+                if let Ready::Conn(c) = r {
+                    self.reactor.close(c);
                 }
-                None => continue,
             }
         }
         Ok(())

@@ -63,6 +63,9 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 impl Poller {
+    /// Whether several threads may wait at once, each woken for its own events.
+    pub(crate) const MULTI_WAIT: bool = true;
+
     pub(crate) fn new() -> io::Result<Poller> {
         // SAFETY: plain syscalls returning new descriptors, owned at once.
         let (epoll, notifier) = unsafe {

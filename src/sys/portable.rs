@@ -31,6 +31,9 @@ impl Events {
 pub(crate) struct Poller(polling::Poller);
 
 impl Poller {
+    /// Whether several threads may wait at once, each woken for its own events.
+    pub(crate) const MULTI_WAIT: bool = false;
+
     pub(crate) fn new() -> io::Result<Poller> {
         polling::Poller::new().map(Poller)
     }
