@@ -1,5 +1,6 @@
 //! The pull side of the server: any number of threads call [`Acceptor::accept`] on one
-//! listener and get one request each, as libfcgi's `FCGX_Accept_r` works. Idle kept-alive
+//! listener and get one request each, as libfcgi's `FCGX_Accept_r` works (on epoll they all
+//! wait at once and the kernel wakes one per event, as threads blocked in `accept` are). Idle kept-alive
 //! connections wait in the poller, never in a thread, so even a single-threaded accept loop
 //! behind a web server's keep-alive pool never stalls.
 
@@ -8,7 +9,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sys::Events;
+use crate::sys::{Events, Poller};
 use parking_lot::Mutex;
 
 use super::conn::Conn;
@@ -35,8 +36,9 @@ use super::{Config, Control, Listener, Request, ServerCtx};
 pub struct Acceptor {
     reactor: Reactor,
     ctx: Arc<ServerCtx>,
-    /// The thread that holds this waits on the poller; the others wait for it.
-    leader: Mutex<Events>,
+    /// Where the poller takes one waiter only (not epoll), the thread that holds this waits
+    /// on it and the others wait for their turn.
+    leader: Mutex<()>,
     /// Connections whose next request is already buffered.
     pipelined: Mutex<VecDeque<Conn>>,
 }
@@ -68,7 +70,7 @@ impl Acceptor {
         Ok(Acceptor {
             reactor,
             ctx,
-            leader: Mutex::new(Events::with_capacity(1)),
+            leader: Mutex::new(()),
             pipelined: Mutex::new(VecDeque::new()),
         })
     }
@@ -102,7 +104,9 @@ impl Acceptor {
                 Some(c) => c,
                 None => {
                     let ready = {
-                        let mut events = self.leader.lock();
+                        // epoll wakes one waiting thread per event: no turns needed there.
+                        let _turn = (!Poller::MULTI_WAIT).then(|| self.leader.lock());
+                        let mut events = Events::with_capacity(1);
                         self.reactor.wait(&mut events, Duration::from_millis(500))?
                     };
                     let mut conn = None;
