@@ -608,6 +608,21 @@ pub(crate) fn refuse_with_status(
     )
 }
 
+/// Refuses request `id` for lack of workers, and counts it: `Status: 503` with
+/// `Retry-After` on stdout (nginx and most servers ignore protocolStatus) and
+/// `FCGI_OVERLOADED` in END_REQUEST (HAProxy reads it).
+pub(crate) fn refuse_overloaded(shared: &Shared, id: u16) -> io::Result<()> {
+    shared.ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
+    refuse(
+        shared,
+        id,
+        503,
+        "Service Unavailable",
+        Some(1),
+        ProtocolStatus::Overloaded,
+    )
+}
+
 /// Refuses request `id`: `Status:` response on stdout, then END_REQUEST with `protocol`.
 pub(crate) fn refuse(
     shared: &Shared,

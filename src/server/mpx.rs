@@ -156,15 +156,7 @@ fn read_loop(
                     shared.end_request(id, 0, ProtocolStatus::UnknownRole)?;
                 } else if t.entries.len() >= cap {
                     drop(t);
-                    ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    conn::refuse(
-                        shared,
-                        id,
-                        503,
-                        "Service Unavailable",
-                        Some(1),
-                        ProtocolStatus::Overloaded,
-                    )?;
+                    conn::refuse_overloaded(shared, id)?;
                 } else {
                     t.entries.insert(
                         id,
@@ -226,15 +218,7 @@ fn read_loop(
                     Ok(()) => {}
                     Err(_) => {
                         table.lock().entries.remove(&id);
-                        ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
-                        conn::refuse(
-                            shared,
-                            id,
-                            503,
-                            "Service Unavailable",
-                            Some(1),
-                            ProtocolStatus::Overloaded,
-                        )?;
+                        conn::refuse_overloaded(shared, id)?;
                     }
                 }
             }

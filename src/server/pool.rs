@@ -23,7 +23,6 @@ use parking_lot::Mutex;
 use super::conn::{self, Conn, Next};
 use super::reactor::{Reactor, Ready};
 use super::{mpx, request, Handler, Job, Request, ServerCtx};
-use crate::protocol::ProtocolStatus;
 
 /// How long one turn of waiting on the poller lasts before the leader looks around again.
 const LEAD_TURN: Duration = Duration::from_millis(500);
@@ -252,19 +251,11 @@ fn refuse_overloaded(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) {
                     crate::protocol::RecordType::BeginRequest => {
                         let body = crate::protocol::BeginRequestBody::decode(&content);
                         close |= !body.is_ok_and(|b| b.keep_conn());
-                        ctx.stats.refused.fetch_add(1, Ordering::Relaxed);
                         ctx.log(format_args!(
                             "request {}: all {} workers busy and the queue full; refused (503)",
                             h.request_id, ctx.config.workers
                         ));
-                        conn::refuse(
-                            &shared,
-                            h.request_id,
-                            503,
-                            "Service Unavailable",
-                            Some(1),
-                            ProtocolStatus::Overloaded,
-                        )
+                        conn::refuse_overloaded(&shared, h.request_id)
                     }
                     _ => Ok(()), // records of the refused request: ignored
                 };

@@ -307,33 +307,13 @@ impl Request {
     /// socket inline, through the connection's own reader.
     pub(crate) fn inline(head: super::conn::Head, conn: Conn) -> Request {
         let Conn { shared, reader } = conn;
-        let id = head.id;
-        Request {
-            id,
-            role: head.role,
-            keep_conn: head.keep_conn,
-            params: head.params,
-            stdout: Stdout(Output::new(
-                Sink::Records(Arc::clone(&shared)),
-                RecordType::Stdout,
-                id,
-            )),
-            stderr: Stderr(Output::new(
-                Sink::Records(Arc::clone(&shared)),
-                RecordType::Stderr,
-                id,
-            )),
-            input: Input::new(
-                Source::Inline {
-                    reader,
-                    shared,
-                    id,
-                    aborted: false,
-                },
-                RecordType::Stdin,
-            ),
-            app_status: 0,
-        }
+        let src = Source::Inline {
+            reader,
+            shared: Arc::clone(&shared),
+            id: head.id,
+            aborted: false,
+        };
+        Request::on_connection(head, &shared, src)
     }
 
     /// A request of a multiplexed connection: input arrives through `inbox`.
@@ -342,23 +322,20 @@ impl Request {
         shared: Arc<Shared>,
         inbox: Inbox,
     ) -> Request {
+        Request::on_connection(head, &shared, Source::Mpx(inbox))
+    }
+
+    fn on_connection(head: super::conn::Head, shared: &Arc<Shared>, src: Source) -> Request {
         let id = head.id;
+        let output = |t| Output::new(Sink::Records(Arc::clone(shared)), t, id);
         Request {
             id,
             role: head.role,
             keep_conn: head.keep_conn,
             params: head.params,
-            stdout: Stdout(Output::new(
-                Sink::Records(Arc::clone(&shared)),
-                RecordType::Stdout,
-                id,
-            )),
-            stderr: Stderr(Output::new(
-                Sink::Records(Arc::clone(&shared)),
-                RecordType::Stderr,
-                id,
-            )),
-            input: Input::new(Source::Mpx(inbox), RecordType::Stdin),
+            stdout: Stdout(output(RecordType::Stdout)),
+            stderr: Stderr(output(RecordType::Stderr)),
+            input: Input::new(src, RecordType::Stdin),
             app_status: 0,
         }
     }
