@@ -396,3 +396,59 @@ fn robust_where_the_classic_tool_is_not() {
         assert_eq!(classic.code, 253);
     }
 }
+
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
+
+#[test]
+fn same_output_as_the_classic_tool_against_the_crate_examples() {
+    if !classic_available() {
+        return;
+    }
+    for (name, status) in [("echo", 0), ("hello", 0), ("filter", 0)] {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut app = Command::new(example(name))
+            .arg(&addr)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the examples are built by cargo test");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{name} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let body: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let len = body.len().to_string();
+        let env = [
+            ("REQUEST_METHOD", "POST"),
+            ("CONTENT_LENGTH", len.as_str()),
+            ("QUERY_STRING", "x=1&y=2"),
+            ("SCRIPT_NAME", "/app"),
+        ];
+        let args = ["-bind", "-connect", addr.as_str()];
+        let ours = run(OURS, &args, &env, &body);
+        let classic = run(CLASSIC, &args, &env, &body);
+        assert_eq!(ours.code, status, "{name}: {}", text(&ours.stderr));
+        assert_eq!(ours.code, classic.code, "{name}: exit codes");
+        assert_eq!(text(&ours.stdout), text(&classic.stdout), "{name}: stdout");
+        assert!(!ours.stdout.is_empty());
+        app.kill().unwrap();
+        app.wait().unwrap();
+    }
+}

@@ -1,37 +1,300 @@
-//! NOT COMPILED YET: needs the server of issue 2 (on main). After merging, move this file to
-//! tests/client_own_server.rs. It passed in a trial merge of branch client with main (12:45).
-//! The client against fcgi::Server with multiplexing on: MuxConnection and a learning Pool.
-use fcgi::client::{get_values, Address, Backend, Config, MuxConnection, Pool, Request};
-use std::io::{Read, Write};
+//! The client against the crate's own server (issue 4: "the same against the crate's own
+//! server examples, including multiplexed connections"): both ends of this crate, over real
+//! loopback sockets.
 
-#[test]
-fn client_against_own_server() {
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fcgi::client::{
+    get_values, Address, Backend, Config, Connection, Error, MuxConnection, Pool, Request,
+};
+use fcgi::server::{Config as ServerConfig, ShutdownHandle, StatsHandle};
+use fcgi::Role;
+
+struct Running {
+    addr: Address,
+    stop: ShutdownHandle,
+    stats: StatsHandle,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+    }
+}
+
+fn start<H>(config: ServerConfig, handler: H) -> Running
+where
+    H: Fn(&mut fcgi::Request) -> std::io::Result<()> + Send + Sync + 'static,
+{
+    let mut config = config;
+    config.handle_signals = false;
     let server = fcgi::Server::bind("127.0.0.1:0")
         .unwrap()
-        .workers(4)
-        .multiplex(true);
+        .config_with(config);
     let addr: Address = server.local_addrs()[0].parse().unwrap();
-    let stop = server.shutdown_handle();
-    let t = std::thread::spawn(move || {
-        server.serve(|req| {
-            let n = req
-                .params()
-                .find(|p| p.name == b"N")
-                .map(|p| p.value.to_vec())
-                .unwrap_or_default();
-            let mut body = Vec::new();
-            req.stdin().read_to_end(&mut body)?;
-            write!(
-                req.stdout(),
-                "Content-Type: text/plain\r\n\r\nn={} len={}",
-                String::from_utf8_lossy(&n),
-                body.len()
+    let (stop, stats) = (server.shutdown_handle(), server.stats_handle());
+    std::thread::spawn(move || server.serve(handler));
+    Running { addr, stop, stats }
+}
+
+/// An application with a route per check, like a small PHP site.
+fn app(req: &mut fcgi::Request) -> std::io::Result<()> {
+    let path = req.param("SCRIPT_NAME").unwrap_or("/").to_owned();
+    match path.as_str() {
+        "/query" => {
+            let q = req.param("QUERY_STRING").unwrap_or("").to_owned();
+            req.respond(200, &[("Content-Type", "text/plain")], q.as_bytes())
+        }
+        "/form" => {
+            let mut body = String::new();
+            req.stdin().read_to_string(&mut body)?;
+            let fields: Vec<&str> = body.split('&').collect();
+            let out = format!("{} fields: {}", fields.len(), fields.join(","));
+            req.respond(200, &[("Content-Type", "text/plain")], out.as_bytes())
+        }
+        "/hash" => {
+            // Hash the upload as it streams in (FNV-1a 64), never holding it.
+            let mut h: u64 = 0xcbf29ce484222325;
+            let mut n = 0u64;
+            let mut buf = vec![0; 65536];
+            loop {
+                let got = req.stdin().read(&mut buf)?;
+                if got == 0 {
+                    break;
+                }
+                for &b in &buf[..got] {
+                    h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+                }
+                n += got as u64;
+            }
+            req.respond(
+                200,
+                &[("Content-Type", "text/plain")],
+                format!("{n} {h:016x}").as_bytes(),
             )
-        })
+        }
+        "/download" => {
+            let n: usize = req
+                .param("QUERY_STRING")
+                .unwrap_or("0")
+                .parse()
+                .unwrap_or(0);
+            req.write_head(200, &[("Content-Type", "application/octet-stream")])?;
+            let chunk: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(chunk.len());
+                req.stdout().write_all(&chunk[..k])?;
+                left -= k;
+            }
+            Ok(())
+        }
+        "/created" => req.respond(201, &[("Location", "/items/9"), ("X-Id", "9")], b"made"),
+        "/moved" => req
+            .stdout()
+            .write_all(b"Location: https://example.test/elsewhere\r\n\r\n"),
+        "/warn" => {
+            writeln!(req.stderr(), "PHP Warning:  something odd")?;
+            req.set_app_status(3);
+            req.respond(200, &[("Content-Type", "text/plain")], b"with a warning")
+        }
+        _ => req.respond(404, &[("Content-Type", "text/plain")], b"no route"),
+    }
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+fn get(pool: &Pool, script: &str, query: &str) -> (u16, String) {
+    let req = Request::new()
+        .param("SCRIPT_NAME", script)
+        .param("QUERY_STRING", query)
+        .param("REQUEST_METHOD", "GET");
+    let mut resp = pool.send(req, std::io::empty()).unwrap();
+    let mut body = String::new();
+    resp.read_to_string(&mut body).unwrap();
+    (resp.status(), body)
+}
+
+#[test]
+fn get_post_status_headers_stderr_and_connection_reuse() {
+    let srv = start(ServerConfig::default(), app);
+    let pool = Pool::builder()
+        .backend(Backend::new(srv.addr.clone()).max_conns(1))
+        .build();
+    assert_eq!(get(&pool, "/query", "a=1&b=two"), (200, "a=1&b=two".into()));
+    assert_eq!(get(&pool, "/nowhere", ""), (404, "no route".into()));
+
+    let form = b"name=alice&city=paris&x=1";
+    let req = Request::new()
+        .param("SCRIPT_NAME", "/form")
+        .param("REQUEST_METHOD", "POST")
+        .param("CONTENT_TYPE", "application/x-www-form-urlencoded")
+        .param("CONTENT_LENGTH", form.len().to_string());
+    let mut resp = pool.send(req, &form[..]).unwrap();
+    let mut body = String::new();
+    resp.read_to_string(&mut body).unwrap();
+    assert_eq!(body, "3 fields: name=alice,city=paris,x=1");
+    drop(resp);
+
+    let req = Request::new().param("SCRIPT_NAME", "/created");
+    let mut resp = pool.send(req, std::io::empty()).unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.header("Location"), Some("/items/9"));
+    assert_eq!(resp.header("x-id"), Some("9"));
+    let mut b = String::new();
+    resp.read_to_string(&mut b).unwrap();
+    assert_eq!(b, "made");
+    drop(resp);
+
+    let req = Request::new().param("SCRIPT_NAME", "/moved");
+    let resp = pool.send(req, std::io::empty()).unwrap();
+    assert_eq!(
+        resp.status(),
+        302,
+        "a Location without Status is a redirect (RFC 3875)"
+    );
+    assert_eq!(
+        resp.header("Location"),
+        Some("https://example.test/elsewhere")
+    );
+    drop(resp);
+
+    let req = Request::new().param("SCRIPT_NAME", "/warn");
+    let mut resp = pool.send(req, std::io::empty()).unwrap();
+    let mut b = String::new();
+    resp.read_to_string(&mut b).unwrap();
+    assert_eq!(b, "with a warning", "stderr never mixes into the body");
+    assert_eq!(resp.finish().unwrap(), 3);
+
+    let req = Request::new().param("SCRIPT_NAME", "/warn");
+    let mut resp = pool.send(req, std::io::empty()).unwrap();
+    std::io::copy(&mut resp, &mut std::io::sink()).unwrap();
+    assert_eq!(resp.stderr(), b"PHP Warning:  something odd\n");
+    drop(resp);
+
+    // Seven requests, one kept-alive connection: the server saw a single connection.
+    let s = srv.stats.snapshot();
+    assert_eq!(s.requests_served, 7);
+    assert_eq!(s.connections_open, 1);
+}
+
+#[test]
+fn sixteen_mib_up_and_down_streamed() {
+    let srv = start(ServerConfig::default(), app);
+    let mut conn = Connection::connect(&srv.addr, &Config::default()).unwrap();
+    let up: Vec<u8> = (0..16 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let req = Request::new()
+        .param("SCRIPT_NAME", "/hash")
+        .param("REQUEST_METHOD", "POST")
+        .param("CONTENT_LENGTH", up.len().to_string());
+    let mut resp = conn.send(req, &up[..]).unwrap();
+    let mut body = String::new();
+    resp.read_to_string(&mut body).unwrap();
+    assert_eq!(body, format!("{} {:016x}", up.len(), fnv(&up)));
+    drop(resp);
+
+    let n = 16 * 1024 * 1024;
+    let req = Request::new()
+        .param("SCRIPT_NAME", "/download")
+        .param("QUERY_STRING", n.to_string());
+    let mut resp = conn.send(req, std::io::empty()).unwrap();
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut total = 0usize;
+    let mut buf = vec![0; 100_000];
+    loop {
+        let got = resp.read(&mut buf).unwrap();
+        if got == 0 {
+            break;
+        }
+        for &b in &buf[..got] {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+        total += got;
+    }
+    let expected: Vec<u8> = (0..n).map(|i| ((i % 65536) % 251) as u8).collect();
+    assert_eq!(total, n);
+    assert_eq!(h, fnv(&expected));
+}
+
+#[test]
+fn overloaded_server_gives_a_typed_error_and_unknown_role_too() {
+    let gate = Arc::new(AtomicUsize::new(0));
+    let g = Arc::clone(&gate);
+    let mut cfg = ServerConfig::default();
+    cfg.workers = 1;
+    cfg.queue = 0;
+    let srv = start(cfg, move |req| {
+        while g.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        req.respond(200, &[], b"done")
     });
-    let v = get_values(&addr, &Config::default()).unwrap();
-    eprintln!("own server GET_VALUES: {v:?}");
-    let conn = MuxConnection::connect(&addr, &Config::default(), 8).unwrap();
+    let addr = srv.addr.clone();
+    let first = std::thread::spawn(move || {
+        let mut c = Connection::connect(&addr, &Config::default()).unwrap();
+        let mut s = String::new();
+        c.send(Request::new(), std::io::empty())
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    });
+    let t = Instant::now();
+    while srv.stats.snapshot().workers_busy < 1 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut c = Connection::connect(&srv.addr, &Config::default()).unwrap();
+    // The refusal is a `Status: 503` head (for servers that ignore protocolStatus), then
+    // END_REQUEST(FCGI_OVERLOADED): the client shows the 503, and the typed error at the end.
+    let err = match c.send(Request::new(), std::io::empty()) {
+        Err(e) => e,
+        Ok(resp) => {
+            assert_eq!(resp.status(), 503);
+            assert_eq!(resp.header("Retry-After"), Some("1"));
+            resp.finish().expect_err("FCGI_OVERLOADED at the end")
+        }
+    };
+    assert!(matches!(err, Error::Overloaded { .. }), "{err}");
+    assert!(err.is_retryable());
+    gate.store(1, Ordering::SeqCst);
+    assert_eq!(first.join().unwrap(), "done");
+
+    let mut c = Connection::connect(&srv.addr, &Config::default()).unwrap();
+    let r = c.send(Request::new().role(Role::Unknown(7)), std::io::empty());
+    assert!(matches!(r, Err(Error::UnknownRole)), "{:?}", r.err());
+}
+
+#[test]
+fn multiplexed_connection_and_a_learning_pool() {
+    let mut cfg = ServerConfig::default();
+    cfg.workers = 4;
+    cfg.multiplex = true;
+    let srv = start(cfg, |req| {
+        let n = req.param("N").unwrap_or("").to_owned();
+        let mut body = Vec::new();
+        req.stdin().read_to_end(&mut body)?;
+        write!(
+            req.stdout(),
+            "Content-Type: text/plain\r\n\r\nn={n} len={}",
+            body.len()
+        )
+    });
+    let v = get_values(&srv.addr, &Config::default()).unwrap();
+    assert_eq!(v.mpxs_conns, Some(true));
+    assert_eq!(v.max_reqs, Some(4));
+    let conn = MuxConnection::connect(&srv.addr, &Config::default(), 8).unwrap();
     let hs: Vec<_> = (0..8)
         .map(|i| {
             let conn = conn.clone();
@@ -49,8 +312,13 @@ fn client_against_own_server() {
     for h in hs {
         h.join().unwrap();
     }
+    assert_eq!(
+        srv.stats.snapshot().connections_open,
+        1,
+        "all eight on one connection"
+    );
     let pool = Pool::builder()
-        .backend(Backend::new(addr.clone()))
+        .backend(Backend::new(srv.addr.clone()))
         .learn_backend_limits(true)
         .build();
     for i in 0..20 {
@@ -61,7 +329,69 @@ fn client_against_own_server() {
             .unwrap();
         assert_eq!(s, format!("n={i} len=3"));
     }
-    eprintln!("pool stats: {:?}", pool.stats());
-    stop.shutdown();
-    let _ = t.join();
+}
+
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name)
+}
+
+fn spawn_echo(port: u16) -> Child {
+    let child = Command::new(example("echo"))
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("examples/echo (cargo test builds it)");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "echo did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+#[test]
+fn backend_killed_mid_response_then_the_pool_recovers() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: Address = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut echo = spawn_echo(port);
+    let pool = Pool::builder()
+        .backend(Backend::new(addr))
+        .retry_after(Duration::from_millis(100))
+        .build();
+    let body = vec![b'z'; 8 * 1024 * 1024];
+    let req = Request::new().param("REQUEST_METHOD", "POST");
+    let mut resp = pool.send(req, &body[..]).unwrap();
+    let mut first = vec![0; 4096];
+    resp.read_exact(&mut first).unwrap();
+    echo.kill().unwrap();
+    echo.wait().unwrap();
+    let rest = std::io::copy(&mut resp, &mut std::io::sink());
+    let err = rest.expect_err("the backend died mid-response");
+    assert!(
+        err.to_string().to_lowercase().contains("closed")
+            || err.kind() == std::io::ErrorKind::UnexpectedEof,
+        "clear error: {err}"
+    );
+    drop(resp);
+    let mut echo = spawn_echo(port);
+    std::thread::sleep(Duration::from_millis(150));
+    let mut ok = String::new();
+    pool.send(Request::new().param("A", "1"), std::io::empty())
+        .unwrap()
+        .read_to_string(&mut ok)
+        .unwrap();
+    assert!(ok.starts_with("A=1\n"), "{ok}");
+    echo.kill().unwrap();
+    echo.wait().unwrap();
 }
