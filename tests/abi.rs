@@ -16,38 +16,17 @@
 //! Tools (cc, c++, nm, readelf) and the classic headers are required: a test without them
 //! prints that it skips, and fails instead when `CI=true` or `FCGI_REQUIRE_PEERS=1`.
 
+mod support;
+
+use support::capi::{built_library, have_tools};
+use support::peers_required;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use fcgi::protocol::{decode_record, RecordType, Status};
-
-/// Whether missing tools must fail the test instead of skipping it.
-fn peers_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("FCGI_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// True if every tool runs; otherwise prints a loud skip (or panics when required).
-fn have(tools: &[&str], test: &str) -> bool {
-    for tool in tools {
-        let ok = Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !ok {
-            if peers_required() {
-                panic!("{test}: required tool `{tool}` is missing");
-            }
-            eprintln!("SKIPPING {test}: tool `{tool}` is missing");
-            return false;
-        }
-    }
-    true
-}
 
 /// True if the classic headers (libfcgi-dev) are installed; else skip loudly / fail.
 fn have_classic_headers(test: &str) -> bool {
@@ -61,19 +40,6 @@ fn have_classic_headers(test: &str) -> bool {
         "SKIPPING {test}: the classic headers (libfcgi-dev, /usr/include/fcgiapp.h) are missing"
     );
     false
-}
-
-/// The library cargo built for this test run: `target/<profile>/deps/libfcgi.so` (next
-/// to this test executable), or `target/<profile>/libfcgi.so`.
-fn built_library() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("deps dir");
-    for candidate in [deps.join("libfcgi.so"), deps.join("../libfcgi.so")] {
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    panic!("libfcgi.so not found next to {}", exe.display());
 }
 
 /// A temporary prefix with our library as `lib/libfcgi.so.0` + `lib/libfcgi.so`, and a
@@ -176,7 +142,7 @@ fn tool_output(cmd: &str, args: &[&str], file: &Path) -> String {
 
 #[test]
 fn soname_is_libfcgi_so_0() {
-    if !have(&["readelf"], "soname_is_libfcgi_so_0") {
+    if !have_tools(&["readelf"], "soname_is_libfcgi_so_0") {
         return;
     }
     let prefix = Prefix::new();
@@ -192,7 +158,7 @@ fn soname_is_libfcgi_so_0() {
 
 #[test]
 fn exported_symbols_equal_the_classic_set_plus_the_marker() {
-    if !have(
+    if !have_tools(
         &["nm"],
         "exported_symbols_equal_the_classic_set_plus_the_marker",
     ) {
@@ -244,7 +210,7 @@ fn exported_symbols_equal_the_classic_set_plus_the_marker() {
 
 #[test]
 fn fcgi_sf_is_48_bytes_of_bss_reached_through_the_got() {
-    if !have(
+    if !have_tools(
         &["nm", "readelf"],
         "fcgi_sf_is_48_bytes_of_bss_reached_through_the_got",
     ) {
@@ -273,7 +239,7 @@ fn fcgi_sf_is_48_bytes_of_bss_reached_through_the_got() {
 #[test]
 fn headers_declare_the_classic_layouts_constants_and_prototypes() {
     let test = "headers_declare_the_classic_layouts_constants_and_prototypes";
-    if !have(&["cc", "c++"], test) || !have_classic_headers(test) {
+    if !have_tools(&["cc", "c++"], test) || !have_classic_headers(test) {
         return;
     }
     let ours = format!("-I{}/include", env!("CARGO_MANIFEST_DIR"));
@@ -326,7 +292,7 @@ fn stdout_content(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn fcgx_fprintf_has_c99_semantics() {
-    if !have(&["cc"], "fcgx_fprintf_has_c99_semantics")
+    if !have_tools(&["cc"], "fcgx_fprintf_has_c99_semantics")
         || !have_classic_headers("fcgx_fprintf_has_c99_semantics")
     {
         return;
@@ -361,7 +327,7 @@ F=1.500000|a=0x1p+0|w=7   |00ff|+1.23e+04|%|0.25|va=12,x||"
 #[test]
 fn fcgi_stdio_cgi_mode_runs_the_loop_body_once_on_real_stdio() {
     let test = "fcgi_stdio_cgi_mode_runs_the_loop_body_once_on_real_stdio";
-    if !have(&["cc", "readelf"], test) || !have_classic_headers(test) {
+    if !have_tools(&["cc", "readelf"], test) || !have_classic_headers(test) {
         return;
     }
     let prefix = Prefix::new();
@@ -401,7 +367,7 @@ fn fcgi_stdio_cgi_mode_runs_the_loop_body_once_on_real_stdio() {
 
 #[test]
 fn is_cgi_follows_what_fd_0_is() {
-    if !have(&["cc", "sh"], "is_cgi_follows_what_fd_0_is") {
+    if !have_tools(&["cc", "sh"], "is_cgi_follows_what_fd_0_is") {
         return;
     }
     let prefix = Prefix::new();
@@ -648,7 +614,7 @@ fn debian_cgi_fcgi_bridges_a_request_on_our_library() {
 #[test]
 fn debian_cgi_fcgi_starts_an_application_on_our_listener() {
     let test = "debian_cgi_fcgi_starts_an_application_on_our_listener";
-    if !have(&["cc"], test) {
+    if !have_tools(&["cc"], test) {
         return;
     }
     if !Path::new("/usr/bin/cgi-fcgi").exists() {
@@ -726,7 +692,7 @@ fn debian_cgi_fcgi_starts_an_application_on_our_listener() {
 
 #[test]
 fn fcgx_init_installs_libfcgi_signal_handlers() {
-    if !have(&["cc"], "fcgx_init_installs_libfcgi_signal_handlers") {
+    if !have_tools(&["cc"], "fcgx_init_installs_libfcgi_signal_handlers") {
         return;
     }
     let prefix = Prefix::new();
@@ -747,7 +713,7 @@ fn fcgx_init_installs_libfcgi_signal_handlers() {
 #[test]
 fn fcgi_stdio_functions_on_files_empty_wrappers_and_request_streams() {
     let test = "fcgi_stdio_functions_on_files_empty_wrappers_and_request_streams";
-    if !have(&["cc"], test) || !have_classic_headers(test) {
+    if !have_tools(&["cc"], test) || !have_classic_headers(test) {
         return;
     }
     let prefix = Prefix::new();
@@ -774,7 +740,7 @@ fn fcgi_stdio_functions_on_files_empty_wrappers_and_request_streams() {
 /// `--undefined` keep the marker visible to the program's own `dlsym` check.
 #[test]
 fn static_library_links_and_runs() {
-    if !have(&["cc"], "static_library_links_and_runs") {
+    if !have_tools(&["cc"], "static_library_links_and_runs") {
         return;
     }
     let lib = built_library().with_file_name("libfcgi.a");
@@ -808,7 +774,7 @@ fn static_library_links_and_runs() {
         "static link failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    if have(&["readelf"], "static_library_links_and_runs") {
+    if have_tools(&["readelf"], "static_library_links_and_runs") {
         let dynamic = tool_output("readelf", &["-dW"], &exe);
         assert!(
             !dynamic.contains("libfcgi"),
@@ -835,7 +801,7 @@ fn static_library_links_and_runs() {
 #[test]
 fn every_remaining_function_through_the_shared_library() {
     let test = "every_remaining_function_through_the_shared_library";
-    if !have(&["cc"], test) || !have_classic_headers(test) {
+    if !have_tools(&["cc"], test) || !have_classic_headers(test) {
         return;
     }
     let prefix = Prefix::new();
@@ -861,7 +827,7 @@ fn every_remaining_function_through_the_shared_library() {
 #[test]
 fn test_programs_cover_every_exported_symbol() {
     let test = "test_programs_cover_every_exported_symbol";
-    if !have(&["cc", "c++", "nm"], test) {
+    if !have_tools(&["cc", "c++", "nm"], test) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

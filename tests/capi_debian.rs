@@ -7,42 +7,14 @@
 //! Missing programs: the test says it skips, or fails when `CI=true` or
 //! `FCGI_REQUIRE_PEERS=1`.
 
+mod support;
+
+use support::capi::{have_paths, our_lib, wait_for_port};
+use support::{free_port, peers_required};
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-fn peers_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("FCGI_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-fn have(paths: &[&str], test: &str) -> bool {
-    for p in paths {
-        if !Path::new(p).exists() {
-            if peers_required() {
-                panic!("{test}: {p} is missing");
-            }
-            eprintln!("SKIPPING {test}: {p} is missing");
-            return false;
-        }
-    }
-    true
-}
-
-/// Our library as `DIR/lib/libfcgi.so.0`.
-fn our_lib(dir: &Path) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let built = [deps.join("libfcgi.so"), deps.join("../libfcgi.so")]
-        .into_iter()
-        .find(|p| p.exists())
-        .expect("libfcgi.so next to the test executable");
-    let lib = dir.join("lib");
-    std::fs::create_dir_all(&lib).unwrap();
-    std::fs::copy(built, lib.join("libfcgi.so.0")).unwrap();
-    lib
-}
 
 /// A child in its own process group, killed with its group when dropped.
 struct Running(Child);
@@ -71,22 +43,6 @@ impl Running {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// One request through the classic cgi-fcgi.
 fn cgi_fcgi(addr: &str, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new("/usr/bin/cgi-fcgi")
@@ -106,7 +62,7 @@ fn cgi_fcgi(addr: &str, env: &[(&str, &str)]) -> Output {
 #[test]
 fn fcgiwrap_serves_a_shell_cgi_script_on_our_library() {
     let test = "fcgiwrap_serves_a_shell_cgi_script_on_our_library";
-    if !have(&["/usr/sbin/fcgiwrap", "/usr/bin/cgi-fcgi"], test) {
+    if !have_paths(&["/usr/sbin/fcgiwrap", "/usr/bin/cgi-fcgi"], test) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -163,7 +119,7 @@ fn fcgiwrap_serves_a_shell_cgi_script_on_our_library() {
 #[test]
 fn perl_fcgi_module_under_spawn_fcgi_on_our_library() {
     let test = "perl_fcgi_module_under_spawn_fcgi_on_our_library";
-    if !have(
+    if !have_paths(
         &["/usr/bin/perl", "/usr/bin/spawn-fcgi", "/usr/bin/cgi-fcgi"],
         test,
     ) {

@@ -8,15 +8,14 @@
 //! `fcgi_rs_version`. Missing tools: the test says it skips, or fails when `CI=true` or
 //! `FCGI_REQUIRE_PEERS=1`.
 
+mod support;
+
+use support::peers_required;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn peers_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("FCGI_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
 
 fn have(test: &str) -> bool {
     let cc = Command::new("cc")

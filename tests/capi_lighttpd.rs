@@ -5,16 +5,16 @@
 //! lighttpd missing: the test says it skips, or fails when `CI=true` or
 //! `FCGI_REQUIRE_PEERS=1`.
 
-use std::io::{Read, Write};
+mod support;
+
+use support::capi::{http_get, our_lib};
+use support::peers_required;
+
+use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn peers_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("FCGI_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
 
 struct Running(Child);
 
@@ -24,29 +24,6 @@ impl Drop for Running {
         unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
     }
-}
-
-fn our_lib(dir: &Path) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let built = [deps.join("libfcgi.so"), deps.join("../libfcgi.so")]
-        .into_iter()
-        .find(|p| p.exists())
-        .expect("libfcgi.so next to the test executable");
-    let lib = dir.join("lib");
-    std::fs::create_dir_all(&lib).unwrap();
-    std::fs::copy(built, lib.join("libfcgi.so.0")).unwrap();
-    std::os::unix::fs::symlink("libfcgi.so.0", lib.join("libfcgi.so")).unwrap();
-    lib
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response within 10 s");
-    out
 }
 
 #[test]

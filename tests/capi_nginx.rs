@@ -6,17 +6,16 @@
 //!
 //! nginx missing: the test says it skips, or fails when `CI=true` or `FCGI_REQUIRE_PEERS=1`.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+mod support;
+
+use support::capi::{http_get, our_lib, wait_for_port};
+use support::{free_port, peers_required};
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
-
-fn peers_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("FCGI_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
 
 struct Running(Child);
 
@@ -26,46 +25,6 @@ impl Drop for Running {
         unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn our_lib(dir: &Path) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let built = [deps.join("libfcgi.so"), deps.join("../libfcgi.so")]
-        .into_iter()
-        .find(|p| p.exists())
-        .expect("libfcgi.so next to the test executable");
-    let lib = dir.join("lib");
-    std::fs::create_dir_all(&lib).unwrap();
-    std::fs::copy(built, lib.join("libfcgi.so.0")).unwrap();
-    std::os::unix::fs::symlink("libfcgi.so.0", lib.join("libfcgi.so")).unwrap();
-    lib
-}
-
-/// `GET path` over HTTP/1.0; returns the whole response.
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response within 10 s");
-    out
 }
 
 #[test]

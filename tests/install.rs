@@ -6,36 +6,16 @@
 //! no release build is needed. Required tools missing: the test says it skips, and fails
 //! instead when `CI=true` or `FCGI_REQUIRE_PEERS=1`.
 
+mod support;
+
+use support::capi::have_tools;
+use support::peers_required;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use fcgi::protocol::{decode_record, RecordType, Status};
-
-fn peers_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("FCGI_REQUIRE_PEERS").is_ok_and(|v| v == "1")
-}
-
-/// True if every tool runs; otherwise prints a loud skip (or panics when required).
-fn have(tools: &[&str], test: &str) -> bool {
-    for tool in tools {
-        let ok = Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !ok {
-            if peers_required() {
-                panic!("{test}: required tool `{tool}` is missing");
-            }
-            eprintln!("SKIPPING {test}: tool `{tool}` is missing");
-            return false;
-        }
-    }
-    true
-}
 
 /// Where cargo put this run's `libfcgi.so` and `libfcgi.a` (next to this test executable).
 fn build_dir() -> PathBuf {
@@ -100,7 +80,7 @@ fn stdout_content(mut rest: &[u8]) -> Vec<u8> {
 #[test]
 fn install_script_lays_out_libraries_headers_and_pkg_config() {
     let test = "install_script_lays_out_libraries_headers_and_pkg_config";
-    if !have(&["sh", "c++", "ar", "readelf", "nm"], test) {
+    if !have_tools(&["sh", "c++", "ar", "readelf", "nm"], test) {
         return;
     }
     let prefix = install();
@@ -189,7 +169,7 @@ fn install_script_lays_out_libraries_headers_and_pkg_config() {
 #[test]
 fn programs_build_with_pkg_config_and_run_on_the_installed_libraries() {
     let test = "programs_build_with_pkg_config_and_run_on_the_installed_libraries";
-    if !have(&["sh", "cc", "c++", "ar", "pkg-config"], test) {
+    if !have_tools(&["sh", "cc", "c++", "ar", "pkg-config"], test) {
         return;
     }
     let prefix = install();

@@ -3,6 +3,7 @@
 //! examples. Each test file pulls it in with `mod support;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod capi;
 pub mod http;
 pub mod peers;
 
