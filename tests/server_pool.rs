@@ -380,3 +380,27 @@ fn a_handler_that_ignores_its_body_does_not_pin_the_worker_on_a_kept_connection(
         srv.stats.snapshot().connections_parked == 1
     });
 }
+
+#[test]
+fn silent_and_idle_connections_are_closed_after_the_idle_timeout() {
+    let mut cfg = config(1);
+    cfg.idle_timeout = Some(Duration::from_millis(300));
+    let srv = TestServer::start(cfg, echo);
+    let mut silent = srv.connect(); // never sends a byte
+    let mut kept = srv.connect();
+    assert_eq!(kept.request(1, true, &[], b"x").body(), b"\nx");
+    eventually("both connections open", || {
+        srv.stats.snapshot().connections_open == 2
+    });
+    assert!(
+        silent.closed_by_server(),
+        "a silent connection holds no slot forever"
+    );
+    assert!(
+        kept.closed_by_server(),
+        "an idle kept-alive connection is closed too"
+    );
+    eventually("no connection left", || {
+        srv.stats.snapshot().connections_open == 0
+    });
+}

@@ -78,9 +78,12 @@ pub struct Config {
     /// Limits on the params of one request. Default 1 MiB and 4096 pairs.
     pub params: ParamsLimits,
     /// How long a worker waits for the next bytes of a request before giving up on the
-    /// connection. Default 300 s.
+    /// connection (a peer that stops mid-record holds a worker at most this long). Default
+    /// 60 s, nginx's own `fastcgi_send_timeout`.
     pub read_timeout: Option<Duration>,
-    /// Idle kept-alive connections are closed after this long. Default: never.
+    /// Idle connections (kept-alive between requests, or new and silent) are closed after
+    /// this long, so silent peers cannot hold every connection slot. Default 300 s, well
+    /// past nginx's 60 s upstream `keepalive_timeout`, so nginx closes first.
     pub idle_timeout: Option<Duration>,
     /// How long a graceful shutdown waits for requests in flight. Default 30 s.
     pub shutdown_timeout: Duration,
@@ -101,8 +104,8 @@ impl Default for Config {
             multiplex: false,
             max_reqs_per_conn: 32,
             params: ParamsLimits::default(),
-            read_timeout: Some(Duration::from_secs(300)),
-            idle_timeout: None,
+            read_timeout: Some(Duration::from_secs(60)),
+            idle_timeout: Some(Duration::from_secs(300)),
             shutdown_timeout: Duration::from_secs(30),
             allow: None,
             handle_signals: true,
