@@ -2,6 +2,9 @@
  * (fcgiapp) accept loop, answering "Hello, World!" as text/plain.
  *
  *   cc -O2 -o hello hello.c -lfcgi && ./hello 127.0.0.1:9000
+ *
+ * Without an argument it serves the listening socket on fd 0 (spawn-fcgi, benches/libfcgi.sh).
+ * Used by benches/server.sh and benches/libfcgi.sh.
  */
 #include <fcgiapp.h>
 #include <stdio.h>

@@ -4,8 +4,8 @@
 # stopped by PID on exit. With the defaults it takes about 2.5 minutes (6 rows x 2 apps x 2
 # rounds x 6 s) plus the build.
 #
-#   scripts/bench.sh                      # prints a markdown report on stdout
-#   BENCH_DURATION=10 scripts/bench.sh    # longer measurements
+#   benches/server.sh                      # prints a markdown report on stdout
+#   BENCH_DURATION=10 benches/server.sh    # longer measurements
 #
 # Environment (all optional):
 #   BENCH_DURATION       seconds of each measurement (default 4)

@@ -1,4 +1,5 @@
-/* big.c: the benchmark's 1 MiB response, on the fcgiapp API (single-threaded). */
+/* big.c: the 1 MiB response of benches/libfcgi.sh, on the fcgiapp API (single-threaded),
+ * serving the listening socket on fd 0 (started by spawn-fcgi). */
 #include <string.h>
 
 #include "fcgiapp.h"

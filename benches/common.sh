@@ -1,0 +1,229 @@
+# benches/common.sh: helpers shared by benches/libfcgi.sh and benches/client.sh (sourced, not run).
+#
+# Loopback only. Every process started here runs in its own process group (setsid) and is
+# stopped by PID on exit. Measurements: `fcgi-bench` (the crate's FastCGI load generator,
+# target/release/fcgi-bench) directly against a FastCGI app, and `wrk` through an nginx
+# with two locations: /close (a FastCGI connection per request, nginx's default) and /ka
+# (`upstream { keepalive 8; }` + `fastcgi_keep_conn on`).
+#
+# Knobs (environment): BENCH_TIMEOUT (seconds before a request counts as failed, default 2),
+# BENCH_NGINX_WORKERS (default nproc), BENCH_NGINX_KEEPALIVE (idle connections nginx keeps
+# per worker, default 8), KEEP_TMP=1 (keep the temp dir).
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TIMEOUT=${BENCH_TIMEOUT:-2}
+NGINX_WORKERS=${BENCH_NGINX_WORKERS:-$(nproc)}
+NGINX_KEEPALIVE=${BENCH_NGINX_KEEPALIVE:-8}
+BENCH=$ROOT/target/release/fcgi-bench
+
+say() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; }
+die() {
+    say "FAILED: $*"
+    exit 1
+}
+
+TMP=$(mktemp -d /tmp/fcgi-benches.XXXXXX)
+chmod 755 "$TMP" # nginx and php-fpm workers may run as nobody/www-data when we are root
+PIDS=()
+
+# stop PID: the process group PID, TERM then KILL after 5 s; waits for it.
+stop() {
+    local pid=$1 i
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 -- "-$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        stop "$pid"
+    done
+    if [ "${KEEP_TMP:-0}" = 1 ]; then
+        say "kept $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_port: sets PORT to a TCP port of 127.0.0.1 that nothing accepts on, below the
+# ephemeral range (32768+) where outgoing connections could hold it.
+NEXT_PORT=$((20000 + RANDOM % 10000))
+free_port() {
+    while (exec 3<>"/dev/tcp/127.0.0.1/$NEXT_PORT") 2>/dev/null; do
+        NEXT_PORT=$((NEXT_PORT + 1))
+    done
+    PORT=$NEXT_PORT
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+# wait_port PORT PID NAME: until PORT accepts, failing if PID dies or 10 s pass.
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || die "$3 exited before listening; its log: $(cat "$TMP/$3.log" 2>/dev/null)"
+        sleep 0.1
+    done
+    die "$3 does not accept on port $1 after 10 s"
+}
+
+# start NAME PORT CMD...: runs CMD in its own session (process group), output in $TMP/NAME.log,
+# waits until PORT accepts; sets LAST_PID and adds it to PIDS.
+start() {
+    local name=$1 port=$2
+    shift 2
+    setsid "$@" >"$TMP/$name.log" 2>&1 </dev/null &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    wait_port "$port" "$LAST_PID" "$name"
+}
+
+# forget PID: stops PID and removes it from PIDS.
+forget() {
+    local pid=$1 p keep=()
+    stop "$pid"
+    for p in "${PIDS[@]}"; do
+        [ "$p" = "$pid" ] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+}
+
+# start_nginx APP_PORT [EXTRA_LOCATION_LINES]: one nginx for the whole run, in front of
+# 127.0.0.1:APP_PORT: /close/ without FastCGI keep-alive, /ka/ with it. Every request is
+# logged ($status $request_time): a 499 that waited longer than TIMEOUT is a request the app
+# never answered (wrk does not count those at all). Sets NGINX_URL.
+start_nginx() {
+    local app_port=$1 extra=${2:-}
+    free_port
+    local port=$PORT
+    mkdir -p "$TMP/nginx"
+    cat >"$TMP/nginx.conf" <<EOF
+daemon off;
+worker_processes $NGINX_WORKERS;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    log_format bench '\$uri \$status \$request_time';
+    access_log $TMP/access.log bench buffer=256k flush=100ms;
+    client_body_temp_path $TMP/nginx/client_body;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    proxy_temp_path $TMP/nginx/proxy;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_requests 1000000;
+    fastcgi_buffer_size 64k;
+    fastcgi_buffers 64 64k;
+    fastcgi_busy_buffers_size 128k;
+    fastcgi_max_temp_file_size 0;
+    upstream app_ka { server 127.0.0.1:$app_port; keepalive $NGINX_KEEPALIVE; }
+    server {
+        listen 127.0.0.1:$port;
+        location /close/ {
+            include /etc/nginx/fastcgi_params;
+            $extra
+            fastcgi_pass 127.0.0.1:$app_port;
+        }
+        location /ka/ {
+            include /etc/nginx/fastcgi_params;
+            $extra
+            fastcgi_keep_conn on;
+            fastcgi_pass app_ka;
+        }
+    }
+}
+EOF
+    : >"$TMP/access.log"
+    nginx -t -q -c "$TMP/nginx.conf" -p "$TMP/nginx" 2>"$TMP/nginx-t.log" ||
+        die "nginx rejects its config: $(cat "$TMP/nginx-t.log")"
+    start nginx "$port" nginx -c "$TMP/nginx.conf" -p "$TMP/nginx"
+    NGINX_URL=http://127.0.0.1:$port
+}
+
+cat >"$TMP/report.lua" <<'EOF'
+done = function(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format(
+        "BENCH requests=%d duration_us=%d connect=%d read=%d write=%d status=%d timeout=%d\n",
+        summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout))
+end
+EOF
+
+# wrk_run URL CONNS SECS: wrk (1 thread) through nginx. Sets RPS (responses without an HTTP
+# error status per second) and ERR (a short text: "0" when nothing went wrong).
+wrk_run() {
+    local url=$1 conns=$2 secs=$3 out=$TMP/wrk.out line kv k v logged abandoned
+    sleep 0.3 # nginx logs what an earlier run left behind
+    logged=$(wc -l <"$TMP/access.log")
+    timeout $((secs + 30)) wrk -t 1 -c "$conns" -d "${secs}s" --timeout "${TIMEOUT}s" \
+        -s "$TMP/report.lua" "$url" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+    line=$(grep '^BENCH ' "$out") || die "wrk printed no summary: $(cat "$out")"
+    for kv in ${line#BENCH }; do
+        k=${kv%%=*}
+        v=${kv#*=}
+        printf -v "W_$k" '%s' "$v"
+    done
+    sleep 0.5 # nginx logs the requests wrk left unanswered once it sees wrk close
+    abandoned=$(tail -n +$((logged + 1)) "$TMP/access.log" |
+        awk -v t="$TIMEOUT" '$2 == 499 && $3 + 0 >= t + 0' | wc -l)
+    RPS=$(awk -v n=$((W_requests - W_status)) -v d="$W_duration_us" 'BEGIN { printf "%.0f", n / (d / 1e6) }')
+    ERR=
+    [ "$abandoned" = 0 ] || ERR="$ERR, **$abandoned unanswered after > ${TIMEOUT} s**"
+    [ "$W_timeout" = 0 ] || ERR="$ERR, $W_timeout answered after > ${TIMEOUT} s"
+    [ "$W_status" = 0 ] || ERR="$ERR, $W_status HTTP errors"
+    local sock=$((W_connect + W_read + W_write))
+    [ "$sock" = 0 ] || ERR="$ERR, $sock socket errors"
+    ERR=${ERR#, }
+    [ -n "$ERR" ] || ERR=0
+}
+
+# bench_run ADDR CONNS SECS k|K [ARGS...]: fcgi-bench directly (k: keep-alive, K: a new
+# connection per request), with a request timeout of TIMEOUT. Sets RPS (completed requests
+# per second, over the whole run including the wait for the last ones) and ERR.
+bench_run() {
+    local addr=$1 conns=$2 secs=$3 ka=$4 out=$TMP/bench.out
+    shift 4
+    # Exit status 1 means some requests failed: reported, not fatal.
+    timeout $((secs + TIMEOUT + 30)) "$BENCH" -d "$secs" -c "$conns" "-$ka" -t "$TIMEOUT" "$@" "$addr" \
+        >"$out" 2>"$TMP/bench.err" || [ $? = 1 ] || die "fcgi-bench failed: $(cat "$out" "$TMP/bench.err")"
+    field() { sed -n "s/^$1: *//p" "$out"; }
+    RPS=$(field 'Requests\/s' | awk '{ printf "%.0f", $1 }')
+    local failed non2xx
+    failed=$(field Failed)
+    non2xx=$(field Non-2xx)
+    ERR=
+    [ "$failed" = 0 ] || ERR="$ERR, **$failed failed** ($(field 'First error'))"
+    [ "$non2xx" = 0 ] || ERR="$ERR, $non2xx non-2xx"
+    ERR=${ERR#, }
+    [ -n "$ERR" ] || ERR=0
+}
+
+# warm ADDR [ARGS...]: 200 requests on new connections (never stalls), not reported: pages in
+# the app's code before a measurement.
+warm() {
+    local addr=$1
+    shift
+    timeout 30 "$BENCH" -n 200 -c 1 -K -t "$TIMEOUT" "$@" "$addr" >/dev/null 2>&1 || true
+}
+
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print (a + 0 == 0 ? "n/a" : "∞"); else printf "%.2f", a / b }'
+}
+
+machine() {
+    echo "- nproc: $(nproc); CPU: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1); kernel: $(uname -r)"
+    echo "- load average before / after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
+    local commit
+    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git -C "$ROOT" diff --quiet HEAD -- src capi examples Cargo.toml 2>/dev/null || commit="$commit (+ uncommitted changes)"
+    echo "- fcgi: commit $commit, $(rustc -V)"
+    echo "- $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-3)"
+}
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
