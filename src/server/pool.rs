@@ -160,6 +160,11 @@ impl Pool {
         let mut events = Pool::new_events();
         loop {
             if let Ok(job) = self.rx.try_recv() {
+                if !self.rx.is_empty() {
+                    // Notifications of jobs queued together may have woken only this
+                    // worker: pass the wake-up on, so the rest run in parallel.
+                    self.reactor.notify();
+                }
                 self.run(job);
                 continue;
             }
