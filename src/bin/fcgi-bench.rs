@@ -1,12 +1,16 @@
 //! `fcgi-bench`: a FastCGI load generator (like `ab`/`wrk`, speaking FastCGI directly).
 //!
 //! ```text
-//! fcgi-bench [-n REQUESTS | -d SECONDS] [-c CONCURRENCY] [-k | -K] [-b BODY_BYTES]
-//!            [-s SCRIPT_FILENAME] [-p NAME=VALUE]... [-t TIMEOUT_SECONDS] ADDRESS
+//! fcgi-bench [-n REQUESTS | -d SECONDS] [-c CONCURRENCY] [-m MAX_CONNS] [-k | -K]
+//!            [-b BODY_BYTES] [-s SCRIPT_FILENAME] [-p NAME=VALUE]... [-t TIMEOUT_SECONDS]
+//!            ADDRESS
 //! ```
 //!
 //! ADDRESS is `host:port` or `unix:/path`. `-k` keeps connections alive (the default), `-K`
-//! opens one per request. Prints progress every second on stderr, then requests/s,
+//! opens one per request. `-m` caps the connections (default: the concurrency); callers
+//! past it wait their turn for a connection, as behind a web server's pool. Set it to
+//! PHP-FPM's `pm.max_children` with `-k`: PHP-FPM does not announce `FCGI_MAX_CONNS`, and
+//! kept connections beyond its children wait for a child that never comes. Prints progress every second on stderr, then requests/s,
 //! throughput and latency percentiles on stdout. Exits 1 when any request failed, 2 on bad
 //! arguments.
 
@@ -18,14 +22,15 @@ use std::time::{Duration, Instant};
 
 use fcgi::client::{Address, Backend, Config, Pool, Request};
 
-const USAGE: &str = "usage: fcgi-bench [-n REQUESTS | -d SECONDS] [-c CONCURRENCY] [-k | -K] \
-[-b BODY_BYTES] [-s SCRIPT_FILENAME] [-p NAME=VALUE]... [-t TIMEOUT_SECONDS] ADDRESS";
+const USAGE: &str = "usage: fcgi-bench [-n REQUESTS | -d SECONDS] [-c CONCURRENCY] \
+[-m MAX_CONNS] [-k | -K] [-b BODY_BYTES] [-s SCRIPT_FILENAME] [-p NAME=VALUE]... [-t TIMEOUT_SECONDS] ADDRESS";
 
 struct Options {
     addr: Address,
     requests: Option<u64>,
     duration: Option<Duration>,
     concurrency: usize,
+    max_conns: Option<usize>,
     keep_alive: bool,
     body: u64,
     params: Vec<(String, String)>,
@@ -38,6 +43,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         requests: None,
         duration: None,
         concurrency: 1,
+        max_conns: None,
         keep_alive: true,
         body: 0,
         params: Vec::new(),
@@ -56,6 +62,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "-n" => o.requests = Some(num(&value("-n")?, "-n")?),
             "-d" => o.duration = Some(Duration::from_secs_f64(num(&value("-d")?, "-d")?)),
             "-c" => o.concurrency = num::<usize>(&value("-c")?, "-c")?.max(1),
+            "-m" => o.max_conns = Some(num::<usize>(&value("-m")?, "-m")?.max(1)),
             "-k" => o.keep_alive = true,
             "-K" => o.keep_alive = false,
             "-b" => o.body = num(&value("-b")?, "-b")?,
@@ -142,7 +149,10 @@ fn main() -> ExitCode {
     config.keep_conn = o.keep_alive;
     config.request_timeout = Some(o.timeout);
     let pool = Pool::builder()
-        .backend(Backend::new(o.addr.clone()).max_conns(o.concurrency))
+        .backend(
+            Backend::new(o.addr.clone())
+                .max_conns(o.max_conns.map_or(o.concurrency, |m| m.min(o.concurrency))),
+        )
         .config(config)
         .wait_timeout(Some(o.timeout))
         .build();
