@@ -13,7 +13,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Mutex, MutexGuard};
+use std::thread::Thread;
 
 use super::response::{ConnRef, StartFailure};
 
@@ -318,7 +319,6 @@ impl PoolBuilder {
                 next_ticket: 0,
                 rr: 0,
             }),
-            cond: Condvar::new(),
         });
         let weak = Arc::downgrade(&shared);
         let every =
@@ -378,7 +378,8 @@ enum Lease {
 #[derive(Debug)]
 struct State {
     slots: Vec<Slot>,
-    queue: VecDeque<u64>,
+    /// Waiting callers in arrival order, each with its thread to unpark.
+    queue: VecDeque<(u64, Thread)>,
     next_ticket: u64,
     rr: usize,
 }
@@ -392,7 +393,6 @@ struct Shared {
     retry_after: Duration,
     balance: Balance,
     state: Mutex<State>,
-    cond: Condvar,
 }
 
 impl Shared {
@@ -412,10 +412,10 @@ impl Shared {
                 }
             }
         }
-        drop(st);
         if !closed.is_empty() {
-            self.cond.notify_all();
+            wake_front(&st);
         }
+        drop(st);
         drop(closed);
     }
 }
@@ -432,7 +432,8 @@ enum Choice {
 /// Connections to one or more FastCGI backends, kept alive and shared by threads.
 ///
 /// Each backend has a bound on its connections. A caller that finds every allowed
-/// connection in use waits in a FIFO queue (woken by a condition variable, never spinning)
+/// connection in use waits in a FIFO queue (parked, and woken only when first in line; never
+/// spinning)
 /// up to the wait timeout. Idle connections expire after the idle timeout and are checked
 /// for a backend-side close before reuse. A backend whose connect fails is left out for
 /// `retry_after`, then tried again. Requests with an affinity key go to the same healthy
@@ -623,35 +624,35 @@ impl Pool {
         let mut st = shared.state.lock();
         let ticket = st.next_ticket;
         st.next_ticket += 1;
-        st.queue.push_back(ticket);
+        st.queue.push_back((ticket, std::thread::current()));
         loop {
-            if st.queue.front() == Some(&ticket) {
+            if st.queue.front().map(|w| w.0) == Some(ticket) {
                 match self.choose(&mut st, key, allow_mux) {
                     Choice::Idle(b, conn) => {
                         st.queue.pop_front();
                         st.slots[b].busy += 1;
                         st.slots[b].reuses += 1;
-                        shared.cond.notify_all();
+                        wake_front(&st);
                         return Ok(Lease::Conn(self.lease(b, conn)));
                     }
                     Choice::Mux(b, mux) => {
                         st.queue.pop_front();
                         st.slots[b].reuses += 1;
-                        shared.cond.notify_all();
+                        wake_front(&st);
                         return Ok(Lease::Mux(b, mux));
                     }
                     Choice::MuxConnect(b) => {
                         st.queue.pop_front();
                         st.slots[b].mux_connecting = true;
                         let reqs = st.slots[b].mux_reqs.unwrap_or(1);
-                        shared.cond.notify_all();
+                        wake_front(&st);
                         drop(st);
                         let res =
                             MuxConnection::connect(&shared.backends[b].addr, &shared.config, reqs);
                         st = shared.state.lock();
+                        wake_front(&st);
                         let slot = &mut st.slots[b];
                         slot.mux_connecting = false;
-                        shared.cond.notify_all();
                         match res {
                             Ok(mux) => {
                                 slot.connects += 1;
@@ -663,7 +664,7 @@ impl Pool {
                                 slot.failures += 1;
                                 slot.down_until = Some(Instant::now() + shared.retry_after);
                                 last_err = Some(e);
-                                st.queue.push_front(ticket);
+                                st.queue.push_front((ticket, std::thread::current()));
                                 continue;
                             }
                         }
@@ -673,7 +674,7 @@ impl Pool {
                         st.slots[b].busy += 1;
                         let learn = !st.slots[b].limits_learned;
                         st.slots[b].limits_learned = true;
-                        shared.cond.notify_all();
+                        wake_front(&st);
                         drop(st);
                         let addr = &shared.backends[b].addr;
                         let learned = learn.then(|| get_values(addr, &shared.config));
@@ -707,33 +708,42 @@ impl Pool {
                                 slot.failures += 1;
                                 slot.down_until = Some(Instant::now() + shared.retry_after);
                                 last_err = Some(e);
-                                shared.cond.notify_all();
+                                wake_front(&st);
                                 // Try another backend at once, ahead of the queue.
-                                st.queue.push_front(ticket);
+                                st.queue.push_front((ticket, std::thread::current()));
                                 continue;
                             }
                         }
                     }
                     Choice::NoneHealthy => {
                         st.queue.pop_front();
-                        shared.cond.notify_all();
+                        wake_front(&st);
                         return Err(last_err.unwrap_or(Error::NoBackend));
                     }
                     Choice::Wait => {}
                 }
             }
-            let timed_out = match deadline {
-                Some(d) => shared.cond.wait_until(&mut st, d).timed_out(),
+            // Parked until the caller ahead leaves the queue or a connection frees up:
+            // only the front of the queue is woken, never the whole herd.
+            let timed_out = MutexGuard::unlocked(&mut st, || match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now < d {
+                        std::thread::park_timeout(d - now);
+                    }
+                    Instant::now() >= d
+                }
                 None => {
-                    shared.cond.wait(&mut st);
+                    std::thread::park();
                     false
                 }
-            };
+            });
             if timed_out
-                && !(st.queue.front() == Some(&ticket) && self.can_serve(&st, key, allow_mux))
+                && !(st.queue.front().map(|w| w.0) == Some(ticket)
+                    && self.can_serve(&st, key, allow_mux))
             {
-                st.queue.retain(|&t| t != ticket);
-                shared.cond.notify_all();
+                st.queue.retain(|w| w.0 != ticket);
+                wake_front(&st);
                 return Err(Error::Timeout(TimeoutKind::PoolWait));
             }
         }
@@ -962,9 +972,16 @@ impl Drop for PooledConnection {
                 slot.idle.push((c, Instant::now()));
             }
         }
+        wake_front(&st);
         drop(st);
-        self.shared.cond.notify_all();
         // A connection not kept is closed here, outside the lock.
         drop(conn);
+    }
+}
+
+/// Wakes the caller at the front of the wait queue, which alone may take what was freed.
+fn wake_front(st: &State) {
+    if let Some((_, t)) = st.queue.front() {
+        t.unpark();
     }
 }
