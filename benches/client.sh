@@ -55,7 +55,9 @@ pm.max_children = 4
 EOF
         start php-fpm "$APP_PORT" "$PHP_FPM" -F -R -y "$d/fpm.conf"
         EXTRA="fastcgi_param SCRIPT_FILENAME $d/hello.php;"
-        ARGS=(-s "$d/hello.php")
+        # PHP-FPM does not announce FCGI_MAX_CONNS: hold kept connections to its children,
+        # as nginx's `keepalive 8` pool is held to its own size.
+        ARGS=(-s "$d/hello.php" -m 4)
         ;;
     esac
     APP_PID=$LAST_PID

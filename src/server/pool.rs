@@ -11,7 +11,7 @@
 
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -37,6 +37,9 @@ pub(crate) struct Pool {
     rx: Receiver<Job>,
     /// The thread of `serve`, woken when the last idle worker gets busy.
     watcher: OnceLock<Thread>,
+    /// Jobs being run, END_REQUEST and closing included (the busy count of the stats
+    /// drops earlier, when the handler returns): a graceful stop waits for this.
+    active: AtomicUsize,
 }
 
 impl Pool {
@@ -53,6 +56,7 @@ impl Pool {
             tx,
             rx,
             watcher: OnceLock::new(),
+            active: AtomicUsize::new(0),
         }
     }
 
@@ -111,7 +115,8 @@ impl Pool {
         mine
     }
 
-    fn run(&self, job: Job) {
+    /// A worker starts running a handler.
+    fn busy_inc(&self) {
         let busy = self.ctx.stats.busy.fetch_add(1, Ordering::Relaxed) + 1;
         self.ctx.stats.max_busy.fetch_max(busy, Ordering::Relaxed);
         if busy >= self.ctx.config.workers {
@@ -119,12 +124,69 @@ impl Pool {
                 t.unpark();
             }
         }
-        let handler = &*self.handler;
-        match job {
-            Job::Conn(c) => serve_conn(c, &self.reactor, &self.ctx, handler),
-            Job::Request(req) => run_multiplexed(*req, &self.ctx, handler),
-        }
+    }
+
+    /// A handler returned. Counted before its END_REQUEST goes out, so a web server that
+    /// sends the next request the moment it reads END_REQUEST never finds the pool "full"
+    /// because of a worker that is only tidying up (the request is queued and this worker
+    /// takes it).
+    fn busy_dec(&self) {
         self.ctx.stats.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn run(&self, job: Job) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        match job {
+            Job::Conn(c) => self.serve_conn(c),
+            Job::Request(req) => self.run_multiplexed(*req),
+        }
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Runs the requests of one connection that does not multiplex, until it goes idle
+    /// (parked) or closes.
+    fn serve_conn(&self, mut c: Conn) {
+        let (reactor, ctx) = (&self.reactor, &*self.ctx);
+        self.busy_inc();
+        loop {
+            let Some(mut req) = next_request(c, reactor, ctx) else {
+                self.busy_dec();
+                return;
+            };
+            run_handler(&mut req, ctx, &*self.handler);
+            self.busy_dec();
+            match end_request(req, reactor, ctx) {
+                Some(next) => {
+                    // The next request is already buffered (pipelined).
+                    self.busy_inc();
+                    c = next;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Runs one request of a multiplexed connection and ends it.
+    fn run_multiplexed(&self, mut req: Request) {
+        let ctx = &*self.ctx;
+        self.busy_inc();
+        run_handler(&mut req, ctx, &*self.handler);
+        self.busy_dec();
+        if let request::Source::Mpx(inbox) = &req.input.src {
+            inbox.release();
+        }
+        let keep = req.keep_conn;
+        let shared = match &req.stdout.0.sink {
+            request::Sink::Records(s) => Some(Arc::clone(s)),
+            _ => None,
+        };
+        let (r, _, _) = req.finish();
+        if r.is_ok() {
+            ctx.stats.served.fetch_add(1, Ordering::Relaxed);
+        }
+        if let (false, Some(s)) = (keep, shared) {
+            let _ = s.stream.shutdown(std::net::Shutdown::Write);
+        }
     }
 
     /// Waits for ready connections: directly where the poller takes several waiters, else
@@ -206,7 +268,9 @@ impl Pool {
         // connections still need the poller meanwhile.
         let deadline = Instant::now() + self.ctx.config.shutdown_timeout;
         let turn = Duration::from_millis(50);
-        while Instant::now() < deadline && (self.busy() > 0 || !self.rx.is_empty()) {
+        while Instant::now() < deadline
+            && (self.active.load(Ordering::SeqCst) > 0 || !self.rx.is_empty())
+        {
             for r in self
                 .wait_turn(&mut events, turn, Some(turn))?
                 .unwrap_or_default()
@@ -217,26 +281,6 @@ impl Pool {
             }
         }
         Ok(())
-    }
-}
-
-/// Runs one request of a multiplexed connection and ends it.
-fn run_multiplexed(mut req: Request, ctx: &ServerCtx, handler: &dyn Handler) {
-    run_handler(&mut req, ctx, handler);
-    if let request::Source::Mpx(inbox) = &req.input.src {
-        inbox.release();
-    }
-    let keep = req.keep_conn;
-    let shared = match &req.stdout.0.sink {
-        request::Sink::Records(s) => Some(Arc::clone(s)),
-        _ => None,
-    };
-    let (r, _, _) = req.finish();
-    if r.is_ok() {
-        ctx.stats.served.fetch_add(1, Ordering::Relaxed);
-    }
-    if let (false, Some(s)) = (keep, shared) {
-        let _ = s.stream.shutdown(std::net::Shutdown::Write);
     }
 }
 
@@ -276,21 +320,6 @@ fn refuse_overloaded(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) {
         reactor.close(c);
     } else {
         reactor.park(c);
-    }
-}
-
-/// Runs the requests of one connection that does not multiplex, until it goes idle (parked)
-/// or closes.
-fn serve_conn(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx, handler: &dyn Handler) {
-    loop {
-        let Some(mut req) = next_request(c, reactor, ctx) else {
-            return;
-        };
-        run_handler(&mut req, ctx, handler);
-        match end_request(req, reactor, ctx) {
-            Some(next) => c = next, // the next request is already buffered (pipelined)
-            None => return,
-        }
     }
 }
 
