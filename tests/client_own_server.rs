@@ -288,7 +288,7 @@ fn overloaded_server_gives_a_typed_error_and_unknown_role_too() {
             let _ = resp.read_to_string(&mut b);
             panic!("expected FCGI_UNKNOWN_ROLE, got {} {b:?}", resp.status());
         }
-    }
+    };
 }
 
 #[test]

@@ -405,3 +405,29 @@ fn silent_and_idle_connections_are_closed_after_the_idle_timeout() {
         srv.stats.snapshot().connections_open == 0
     });
 }
+
+#[test]
+fn a_connection_that_only_sends_leftovers_or_queries_does_not_hold_a_worker() {
+    // One worker. A kept connection receives the late rest of an ignored request and a
+    // GET_VALUES, nothing else: the worker must go back to the poller, not wait on it.
+    let srv = TestServer::start(config(1), echo);
+    let mut a = srv.connect();
+    let mut leftovers = Vec::new();
+    encode_record(
+        &mut leftovers,
+        RecordType::Stdin,
+        9,
+        b"late body of a finished request",
+    );
+    encode_stream_end(&mut leftovers, RecordType::Stdin, 9);
+    fcgi::protocol::encode_get_values(&mut leftovers, &["FCGI_MAX_REQS"]);
+    a.send(&leftovers);
+    let ans = a.record().expect("GET_VALUES_RESULT");
+    assert_eq!(ans.header.record_type, RecordType::GetValuesResult);
+    eventually("the worker to be free again", || {
+        srv.stats.snapshot().workers_busy == 0
+    });
+    let mut b = srv.connect();
+    assert_eq!(b.request(1, false, &[], b"served").body(), b"\nserved");
+    assert_eq!(a.request(2, false, &[], b"a too").body(), b"\na too");
+}

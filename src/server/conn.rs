@@ -389,6 +389,10 @@ pub(crate) enum Next {
     Request(Head),
     /// The connection is finished (peer closed, or a refused request without keep-conn).
     Close,
+    /// Only records that needed no request came (management queries, leftovers of finished
+    /// or refused requests) and nothing more is buffered: the connection should wait in the
+    /// poller, not in a worker.
+    Idle,
 }
 
 /// What a record that is not the caller's business turned into.
@@ -413,7 +417,17 @@ impl Conn {
         let shared = Arc::clone(&self.shared);
         let s = &shared.stream;
         let mut active: Option<(u16, bool, Role, ParamsDecoder)> = None;
+        let mut handled_any = false;
         loop {
+            if active.is_none() && handled_any {
+                // The rest of the last record is on its way; after it, an empty buffer
+                // means nothing is pending.
+                self.reader.skip_record(s)?;
+                if self.reader.is_idle() {
+                    return Ok(Next::Idle);
+                }
+            }
+            handled_any = true;
             let Some(h) = self.reader.next_header(s)? else {
                 return match active {
                     None => Ok(Next::Close),

@@ -332,6 +332,10 @@ pub(crate) fn next_request(mut c: Conn, reactor: &Reactor, ctx: &ServerCtx) -> O
             reactor.close(c);
             None
         }
+        Ok(Next::Idle) => {
+            reactor.park(c);
+            None
+        }
         Err(e) => {
             if e.kind() != io::ErrorKind::UnexpectedEof
                 && e.kind() != io::ErrorKind::ConnectionReset
