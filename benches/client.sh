@@ -55,9 +55,7 @@ pm.max_children = 4
 EOF
         start php-fpm "$APP_PORT" "$PHP_FPM" -F -R -y "$d/fpm.conf"
         EXTRA="fastcgi_param SCRIPT_FILENAME $d/hello.php;"
-        # PHP-FPM does not announce FCGI_MAX_CONNS: hold kept connections to its children,
-        # as nginx's `keepalive 8` pool is held to its own size.
-        ARGS=(-s "$d/hello.php" -m 4)
+        ARGS=(-s "$d/hello.php")
         ;;
     esac
     APP_PID=$LAST_PID
@@ -78,7 +76,11 @@ for backend in hello php; do
             [[ "$backend|$conc|$ka" =~ ${ONLY:-.} ]] || continue
             if [ "$ka" = on ]; then flag=k mode=ka; else flag=K mode=close; fi
             say "$backend c=$conc keep-alive $ka: fcgi-bench ${SECS}s"
-            bench_run "127.0.0.1:$APP_PORT" "$conc" "$SECS" "$flag" "${ARGS[@]}"
+            extra=()
+            # PHP-FPM does not announce FCGI_MAX_CONNS: hold kept connections to its 4
+            # children, as nginx's `keepalive 8` pool is held to its own size.
+            if [ "$backend" = php ] && [ "$ka" = on ]; then extra=(-m 4); fi
+            bench_run "127.0.0.1:$APP_PORT" "$conc" "$SECS" "$flag" "${ARGS[@]}" "${extra[@]}"
             b_rps=$RPS b_err=$ERR
             say "$backend c=$conc keep-alive $ka: nginx+wrk ${SECS}s"
             wrk_run "$NGINX_URL/$mode/hello.php" "$conc" "$SECS"
