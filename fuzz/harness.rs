@@ -1,13 +1,15 @@
 //! What the fuzz targets check, shared with `tests/protocol_regress.rs` so that every saved
 //! input replays through exactly the same code on stable Rust.
 //!
-//! Each function takes arbitrary bytes and panics only on a codec bug: a panic inside the
-//! codec, or a decoded value that contradicts the bytes it came from.
+//! Each function takes arbitrary bytes and panics only on a bug: a panic inside the codec, a
+//! decoded value that contradicts the bytes it came from, or (`connection`) a server that
+//! answers garbage or stops serving.
 #![allow(dead_code)]
 
 use fcgi::protocol::{
-    decode_record, encode_pair, BeginRequestBody, EndRequestBody, Header, ParamsDecoder,
-    ParamsLimits, ProtocolError, RecordType, Status, UnknownTypeBody, HEADER_LEN,
+    decode_record, encode_header_into, encode_pair, encode_record, encode_stream_end,
+    BeginRequestBody, EndRequestBody, Header, ParamsDecoder, ParamsLimits, ProtocolError,
+    RecordType, Status, UnknownTypeBody, HEADER_LEN,
 };
 
 /// `record`: walks `data` as a connection would, one record after another. PARAMS, GET_VALUES
@@ -201,4 +203,70 @@ impl PairStream {
         );
         assert!(stored <= self.limits.max_bytes, "{stored} bytes stored");
     }
+}
+
+/// `connection`: the bytes are what a web server sends on one connection to a running
+/// `fcgi::Server` (real loopback socket, echo-style handler that reads its whole input).
+/// Whatever they are, the server answers with valid records only, and afterwards a
+/// well-formed request on a new connection is still served.
+pub fn connection(data: &[u8]) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    static ADDR: OnceLock<String> = OnceLock::new();
+    let addr = ADDR.get_or_init(|| {
+        let mut config = fcgi::server::Config::default();
+        config.workers = 2;
+        config.handle_signals = false;
+        config.log_errors = false;
+        config.read_timeout = Some(Duration::from_millis(200));
+        let server = fcgi::Server::bind("127.0.0.1:0")
+            .unwrap()
+            .config_with(config);
+        let addr = server.local_addrs()[0].clone();
+        std::thread::spawn(move || {
+            server.serve(|req| {
+                let mut body = Vec::new();
+                let _ = req.stdin().read_to_end(&mut body);
+                let mut data = Vec::new();
+                let _ = req.data().read_to_end(&mut data);
+                req.stdout()
+                    .write_all(b"Content-Type: text/plain\r\n\r\n")?;
+                req.stdout().write_all(&body)
+            })
+        });
+        addr
+    });
+    let talk = |bytes: &[u8]| -> Vec<u8> {
+        let mut s = TcpStream::connect(addr.as_str()).expect("the server is up");
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(Shutdown::Write);
+        let mut out = Vec::new();
+        let _ = s.take(4 << 20).read_to_end(&mut out);
+        out
+    };
+    // Every byte the server sends parses as whole records of version 1.
+    let answer = talk(data);
+    let mut rest = &answer[..];
+    while !rest.is_empty() {
+        match decode_record(rest) {
+            Ok(Status::Complete((_, used))) => rest = &rest[used..],
+            other => panic!("server sent bytes that are not records: {other:?}"),
+        }
+    }
+    // And it still serves.
+    let mut ok = Vec::new();
+    encode_header_into(&mut ok, RecordType::BeginRequest, 1, 8);
+    ok.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    encode_stream_end(&mut ok, RecordType::Params, 1);
+    encode_record(&mut ok, RecordType::Stdin, 1, b"alive");
+    encode_stream_end(&mut ok, RecordType::Stdin, 1);
+    let reply = talk(&ok);
+    assert!(
+        reply.windows(5).any(|w| w == b"alive"),
+        "the server stopped serving after this input"
+    );
 }

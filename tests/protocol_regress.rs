@@ -11,10 +11,11 @@ mod harness;
 /// A fuzz target's checks over one input.
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 3] = [
+const TARGETS: [(&str, Check); 4] = [
     ("record", harness::record),
     ("params", harness::params),
     ("bodies", harness::bodies),
+    ("connection", harness::connection),
 ];
 
 /// Documentation files that may sit next to the inputs.
@@ -56,7 +57,7 @@ fn replay_saved_fuzz_inputs() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let Some(&(_, check)) = TARGETS.iter().find(|(t, _)| *t == name) else {
             panic!(
-                "{}: no fuzz target named {name:?} (known: record, params, bodies)",
+                "{}: no fuzz target named {name:?} (known: record, params, bodies, connection)",
                 path.display()
             );
         };

@@ -431,3 +431,23 @@ fn unread_but_complete_stdin_lets_the_connection_close_at_once() {
     }
     drop(c);
 }
+
+#[test]
+fn data_of_a_responder_is_empty_at_once() {
+    // Only a Filter gets FCGI_DATA; asking a Responder's data must not wait for records
+    // that never come (nor treat the web server's silence as an abort).
+    let srv = TestServer::start(config(1), |req| {
+        let mut data = Vec::new();
+        req.data().read_to_end(&mut data)?;
+        let mut body = Vec::new();
+        req.stdin().read_to_end(&mut body)?;
+        write!(
+            req.stdout(),
+            "Content-Type: text/plain\r\n\r\n{}|{}",
+            data.len(),
+            body.len()
+        )
+    });
+    let mut c = srv.connect();
+    assert_eq!(c.request(1, true, &[], b"abc").body(), b"0|3");
+}

@@ -148,7 +148,8 @@ impl Request {
     }
 
     /// The Filter role's file data (`FCGI_DATA`). Switching to it skips whatever of stdin
-    /// was not read (the web server sends stdin first, spec 6.4).
+    /// was not read (the web server sends stdin first, spec 6.4). Other roles have no data
+    /// stream: for them it is empty at once, without waiting on the connection.
     ///
     /// # Example
     ///
@@ -161,6 +162,9 @@ impl Request {
     /// ```
     pub fn data(&mut self) -> &mut Input {
         self.input.select(RecordType::Data);
+        if self.role != Role::Filter {
+            self.input.done[slot(RecordType::Data)] = true;
+        }
         &mut self.input
     }
 
