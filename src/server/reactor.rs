@@ -95,8 +95,9 @@ impl Reactor {
     /// Closes a connection gracefully: our side is shut down at once, and what the peer
     /// still sends is read and dropped until it closes too (or [`LINGER`] passes), so the
     /// last response is not destroyed by a reset.
-    pub(crate) fn close(&self, conn: Conn) {
+    pub(crate) fn close(&self, mut conn: Conn) {
         let _ = conn.shared.stream.shutdown(Shutdown::Write);
+        *conn.reader = super::conn::Reader::closed();
         self.register(Parked::Closing(conn, Instant::now() + LINGER));
     }
 
