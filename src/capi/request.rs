@@ -167,8 +167,13 @@ impl StreamIo for CoreOutput {
         let req = self.req.get();
         let out: &mut dyn Write = if stderr { req.stderr() } else { req.stdout() };
         out.write_all(data)?;
-        let _ = close; // the stream's end record goes out with FCGI_END_REQUEST
-        out.flush()
+        if close {
+            // The last bytes stay buffered: they go out with the stream's end record and
+            // FCGI_END_REQUEST, in one write, when the request is finished.
+            Ok(())
+        } else {
+            out.flush()
+        }
     }
 }
 
