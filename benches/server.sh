@@ -34,73 +34,14 @@ BODY_BYTES=${BENCH_BODY_BYTES:-1048576}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-    say "FAILED: $*"
-    exit 1
-}
+# say, die, TMP, PIDS and their cleanup, free_port, wait_port, start: shared with the other
+# benchmarks.
+. "$ROOT/benches/common.sh"
 
 for tool in nginx wrk cc curl cargo; do
     command -v "$tool" >/dev/null || die "'$tool' is not installed (apt-get install nginx wrk gcc curl libfcgi-dev)"
 done
 [ -f /usr/include/fcgiapp.h ] || die "libfcgi-dev is not installed (apt-get install libfcgi-dev)"
-
-TMP=$(mktemp -d /tmp/fcgi-bench.XXXXXX)
-chmod 755 "$TMP" # nginx workers run as nobody when we are root
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM -- "-$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 -- "-$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL -- "-$pid" 2>/dev/null || true
-    done
-    if [ "${KEEP_TMP:-0}" = 1 ]; then
-        say "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# A free TCP port on 127.0.0.1 (nothing accepts on it right now).
-# Below the ephemeral range (32768+), where outgoing connections could hold a port.
-NEXT_PORT=$((20000 + RANDOM % 10000))
-free_port() {
-    while (exec 3<>"/dev/tcp/127.0.0.1/$NEXT_PORT") 2>/dev/null; do
-        NEXT_PORT=$((NEXT_PORT + 1))
-    done
-    PORT=$NEXT_PORT
-    NEXT_PORT=$((NEXT_PORT + 1))
-}
-
-# wait_port PORT PID NAME: until PORT accepts, failing if PID dies or 10 s pass.
-wait_port() {
-    local i
-    for i in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        kill -0 "$2" 2>/dev/null || die "$3 exited before listening; its log: $(cat "$TMP/$3.log" 2>/dev/null)"
-        sleep 0.1
-    done
-    die "$3 does not accept on port $1 after 10 s"
-}
-
-# start NAME PORT CMD...: runs CMD in its own session (process group) with output in $TMP/NAME.log.
-start() {
-    local name=$1 port=$2
-    shift 2
-    setsid "$@" >"$TMP/$name.log" 2>&1 </dev/null &
-    local pid=$!
-    PIDS+=("$pid")
-    wait_port "$port" "$pid" "$name"
-}
 
 # --- build ---------------------------------------------------------------------------------
 say "building the Rust examples (cargo build --release --examples)"
