@@ -9,24 +9,14 @@
 
 mod support;
 
-use support::capi::{have_paths, our_lib, wait_for_port};
+use support::capi::{have_paths, our_lib, wait_for_port, Running};
 use support::{free_port, peers_required};
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// A child in its own process group, killed with its group when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child's process group.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
 impl Running {
     /// Asserts the process mapped the library in `lib` (and not the classic one).
     fn assert_maps(&self, lib: &Path) {

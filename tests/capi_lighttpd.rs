@@ -7,67 +7,24 @@
 
 mod support;
 
-use support::capi::{http_get, our_lib};
-use support::peers_required;
+use support::capi::{compile_c, have_paths, http_get, our_lib, spawn_on_fd0, Running};
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child's process group.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn lighttpd_authorizer_mode_asks_our_library() {
     let test = "lighttpd_authorizer_mode_asks_our_library";
-    if !Path::new("/usr/sbin/lighttpd").exists() {
-        if peers_required() {
-            panic!("{test}: lighttpd is missing");
-        }
-        eprintln!("SKIPPING {test}: lighttpd is missing");
+    if !have_paths(&["/usr/sbin/lighttpd"], test) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let lib = our_lib(dir.path());
-    let exe = dir.path().join("authz");
-    let out = Command::new("cc")
-        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/authz.c"))
-        .arg("-L")
-        .arg(&lib)
-        .args(["-lfcgi", "-ldl"])
-        .output()
-        .expect("cc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exe = compile_c(dir.path(), "authz.c", "authz", &lib);
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let app_port = listener.local_addr().unwrap().port();
-    let fd: std::os::fd::OwnedFd = listener.into();
-    let _app = Running(
-        Command::new(&exe)
-            .env("LD_LIBRARY_PATH", &lib)
-            .stdin(Stdio::from(fd))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
+    let (app_port, _app) = spawn_on_fd0(&exe, &lib);
 
     let www = dir.path().join("www");
     std::fs::create_dir(&www).unwrap();

@@ -8,67 +8,27 @@
 
 mod support;
 
-use support::capi::{http_get, our_lib, wait_for_port};
-use support::{free_port, peers_required};
+use support::capi::{
+    compile_c, have_paths, http_get, our_lib, spawn_on_fd0, wait_for_port, Running,
+};
+use support::free_port;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child's process group.
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn single_threaded_program_behind_nginx_keepalive_pool_never_stalls() {
     let test = "single_threaded_program_behind_nginx_keepalive_pool_never_stalls";
-    if !Path::new("/usr/sbin/nginx").exists() || !Path::new("/etc/nginx/fastcgi_params").exists() {
-        if peers_required() {
-            panic!("{test}: nginx is missing");
-        }
-        eprintln!("SKIPPING {test}: nginx is missing");
+    if !have_paths(&["/usr/sbin/nginx", "/etc/nginx/fastcgi_params"], test) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let lib = our_lib(dir.path());
-    let exe = dir.path().join("echo");
-    let out = Command::new("cc")
-        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/echo.c"))
-        .arg("-L")
-        .arg(&lib)
-        .args(["-lfcgi", "-ldl"])
-        .output()
-        .expect("cc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exe = compile_c(dir.path(), "echo.c", "echo", &lib);
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let app_port = listener.local_addr().unwrap().port();
-    let fd: std::os::fd::OwnedFd = listener.into();
-    let _app = Running(
-        Command::new(&exe)
-            .env("LD_LIBRARY_PATH", &lib)
-            .stdin(Stdio::from(fd))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
+    let (app_port, _app) = spawn_on_fd0(&exe, &lib);
 
     let port = free_port();
     let d = dir.path().display();

@@ -86,3 +86,55 @@ pub fn http_get(port: u16, path: &str) -> String {
     s.read_to_string(&mut out).expect("response within 10 s");
     out
 }
+
+/// A child in its own process group, killed with its group when dropped.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group of our own child.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Compiles `tests/c/<source>` against our headers into `dir/<name>`, linked with the
+/// library in `lib` (from [`our_lib`]).
+pub fn compile_c(dir: &Path, source: &str, name: &str, lib: &Path) -> PathBuf {
+    let exe = dir.join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("cc")
+        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(format!("-I{}", root.join("include").display()))
+        .arg(root.join("tests/c").join(source))
+        .arg("-L")
+        .arg(lib)
+        .args(["-lfcgi", "-ldl"])
+        .output()
+        .expect("cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Starts `exe` on our library, as spawn-fcgi would: a listening socket on fd 0, in its own
+/// process group. Returns the port and the running child.
+pub fn spawn_on_fd0(exe: &Path, lib: &Path) -> (u16, Running) {
+    use std::os::unix::process::CommandExt;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fd: std::os::fd::OwnedFd = listener.into();
+    let child = Command::new(exe)
+        .env("LD_LIBRARY_PATH", lib)
+        .stdin(Stdio::from(fd))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    (port, Running(child))
+}
