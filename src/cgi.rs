@@ -1,5 +1,6 @@
 //! The CGI fallback: when the process was started as a plain CGI program, the same handler
-//! runs once on the environment, stdin and stdout (RFC 3875), so one binary serves both ways.
+//! runs once on the environment, stdin and stdout (RFC 3875), so one binary serves both
+//! ways, through the same wrapper as in FastCGI mode (an error or a panic gives a 500).
 
 use std::io;
 
@@ -13,11 +14,11 @@ pub(crate) fn stdin_is_listen_socket() -> bool {
     crate::sys::is_unconnected_socket(0)
 }
 
-/// Runs `handler` once as a CGI program; exits the process with the app status when it is
-/// not 0.
-pub(crate) fn run_once<H>(handler: &H) -> io::Result<()>
+/// Runs `handler` once as a CGI program; returns its app status (the exit status a CGI
+/// program should end with).
+pub(crate) fn run_once<H>(handler: &H) -> io::Result<i32>
 where
-    H: Fn(&mut Request) -> io::Result<()>,
+    H: Fn(&mut Request) -> io::Result<()> + Send + Sync,
 {
     let mut params = Params::default();
     for (name, value) in std::env::vars_os() {
@@ -36,13 +37,8 @@ where
         crate::server::request_sink_stdout(),
         crate::server::request_sink_stderr(),
     );
-    let result = handler(&mut req);
+    req.run(handler);
     let status = req.app_status();
-    let (flushed, _, _) = req.finish();
-    result?;
-    flushed?;
-    if status != 0 {
-        std::process::exit(status);
-    }
-    Ok(())
+    req.finish().0?;
+    Ok(status)
 }

@@ -22,8 +22,12 @@
 #![cfg_attr(test, deny(warnings))]
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!("fcgi is Linux-only: its engine is built on epoll, eventfd and timerfd");
+
 mod cgi;
 pub mod client;
+mod engine;
 pub mod protocol;
 pub mod server;
 mod sys;

@@ -1,4 +1,4 @@
-//! The worker pool: keep-alive without stalls, overload refusal, panics, multiplexing,
+//! The worker pool: keep-alive without stalls, accept on demand, panics, multiplexing,
 //! stats, graceful shutdown.
 
 mod common;
@@ -66,67 +66,67 @@ fn two_hundred_concurrent_requests_with_four_workers_all_succeed() {
     assert!(s.max_workers_busy <= 4);
 }
 
-#[test]
-fn overload_refuses_with_503_retry_after_and_fcgi_overloaded() {
-    let gate = Gate::default();
-    let g = gate.clone();
-    let mut cfg = config(1);
-    cfg.queue = 0;
-    let srv = TestServer::start(cfg, move |req| {
-        g.wait();
-        echo(req)
-    });
-    let mut busy = srv.connect();
-    busy.send(&Raw::request_bytes(1, false, &[], b"first"));
-    eventually("the worker to be busy", || {
-        srv.stats.snapshot().workers_busy == 1
-    });
-    let mut refused = srv.connect();
-    let r = refused.request(1, false, &[], b"second");
-    let text = r.text();
-    assert!(
-        text.starts_with("Status: 503 Service Unavailable\r\n"),
-        "{text}"
-    );
-    assert!(text.contains("Retry-After: 1\r\n"));
-    assert_eq!(r.protocol_status(), ProtocolStatus::Overloaded);
-    assert!(
-        refused.record().is_none(),
-        "closed after refusing without keep-conn"
-    );
-    gate.open();
-    assert_eq!(busy.response(1).body(), b"\nfirst");
-    let s = srv.stats.snapshot();
-    assert_eq!(s.refused, 1);
-    // Once the worker is free (its END_REQUEST goes out a moment before it is), requests
-    // are served again.
-    eventually("the worker to be free", || {
-        srv.stats.snapshot().workers_busy == 0
-    });
-    let mut later = srv.connect();
-    assert_eq!(later.request(1, false, &[], b"third").body(), b"\nthird");
+/// The length of a TCP listening socket's accept queue (`tcpi_unacked` of `TCP_INFO`).
+fn accept_queue_len(fd: std::os::fd::BorrowedFd<'_>) -> u32 {
+    use std::os::fd::AsRawFd;
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: valid option buffer and length.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_unacked
 }
 
 #[test]
-fn a_queued_request_waits_for_a_worker_instead_of_being_refused() {
+fn a_busy_server_leaves_new_connections_in_the_kernel_queue_then_serves_them() {
+    // Accept on demand: with its only worker busy, the server takes no connection (so
+    // other processes on the same socket could); the waiting one is served afterwards,
+    // never refused.
+    use std::os::fd::AsFd;
     let gate = Gate::default();
     let g = gate.clone();
+    let listener = fcgi::server::Listener::bind("127.0.0.1:0").unwrap();
+    let watch = listener.as_fd().try_clone_to_owned().unwrap();
     let mut cfg = config(1);
-    cfg.queue = 4;
-    let srv = TestServer::start(cfg, move |req| {
-        g.wait();
-        echo(req)
+    cfg.handle_signals = false;
+    let server = fcgi::Server::from_listener(listener)
+        .unwrap()
+        .config_with(cfg);
+    let addr = server.local_addrs()[0].clone();
+    let stats = server.stats_handle();
+    let stop = server.shutdown_handle();
+    let t = std::thread::spawn(move || {
+        server.serve(move |req| {
+            g.wait();
+            echo(req)
+        })
     });
-    let mut a = srv.connect();
-    a.send(&Raw::request_bytes(1, false, &[], b"a"));
-    eventually("busy", || srv.stats.snapshot().workers_busy == 1);
-    let mut b = srv.connect();
-    b.send(&Raw::request_bytes(1, false, &[], b"b"));
-    eventually("queued", || srv.stats.snapshot().queue_depth == 1);
+    let mut busy = Raw::connect(&addr);
+    busy.send(&Raw::request_bytes(1, false, &[], b"first"));
+    eventually("the worker to be busy", || {
+        stats.snapshot().workers_busy == 1
+    });
+    let mut waiting = Raw::connect(&addr);
+    waiting.send(&Raw::request_bytes(1, false, &[], b"second"));
+    eventually("the second connection in the accept queue", || {
+        accept_queue_len(watch.as_fd()) == 1
+    });
+    assert_eq!(stats.snapshot().connections_open, 1, "not accepted");
     gate.open();
-    assert_eq!(a.response(1).body(), b"\na");
-    assert_eq!(b.response(1).body(), b"\nb");
-    assert_eq!(srv.stats.snapshot().refused, 0);
+    assert_eq!(busy.response(1).body(), b"\nfirst");
+    assert_eq!(waiting.response(1).body(), b"\nsecond");
+    assert_eq!(accept_queue_len(watch.as_fd()), 0);
+    assert_eq!(stats.snapshot().refused, 0);
+    stop.shutdown();
+    t.join().unwrap().unwrap();
 }
 
 #[test]

@@ -46,8 +46,38 @@ fn env_millis(name: &str, default: c_int) -> c_int {
 
 extern "C" fn sigpipe_handler(_sig: c_int) {}
 
-extern "C" fn shutdown_handler(_sig: c_int) {
+/// The eventfds of the engines behind `FCGX_Accept_r`: a shutdown request writes each, so
+/// threads waiting for a request wake at once (no thread polls the flag).
+static WAKE_FDS: [AtomicI32; 16] = [const { AtomicI32::new(-1) }; 16];
+
+/// Registers an engine's wake-up eventfd for [`request_shutdown`].
+pub(crate) fn register_wake_fd(fd: c_int) {
+    for slot in &WAKE_FDS {
+        if slot
+            .compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// Sets the shutdown flag and wakes every waiting accept (async-signal-safe: atomics and
+/// `write(2)` only).
+fn request_shutdown() {
     SHUTDOWN_PENDING.store(true, Ordering::SeqCst);
+    for slot in &WAKE_FDS {
+        let fd = slot.load(Ordering::SeqCst);
+        if fd >= 0 {
+            crate::sys::epoll::notify_raw(fd);
+        }
+    }
+}
+
+extern "C" fn shutdown_handler(_sig: c_int) {
+    let saved = errno();
+    request_shutdown();
+    set_errno(saved);
 }
 
 /// Installs libfcgi's handlers: SIGPIPE ignored through a no-op handler (writes fail with
@@ -755,7 +785,7 @@ pub extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
 /// Requests a shutdown: `OS_Accept` stops accepting (async-signal-safe).
 #[unsafe(no_mangle)]
 pub extern "C" fn OS_ShutdownPending() {
-    ffi_boundary!({ SHUTDOWN_PENDING.store(true, Ordering::SeqCst) })
+    ffi_boundary!({ request_shutdown() })
 }
 
 #[cfg(test)]

@@ -15,9 +15,7 @@
 
 use std::ffi::c_int;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use super::fcgiapp::{web_server_addrs, ParamsBlock};
 use super::os;
@@ -38,7 +36,10 @@ pub(crate) struct RequestExt {
 /// Acceptors by the program's listening descriptor.
 static ACCEPTORS: Mutex<Vec<(c_int, Arc<Acceptor>)>> = Mutex::new(Vec::new());
 
-/// The acceptor for `listen_sock`, made on first use.
+/// The acceptor for `listen_sock`, made on first use. It works on a `dup` of the
+/// program's descriptor and leaves its file status flags alone: a blocking socket is
+/// accepted on only when the engine saw it readable, a non-blocking one gives `-EAGAIN`
+/// when no request is ready, as in libfcgi.
 fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     let mut table = ACCEPTORS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, a)) = table.iter().find(|(fd, _)| *fd == listen_sock) {
@@ -46,7 +47,7 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     }
     check_listening(listen_sock)?;
     // SAFETY: dup of a descriptor number; failure is reported by -1.
-    let fd = unsafe { libc::dup(listen_sock) };
+    let fd = unsafe { libc::fcntl(listen_sock, libc::F_DUPFD_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -58,15 +59,23 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
         }
         _ => None,
     };
-    let config = Config {
+    let mut config = Config {
         log_errors: false, // libfcgi writes nothing to the program's stderr
         handle_signals: false,
-        read_timeout: None, // libfcgi waits for the web server as long as it takes
         allow,
         ..Config::default()
     };
-    let acceptor = Arc::new(Acceptor::new(listener, config)?);
-    watch_shutdown(Arc::clone(&acceptor));
+    config.apply_env();
+    let mut opts = config.engine_options(None);
+    // FCGI_MAX_REQS: the threads that really call FCGX_Accept_r.
+    opts.limits
+        .max_reqs
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    opts.count_threads = true;
+    opts.external_stop = Some(os::shutdown_pending);
+    opts.classic_accept = true;
+    let acceptor = Arc::new(Acceptor::with_options(listener, opts)?);
+    os::register_wake_fd(acceptor.engine().wake_fd());
     table.push((listen_sock, Arc::clone(&acceptor)));
     Ok(acceptor)
 }
@@ -93,23 +102,6 @@ fn check_listening(fd: c_int) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     Ok(())
-}
-
-/// SIGTERM/SIGUSR1 (and `FCGX_ShutdownPending`) only set a flag, as a signal handler must;
-/// this thread turns the flag into an acceptor shutdown, so a blocked `FCGX_Accept_r`
-/// returns -EINTR and the program's accept loop ends, as with libfcgi.
-fn watch_shutdown(acceptor: Arc<Acceptor>) {
-    let spawned = std::thread::Builder::new()
-        .name("fcgi-capi-shutdown".into())
-        .spawn(move || loop {
-            if os::shutdown_pending() {
-                acceptor.shutdown();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        });
-    // Without the thread, shutdown is still noticed before each accept.
-    drop(spawned);
 }
 
 /// A core request shared by the three stream backends of one `FCGX_Request`. They use it
@@ -191,9 +183,15 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
         Ok(a) => a,
         Err(e) => return negative_errno(&e),
     };
-    let req = match acceptor.accept() {
+    let accepted = if acceptor.engine().nonblocking() {
+        acceptor.try_accept()
+    } else {
+        acceptor.accept()
+    };
+    let req = match accepted {
         Ok(req) => req,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => return -libc::EINTR,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return -libc::EAGAIN,
         Err(e) => return negative_errno(&e),
     };
     let mut req = Box::new(req);
@@ -206,9 +204,7 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
     r.requestId = c_int::from(req.id());
     r.role = c_int::from(u16::from(role));
     r.keepConnection = c_int::from(req.keep_conn());
-    r.ipcFd = req
-        .conn_shared()
-        .map_or(-1, |shared| shared.stream.as_fd().as_raw_fd());
+    r.ipcFd = req.conn_fd().unwrap_or(-1);
     r.isBeginProcessed = 1;
     r.appStatus = 0; // per request (libfcgi kept the previous request's: reference §8 #9)
     r.nWriters = 2;

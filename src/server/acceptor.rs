@@ -1,21 +1,11 @@
-//! The pull side of the server: any number of threads call [`Acceptor::accept`] on one
-//! listener and get one request each, as libfcgi's `FCGX_Accept_r` works (on epoll they all
-//! wait at once and the kernel wakes one per event, as threads blocked in `accept` are). Idle kept-alive
-//! connections wait in the poller, never in a thread, so even a single-threaded accept loop
-//! behind a web server's keep-alive pool never stalls.
+//! The pull API: callers that run their own accept loop (one thread or many) take
+//! requests from the engine one at a time. The C ABI's `FCGX_Accept_r` is built on it.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::sys::{Events, Poller};
-use parking_lot::Mutex;
-
-use super::conn::Conn;
-use super::pool::{end_request, next_request};
-use super::reactor::{Reactor, Ready};
-use super::{Config, Control, Listener, Request, ServerCtx};
+use super::{Config, Listener, Request};
+use crate::engine::{Counters, Engine, Options};
 
 /// Accepts requests one at a time, for callers that run their own loop (one thread or
 /// many) instead of handing a closure to [`crate::Server::serve`].
@@ -34,13 +24,7 @@ use super::{Config, Control, Listener, Request, ServerCtx};
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct Acceptor {
-    reactor: Reactor,
-    ctx: Arc<ServerCtx>,
-    /// Where the poller takes one waiter only (not epoll), the thread that holds this waits
-    /// on it and the others wait for their turn.
-    leader: Mutex<()>,
-    /// Connections whose next request is already buffered.
-    pipelined: Mutex<VecDeque<Conn>>,
+    engine: Arc<Engine>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -51,11 +35,13 @@ impl std::fmt::Debug for Acceptor {
 
 impl Acceptor {
     /// An acceptor on `listener`. Of `config`, the limits, timeouts and the allow-list
-    /// apply; `workers` is only what `FCGI_MAX_REQS` answers, and signals are left alone.
+    /// apply (`FCGI_WEB_SERVER_ADDRS` when it sets none); `workers` is only what
+    /// `FCGI_MAX_REQS` answers, and signals are left alone. The listener is made
+    /// non-blocking.
     ///
     /// # Errors
     ///
-    /// Failure to create the poller.
+    /// Failure to create the engine, or a malformed `FCGI_WEB_SERVER_ADDRS`.
     ///
     /// # Example
     ///
@@ -65,14 +51,20 @@ impl Acceptor {
     /// # drop(a);
     /// ```
     pub fn new(listener: Listener, config: Config) -> io::Result<Acceptor> {
-        let ctx = Arc::new(ServerCtx::new(config, Arc::new(Control::default())));
-        let reactor = Reactor::new(vec![listener], None, Arc::clone(&ctx))?;
-        Ok(Acceptor {
-            reactor,
-            ctx,
-            leader: Mutex::new(()),
-            pipelined: Mutex::new(VecDeque::new()),
-        })
+        listener.set_nonblocking(true)?;
+        let opts = config.engine_options(super::AllowList::from_env()?);
+        Acceptor::with_options(listener, opts)
+    }
+
+    /// An acceptor with engine options as they are (the C ABI: the program's listening
+    /// socket keeps its flags).
+    pub(crate) fn with_options(listener: Listener, opts: Options) -> io::Result<Acceptor> {
+        let engine = Engine::new(vec![listener], opts, Arc::new(Counters::default()))?;
+        Ok(Acceptor { engine })
+    }
+
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// Blocks until a request has arrived (BEGIN_REQUEST and all its params) on a new
@@ -92,49 +84,25 @@ impl Acceptor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn accept(&self) -> io::Result<Request> {
-        loop {
-            if self.ctx.shutdown_requested() {
-                return Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "FastCGI acceptor shut down",
-                ));
-            }
-            let next = self.pipelined.lock().pop_front();
-            let conn = match next {
-                Some(c) => c,
-                None => {
-                    let ready = {
-                        // epoll wakes one waiting thread per event: no turns needed there.
-                        let _turn = (!Poller::MULTI_WAIT).then(|| self.leader.lock());
-                        let mut events = Events::with_capacity(1);
-                        self.reactor.wait(&mut events, Duration::from_millis(500))?
-                    };
-                    let mut conn = None;
-                    for r in ready {
-                        match r {
-                            Ready::Conn(c) if conn.is_none() => conn = Some(c),
-                            Ready::Conn(c) => self.pipelined.lock().push_back(c),
-                            Ready::Shutdown => {}
-                        }
-                    }
-                    match conn {
-                        Some(c) => c,
-                        None => continue,
-                    }
-                }
-            };
-            if let Some(req) = next_request(conn, &self.reactor, &self.ctx) {
-                return Ok(req);
-            }
-        }
+        self.engine
+            .next(true)
+            .map(|job| Request::from_job(&self.engine, job))
     }
 
-    /// Ends a request from [`Acceptor::accept`]: flushes its output, sends END_REQUEST, and
-    /// parks or closes the connection.
+    /// As [`Acceptor::accept`], but `WouldBlock` at once when no request is ready.
+    pub(crate) fn try_accept(&self) -> io::Result<Request> {
+        self.engine
+            .next(false)
+            .map(|job| Request::from_job(&self.engine, job))
+    }
+
+    /// Ends a request from [`Acceptor::accept`]: flushes its output, sends END_REQUEST,
+    /// and hands the connection back (a request dropped without this is ended the same
+    /// way, with a 500 if it sent nothing).
     ///
     /// # Errors
     ///
-    /// None today; the signature leaves room for reporting a failed final write.
+    /// The final write of a multiplexed request failed (the web server is gone).
     ///
     /// # Example
     ///
@@ -145,14 +113,15 @@ impl Acceptor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn finish(&self, req: Request) -> io::Result<()> {
-        if let Some(c) = end_request(req, &self.reactor, &self.ctx) {
-            self.pipelined.lock().push_back(c);
+        let (r, next) = req.finish();
+        if let Some(job) = next {
+            self.engine.push_ready(job);
         }
-        Ok(())
+        r
     }
 
-    /// Makes every current and future [`Acceptor::accept`] return `Interrupted` (within
-    /// half a second for one that is waiting); requests already accepted are unaffected.
+    /// Makes every current and future [`Acceptor::accept`] return `Interrupted`; requests
+    /// already accepted are unaffected.
     ///
     /// # Example
     ///
@@ -163,6 +132,6 @@ impl Acceptor {
     /// assert_eq!(a.accept().unwrap_err().kind(), std::io::ErrorKind::Interrupted);
     /// ```
     pub fn shutdown(&self) {
-        self.ctx.request_shutdown();
+        self.engine.stop();
     }
 }

@@ -1,13 +1,12 @@
 //! Listening sockets: TCP (IPv4 and IPv6), Unix paths, an inherited socket on fd 0, systemd
 //! socket activation, and the `FCGI_WEB_SERVER_ADDRS` allow-list (spec 3.2).
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
@@ -314,26 +313,6 @@ impl Listener {
             Listener::Unix(l, _) => l.set_nonblocking(on),
         }
     }
-
-    /// Accepts one connection; `Ok(None)` when a non-blocking listener has none pending.
-    pub(crate) fn accept(&self) -> io::Result<Option<Stream>> {
-        let r = match self {
-            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
-        };
-        match r {
-            Ok(s) => {
-                // Accepted sockets inherit O_NONBLOCK on some systems; ours are blocking.
-                s.set_nonblocking(false)?;
-                if let Stream::Tcp(t) = &s {
-                    let _ = t.set_nodelay(true);
-                }
-                Ok(Some(s))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
 }
 
 impl AsFd for Listener {
@@ -356,86 +335,6 @@ impl Drop for Listener {
         if let Listener::Unix(_, Some(path)) = self {
             let _ = std::fs::remove_file(path);
         }
-    }
-}
-
-/// A connected transport: TCP or Unix.
-#[derive(Debug)]
-pub(crate) enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_nonblocking(on),
-            Stream::Unix(s) => s.set_nonblocking(on),
-        }
-    }
-
-    pub(crate) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_read_timeout(t),
-            Stream::Unix(s) => s.set_read_timeout(t),
-        }
-    }
-
-    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.shutdown(how),
-            Stream::Unix(s) => s.shutdown(how),
-        }
-    }
-
-    /// The peer's IP address; `None` for Unix sockets.
-    pub(crate) fn peer_ip(&self) -> Option<IpAddr> {
-        match self {
-            Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
-            Stream::Unix(_) => None,
-        }
-    }
-
-    /// Looks at the next bytes without consuming them or blocking: `Ok(0)` means the peer
-    /// closed the connection, `WouldBlock` that nothing is pending.
-    pub(crate) fn peek_nonblocking(&self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::sys::peek_nonblocking(self.as_fd(), buf)
-    }
-}
-
-impl AsFd for Stream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Stream::Tcp(s) => s.as_fd(),
-            Stream::Unix(s) => s.as_fd(),
-        }
-    }
-}
-
-impl Read for &Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => (&*s).read(buf),
-            Stream::Unix(s) => (&*s).read(buf),
-        }
-    }
-}
-
-impl Write for &Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => (&*s).write(buf),
-            Stream::Unix(s) => (&*s).write(buf),
-        }
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => (&*s).write_vectored(bufs),
-            Stream::Unix(s) => (&*s).write_vectored(bufs),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

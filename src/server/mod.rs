@@ -24,11 +24,7 @@
 //! ```
 
 mod acceptor;
-mod conn;
 mod listener;
-mod mpx;
-mod pool;
-mod reactor;
 mod request;
 mod response;
 
@@ -38,18 +34,14 @@ pub use request::{Input, Request, Stderr, Stdout};
 pub use response::reason_phrase;
 
 use std::io;
-use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::sys::Poller;
-use crossbeam_channel::Receiver;
-
+use crate::engine::{Counters, Engine, Limits, Options};
 use crate::protocol::ParamsLimits;
-use conn::Conn;
-use reactor::Reactor;
+use crate::sys::epoll::EventFd;
 
 /// Tunables of a [`Server`]; every setter of [`Server`] writes one of these fields.
 ///
@@ -64,9 +56,10 @@ use reactor::Reactor;
 #[non_exhaustive]
 pub struct Config {
     /// Worker threads, i.e. requests handled at once (answered as `FCGI_MAX_REQS`). Default 16.
+    /// A connection is accepted only while a worker is free to take its request; the
+    /// others wait in the kernel's listen queue (where other processes on the same socket
+    /// can take them).
     pub workers: usize,
-    /// Requests that may wait for a worker before new ones are refused. Default 1024.
-    pub queue: usize,
     /// Connections kept open at once (answered as `FCGI_MAX_CONNS`); past it, new
     /// connections wait in the listen backlog. Default 1024.
     pub max_conns: usize,
@@ -75,19 +68,30 @@ pub struct Config {
     pub multiplex: bool,
     /// Concurrent requests per multiplexed connection. Default 32.
     pub max_reqs_per_conn: usize,
-    /// Limits on the params of one request. Default 1 MiB and 4096 pairs.
+    /// Limits on the params of one request. Default 1 MiB and 4096 pairs; past them the
+    /// request is answered `431` without running.
     pub params: ParamsLimits,
-    /// How long a worker waits for the next bytes of a request before giving up on the
-    /// connection (a peer that stops mid-record holds a worker at most this long). Default
-    /// 60 s, nginx's own `fastcgi_send_timeout`.
+    /// Bytes of params that request heads still arriving may hold together, over every
+    /// connection; a request that would pass it is refused with `503`. Default 64 MiB.
+    pub head_budget: usize,
+    /// The deadline for a whole request head (BEGIN_REQUEST and all params) once its first
+    /// byte arrived, and how long a request may wait for the next bytes of its body. Heads
+    /// are read by the engine, never by a worker. Default 60 s, nginx's own
+    /// `fastcgi_send_timeout`.
     pub read_timeout: Option<Duration>,
+    /// How long a write may wait for the web server to take more of a response (time
+    /// without progress, like nginx's `send_timeout`); past it the request is aborted and
+    /// the connection closed. Default 60 s.
+    pub write_timeout: Option<Duration>,
     /// Idle connections (kept-alive between requests, or new and silent) are closed after
     /// this long, so silent peers cannot hold every connection slot. Default 300 s, well
     /// past nginx's 60 s upstream `keepalive_timeout`, so nginx closes first.
     pub idle_timeout: Option<Duration>,
     /// How long a graceful shutdown waits for requests in flight. Default 30 s.
     pub shutdown_timeout: Duration,
-    /// The `FCGI_WEB_SERVER_ADDRS` allow-list; read from the environment by default.
+    /// The allow-list of web server addresses. `None` (the default) means the one in the
+    /// environment variable `FCGI_WEB_SERVER_ADDRS`, if set: replacing the configuration
+    /// never drops it.
     pub allow: Option<AllowList>,
     /// Stop gracefully on SIGTERM and SIGUSR1. Default on.
     pub handle_signals: bool,
@@ -99,17 +103,86 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             workers: 16,
-            queue: 1024,
             max_conns: 1024,
             multiplex: false,
             max_reqs_per_conn: 32,
             params: ParamsLimits::default(),
+            head_budget: 64 << 20,
             read_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(60)),
             idle_timeout: Some(Duration::from_secs(300)),
             shutdown_timeout: Duration::from_secs(30),
             allow: None,
             handle_signals: true,
             log_errors: true,
+        }
+    }
+}
+
+impl Config {
+    /// Applies the environment variables a deployment sets, when they are set and valid:
+    /// `FCGI_WORKERS`, `FCGI_MAX_CONNS`, `FCGI_MPXS_CONNS` (`1` turns multiplexing on),
+    /// `FCGI_READ_TIMEOUT`, `FCGI_WRITE_TIMEOUT` and `FCGI_IDLE_TIMEOUT` (seconds, `0` for
+    /// none), `FCGI_PARAMS_MAX_BYTES` and `FCGI_PARAMS_MAX_PAIRS`. The C library reads the
+    /// same variables.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut c = fcgi::server::Config::default();
+    /// c.apply_env();
+    /// assert!(c.workers >= 1);
+    /// ```
+    pub fn apply_env(&mut self) {
+        let num = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let secs = |v: u64| (v > 0).then(|| Duration::from_secs(v));
+        if let Some(n) = num("FCGI_WORKERS") {
+            self.workers = (n as usize).max(1);
+        }
+        if let Some(n) = num("FCGI_MAX_CONNS") {
+            self.max_conns = (n as usize).max(1);
+        }
+        if let Some(n) = num("FCGI_MPXS_CONNS") {
+            self.multiplex = n == 1;
+        }
+        if let Some(n) = num("FCGI_READ_TIMEOUT") {
+            self.read_timeout = secs(n);
+        }
+        if let Some(n) = num("FCGI_WRITE_TIMEOUT") {
+            self.write_timeout = secs(n);
+        }
+        if let Some(n) = num("FCGI_IDLE_TIMEOUT") {
+            self.idle_timeout = secs(n);
+        }
+        if let Some(n) = num("FCGI_PARAMS_MAX_BYTES") {
+            self.params.max_bytes = n as usize;
+        }
+        if let Some(n) = num("FCGI_PARAMS_MAX_PAIRS") {
+            self.params.max_pairs = n as usize;
+        }
+    }
+
+    /// The engine's options; `env_allow` is the environment's allow-list, used when the
+    /// configuration sets none.
+    pub(crate) fn engine_options(&self, env_allow: Option<AllowList>) -> Options {
+        let mut limits = Limits::new(self.multiplex, self.workers, self.max_conns);
+        limits.max_reqs_per_conn = self.max_reqs_per_conn.max(1);
+        limits.params = self.params;
+        limits.head_budget = self.head_budget;
+        Options {
+            limits,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+            idle_timeout: self.idle_timeout,
+            allow: self.allow.clone().or(env_allow),
+            log_errors: self.log_errors,
+            external_stop: None,
+            count_threads: false,
+            classic_accept: false,
         }
     }
 }
@@ -137,105 +210,44 @@ pub struct Stats {
     pub max_workers_busy: usize,
     /// Connections open.
     pub connections_open: usize,
-    /// Idle connections parked in the poller (no thread held).
+    /// Connections waiting in the poller (no thread held): idle kept-alive ones, heads
+    /// still arriving, responses the web server has not read yet.
     pub connections_parked: usize,
-    /// Requests waiting for a worker.
-    pub queue_depth: usize,
-    /// Requests that ran to their END_REQUEST.
+    /// Requests that ran to their END_REQUEST (counted before it goes out).
     pub requests_served: u64,
-    /// Requests refused with `FCGI_OVERLOADED` (503).
+    /// Requests refused with `FCGI_OVERLOADED` (503): past a multiplexed connection's
+    /// request cap, or the heads budget.
     pub refused: u64,
     /// Handlers that panicked.
     pub panics: u64,
-    /// Requests the web server aborted.
+    /// Requests the web server aborted, or whose response it stopped reading.
     pub aborted: u64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) workers: AtomicUsize,
-    pub(crate) busy: AtomicUsize,
-    pub(crate) max_busy: AtomicUsize,
-    pub(crate) open: AtomicUsize,
-    pub(crate) parked: AtomicUsize,
-    pub(crate) served: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) panics: AtomicU64,
-    pub(crate) aborted: AtomicU64,
-}
-
-/// What handles share with a running server.
-#[derive(Debug, Default)]
+/// What handles share with a server, before and while it runs.
+#[derive(Debug)]
 pub(crate) struct Control {
-    shutdown: AtomicBool,
-    pub(crate) waker: OnceLock<Arc<Poller>>,
-    pub(crate) stats: Counters,
-    queue: OnceLock<Receiver<Job>>,
+    /// Written by [`ShutdownHandle::shutdown`]; the thread of `serve` waits on it.
+    stop: EventFd,
+    stopped: AtomicBool,
+    pub(crate) counters: Arc<Counters>,
+    engine: OnceLock<Arc<Engine>>,
 }
 
 impl Control {
-    pub(crate) fn request_shutdown(&self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        if let Some(p) = self.waker.get() {
-            let _ = p.notify();
-        }
+    fn new() -> io::Result<Control> {
+        Ok(Control {
+            stop: EventFd::new()?,
+            stopped: AtomicBool::new(false),
+            counters: Arc::default(),
+            engine: OnceLock::new(),
+        })
     }
 
-    pub(crate) fn shutdown_requested(&self) -> bool {
-        self.shutdown.load(Ordering::SeqCst)
+    fn request_shutdown(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.stop.notify();
     }
-}
-
-/// The running server's configuration and shared state.
-#[derive(Debug)]
-pub(crate) struct ServerCtx {
-    pub(crate) config: Config,
-    control: Arc<Control>,
-    get_values: [(&'static str, String); 3],
-}
-
-impl Deref for ServerCtx {
-    type Target = Control;
-    fn deref(&self) -> &Control {
-        &self.control
-    }
-}
-
-impl ServerCtx {
-    fn new(config: Config, control: Arc<Control>) -> ServerCtx {
-        let get_values = conn::get_values_table(config.max_conns, config.workers, config.multiplex);
-        ServerCtx {
-            config,
-            control,
-            get_values,
-        }
-    }
-
-    pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
-        if self.config.log_errors {
-            eprintln!("fcgi: {args}");
-        }
-    }
-
-    pub(crate) fn params_limits(&self) -> ParamsLimits {
-        self.config.params
-    }
-
-    pub(crate) fn get_values(&self) -> &[(&'static str, String)] {
-        &self.get_values
-    }
-
-    pub(crate) fn at_connection_limit(&self) -> bool {
-        self.stats.open.load(Ordering::Relaxed) >= self.config.max_conns
-    }
-}
-
-/// Work for the pool.
-pub(crate) enum Job {
-    /// A connection with a request arriving (connections that do not multiplex).
-    Conn(Conn),
-    /// A request of a multiplexed connection.
-    Request(Box<Request>),
 }
 
 /// Stops a running server from any thread: it stops accepting, lets requests in flight
@@ -288,9 +300,14 @@ impl StatsHandle {
     /// assert_eq!(s.workers_busy, 0);
     /// ```
     pub fn snapshot(&self) -> Stats {
-        let c = &self.0.stats;
-        let workers = c.workers.load(Ordering::Relaxed).max(self.1);
+        let c = &self.0.counters;
+        let workers = self.1;
         let busy = c.busy.load(Ordering::Relaxed);
+        let refused = self
+            .0
+            .engine
+            .get()
+            .map_or(0, |e| e.shared.limits.refused.load(Ordering::Relaxed));
         Stats {
             workers,
             workers_busy: busy,
@@ -298,9 +315,8 @@ impl StatsHandle {
             max_workers_busy: c.max_busy.load(Ordering::Relaxed),
             connections_open: c.open.load(Ordering::Relaxed),
             connections_parked: c.parked.load(Ordering::Relaxed),
-            queue_depth: self.0.queue.get().map_or(0, |q| q.len()),
             requests_served: c.served.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
+            refused,
             panics: c.panics.load(Ordering::Relaxed),
             aborted: c.aborted.load(Ordering::Relaxed),
         }
@@ -324,24 +340,22 @@ impl StatsHandle {
 pub struct Server {
     listeners: Vec<Listener>,
     config: Config,
+    /// `FCGI_WEB_SERVER_ADDRS`, read (and checked) when the server is made.
+    env_allow: Option<AllowList>,
     control: Arc<Control>,
     cgi: bool,
 }
 
 impl Server {
     fn with(listeners: Vec<Listener>, cgi: bool) -> io::Result<Server> {
-        let config = Config {
-            allow: AllowList::from_env()?,
-            ..Config::default()
-        };
         Ok(Server {
             listeners,
-            config,
-            control: Arc::default(),
+            config: Config::default(),
+            env_allow: AllowList::from_env()?,
+            control: Arc::new(Control::new()?),
             cgi,
         })
     }
-
     /// A server listening on `addr`: `127.0.0.1:9000`, `[::1]:9000`, `:9000` or a Unix
     /// socket path (see [`Listener::bind`]).
     ///
@@ -424,8 +438,8 @@ impl Server {
         }
     }
 
-    /// Applies the environment variables `FCGI_WORKERS`, `FCGI_MAX_QUEUE`,
-    /// `FCGI_MAX_CONNS` and `FCGI_MPXS_CONNS` (`1` turns multiplexing on), when set.
+    /// Applies the environment variables of [`Config::apply_env`] (`FCGI_WORKERS`,
+    /// `FCGI_MAX_CONNS`, `FCGI_MPXS_CONNS`, the timeouts and the params limits), when set.
     ///
     /// # Example
     ///
@@ -434,23 +448,7 @@ impl Server {
     /// assert!(s.config().workers >= 1);
     /// ```
     pub fn env_overrides(mut self) -> Server {
-        let num = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-        };
-        if let Some(n) = num("FCGI_WORKERS") {
-            self = self.workers(n);
-        }
-        if let Some(n) = num("FCGI_MAX_QUEUE") {
-            self = self.queue(n);
-        }
-        if let Some(n) = num("FCGI_MAX_CONNS") {
-            self = self.max_conns(n);
-        }
-        if let Some(n) = num("FCGI_MPXS_CONNS") {
-            self = self.multiplex(n == 1);
-        }
+        self.config.apply_env();
         self
     }
 
@@ -463,18 +461,6 @@ impl Server {
     /// ```
     pub fn workers(mut self, n: usize) -> Server {
         self.config.workers = n.max(1);
-        self
-    }
-
-    /// Sets how many requests may wait for a worker (0: refuse whenever all are busy).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// assert_eq!(fcgi::Server::bind("127.0.0.1:0").unwrap().queue(5).config().queue, 5);
-    /// ```
-    pub fn queue(mut self, n: usize) -> Server {
-        self.config.queue = n;
         self
     }
 
@@ -522,7 +508,7 @@ impl Server {
     /// # Example
     ///
     /// ```
-    /// assert_eq!(fcgi::Server::bind("127.0.0.1:0").unwrap().config().queue, 1024);
+    /// assert_eq!(fcgi::Server::bind("127.0.0.1:0").unwrap().config().max_conns, 1024);
     /// ```
     pub fn config(&self) -> &Config {
         &self.config
@@ -579,16 +565,16 @@ impl Server {
     }
 
     /// Serves requests until shutdown (signal or [`ShutdownHandle`]); in CGI mode, runs
-    /// `handler` once and returns (the process should then exit with the app status, which
-    /// this function does when it is not 0).
+    /// `handler` once and returns.
     ///
     /// A handler that returns an error or panics ends its request: a `500` response if
-    /// nothing was sent yet, the error on FCGI_STDERR, app status 1; every other request
-    /// goes on.
+    /// nothing was sent yet, the error on FCGI_STDERR (stderr in CGI mode), app status 1;
+    /// every other request goes on. In CGI mode the app status is the caller's to use as
+    /// the exit status: see [`Server::serve_cgi_status`].
     ///
     /// # Errors
     ///
-    /// Failure to set up the poller or the signal pipe; errors of single connections are
+    /// Failure to set up the engine or the signal pipe; errors of single connections are
     /// logged, never returned.
     ///
     /// # Example
@@ -603,31 +589,125 @@ impl Server {
     where
         H: Fn(&mut Request) -> io::Result<()> + Send + Sync + 'static,
     {
+        self.serve_cgi_status(handler).map(drop)
+    }
+
+    /// As [`Server::serve`], and returns the app status of the request run in CGI mode
+    /// (always 0 in FastCGI mode), for a `main` that exits with it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::serve`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let status = fcgi::Server::from_env()?.serve_cgi_status(|req| {
+    ///     req.set_app_status(3);
+    ///     req.respond(200, &[], b"")
+    /// })?;
+    /// std::process::exit(status);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn serve_cgi_status<H>(self, handler: H) -> io::Result<i32>
+    where
+        H: Fn(&mut Request) -> io::Result<()> + Send + Sync + 'static,
+    {
         if self.cgi {
             return crate::cgi::run_once(&handler);
         }
-        let workers = self.config.workers;
-        let ctx = Arc::new(ServerCtx::new(self.config, self.control));
-        let signal_pipe = if ctx.config.handle_signals {
+        let Server {
+            listeners,
+            config,
+            env_allow,
+            control,
+            ..
+        } = self;
+        for l in &listeners {
+            l.set_nonblocking(true)?;
+        }
+        let signal_pipe = if config.handle_signals {
             Some(crate::sys::shutdown_signal_pipe()?)
         } else {
             None
         };
-        let reactor = Reactor::new(self.listeners, signal_pipe, Arc::clone(&ctx))?;
-        let pool = Arc::new(pool::Pool::new(
-            reactor,
-            Arc::clone(&ctx),
-            Arc::new(handler),
-        ));
-        ctx.stats.workers.store(workers, Ordering::Relaxed);
-        for i in 0..workers {
-            let pool = Arc::clone(&pool);
-            thread::Builder::new()
-                .name(format!("fcgi-worker-{i}"))
-                .spawn(move || pool.worker())?;
+        let engine = Engine::new(
+            listeners,
+            config.engine_options(env_allow),
+            Arc::clone(&control.counters),
+        )?;
+        let _ = control.engine.set(Arc::clone(&engine));
+        let handler: Arc<dyn Handler> = Arc::new(handler);
+        let mut threads = Vec::with_capacity(config.workers);
+        for i in 0..config.workers {
+            let engine = Arc::clone(&engine);
+            let handler = Arc::clone(&handler);
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("fcgi-worker-{i}"))
+                    .spawn(move || worker(&engine, &*handler))?,
+            );
         }
-        pool.watch()?;
-        Ok(())
+        // This thread only waits for the word to stop (a signal or a handle): no timer.
+        if !control.stopped.load(Ordering::SeqCst) {
+            wait_for_stop(signal_pipe.as_ref(), &control.stop)?;
+        }
+        engine.stop();
+        let finished = engine.wait_finished(Instant::now() + config.shutdown_timeout);
+        if finished {
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// A worker thread: takes requests from the engine until it stops.
+fn worker(engine: &Arc<Engine>, handler: &dyn Handler) {
+    loop {
+        let job = match engine.next(true) {
+            Ok(job) => job,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            Err(e) => {
+                engine.log(format_args!("worker stops: {e}"));
+                return;
+            }
+        };
+        let mut next = Some(job);
+        while let Some(job) = next {
+            let mut req = Request::from_job(engine, job);
+            req.run(handler);
+            next = req.finish().1;
+        }
+    }
+}
+
+/// Blocks until the signal pipe or the stop eventfd is readable.
+fn wait_for_stop(signal_pipe: Option<&std::os::fd::OwnedFd>, stop: &EventFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut fds = vec![libc::pollfd {
+        fd: stop.as_fd().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    if let Some(p) = signal_pipe {
+        fds.push(libc::pollfd {
+            fd: p.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+    loop {
+        // SAFETY: `fds` is a valid array of initialised pollfds that lives across the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n > 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if n < 0 && e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

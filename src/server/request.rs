@@ -3,11 +3,11 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::conn::{aborted_error, side_record, Conn, Reader, Shared, Side};
-use super::mpx::Inbox;
+use crate::engine::{aborted_error, Conn, Engine, Event, Inbox, Job, Progress, Which};
 use crate::protocol::{
     encode_header_into, encode_stream_end, Header, Params, ProtocolStatus, RecordType, Role,
     HEADER_LEN, MAX_CONTENT_LEN,
@@ -43,6 +43,16 @@ pub struct Request {
     pub(crate) stdout: Stdout,
     pub(crate) stderr: Stderr,
     pub(crate) app_status: i32,
+    /// The engine and connection of a request that came over FastCGI, until it ends.
+    pub(crate) link: Option<Link>,
+}
+
+/// Where a request from the engine goes back to.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) multiplexed: bool,
 }
 
 impl fmt::Debug for Request {
@@ -304,52 +314,59 @@ impl Request {
             stdout: Stdout(Output::new(out, RecordType::Stdout, 1)),
             stderr: Stderr(Output::new(err, RecordType::Stderr, 1)),
             app_status: 0,
+            link: None,
         }
     }
 
-    /// A request read from a connection that does not multiplex: the input reads the
-    /// socket inline, through the connection's own reader.
-    pub(crate) fn inline(head: super::conn::Head, conn: Conn) -> Request {
-        let Conn { shared, reader } = conn;
-        let src = Source::Inline {
-            reader,
-            shared: Arc::clone(&shared),
-            id: head.id,
-            aborted: false,
-        };
-        Request::on_connection(head, &shared, src)
-    }
-
-    /// A request of a multiplexed connection: input arrives through `inbox`.
-    pub(crate) fn multiplexed(
-        head: super::conn::Head,
-        shared: Arc<Shared>,
-        inbox: Inbox,
-    ) -> Request {
-        Request::on_connection(head, &shared, Source::Mpx(inbox))
-    }
-
-    fn on_connection(head: super::conn::Head, shared: &Arc<Shared>, src: Source) -> Request {
+    /// A request the engine handed to this thread.
+    pub(crate) fn from_job(engine: &Arc<Engine>, job: Job) -> Request {
+        let Job { head, conn, inbox } = job;
+        let c = &engine.counters;
+        let busy = c.busy.fetch_add(1, Ordering::Relaxed) + 1;
+        c.max_busy.fetch_max(busy, Ordering::Relaxed);
         let id = head.id;
-        let output = |t| Output::new(Sink::Records(Arc::clone(shared)), t, id);
+        let multiplexed = inbox.is_some();
+        let src = match inbox {
+            Some(inbox) => Source::Mpx {
+                inbox,
+                engine: Arc::clone(engine),
+                conn: Arc::clone(&conn),
+            },
+            None => Source::Conn {
+                engine: Arc::clone(engine),
+                conn: Arc::clone(&conn),
+                id,
+                aborted: false,
+            },
+        };
+        let output = |t| Output::new(Sink::Records(Arc::clone(&conn)), t, id);
+        let mut stdout = Stdout(output(RecordType::Stdout));
+        let mut stderr = Stderr(output(RecordType::Stderr));
+        if let Source::Mpx { inbox, .. } = &src {
+            stdout.0.abort = Some(Arc::clone(inbox));
+            stderr.0.abort = Some(Arc::clone(inbox));
+        }
         Request {
             id,
             role: head.role,
             keep_conn: head.keep_conn,
             params: head.params,
-            stdout: Stdout(output(RecordType::Stdout)),
-            stderr: Stderr(output(RecordType::Stderr)),
+            stdout,
+            stderr,
             input: Input::new(src, RecordType::Stdin),
             app_status: 0,
+            link: Some(Link {
+                engine: Arc::clone(engine),
+                conn,
+                multiplexed,
+            }),
         }
     }
 
-    /// The connection an inline request came on.
-    pub(crate) fn conn_shared(&self) -> Option<Arc<Shared>> {
-        match (&self.input.src, &self.stdout.0.sink) {
-            (Source::Inline { .. }, Sink::Records(s)) => Some(Arc::clone(s)),
-            _ => None,
-        }
+    /// The descriptor of the connection a request came on (the C ABI's `ipcFd`).
+    pub(crate) fn conn_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::{AsFd, AsRawFd};
+        self.link.as_ref().map(|l| l.conn.as_fd().as_raw_fd())
     }
 
     /// Whether stdout bytes reached the web server (so a 500 can no longer be sent).
@@ -360,53 +377,138 @@ impl Request {
         }
     }
 
-    /// Ends the request: flushes both output streams, sends their end records and
-    /// END_REQUEST in one write, and gives back the connection's reader (inline requests).
-    pub(crate) fn finish(mut self) -> (io::Result<()>, Option<Box<Reader>>, bool) {
-        let result = match (&self.stdout.0.sink, &self.stderr.0.sink) {
-            (Sink::Records(shared), Sink::Records(_)) => {
-                let shared = Arc::clone(shared);
-                let id = self.id;
-                let err_tail = self.stderr.0.take_final();
-                let out_tail = self.stdout.0.take_final();
-                let mut end = Vec::with_capacity(16);
-                crate::protocol::encode_end_request(
-                    &mut end,
-                    id,
-                    self.app_status as u32,
-                    ProtocolStatus::RequestComplete,
-                );
-                shared.write_all(&[&err_tail, &out_tail, &end])
+    /// Calls `handler`, turning errors and panics into a 500 (when nothing was sent yet)
+    /// plus the message on the error stream and app status 1, so the request still ends
+    /// with exactly one END_REQUEST. Returns whether the handler succeeded.
+    pub(crate) fn run(&mut self, handler: &dyn super::Handler) -> bool {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler.call(self)));
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("handler error: {e}")),
+            Err(payload) => {
+                if let Some(l) = &self.link {
+                    l.engine.counters.panics.fetch_add(1, Ordering::Relaxed);
+                }
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".into());
+                Some(format!("handler panicked: {msg}"))
             }
-            _ => self.stdout.flush().and_then(|_| self.stderr.flush()),
         };
-        let input_done = self.input.finish_from_buffer(self.role);
-        let reader = match self.input.src {
-            Source::Inline { reader, .. } => Some(reader),
-            _ => None,
+        let Some(msg) = failure else { return true };
+        // Only a failed handler is worth a look at the socket; a clean one costs nothing.
+        if self.input.abort_seen() || self.is_aborted() {
+            return false;
+        }
+        if !self.stdout_sent() {
+            self.stdout.0.discard();
+            let _ = self.respond(
+                500,
+                &[("Content-Type", "text/plain")],
+                b"500 Internal Server Error\n",
+            );
+        }
+        let _ = writeln!(self.stderr(), "{msg}");
+        if self.app_status == 0 {
+            self.app_status = 1;
+        }
+        false
+    }
+
+    /// Ends the request: flushes both output streams, and for a request from the engine
+    /// sends their end records and END_REQUEST in one write, hands the connection back,
+    /// and returns the connection's next request when it is already here (pipelined).
+    pub(crate) fn finish(mut self) -> (io::Result<()>, Option<Job>) {
+        self.end()
+    }
+
+    fn end(&mut self) -> (io::Result<()>, Option<Job>) {
+        let Some(link) = self.link.take() else {
+            return (self.stdout.flush().and_then(|_| self.stderr.flush()), None);
         };
-        (result, reader, input_done)
+        let c = &link.engine.counters;
+        c.busy.fetch_sub(1, Ordering::Relaxed);
+        let aborted = self.input.abort_seen();
+        if aborted {
+            c.aborted.fetch_add(1, Ordering::Relaxed);
+        }
+        let id = self.id;
+        let err_tail = self.stderr.0.take_final();
+        let out_tail = self.stdout.0.take_final();
+        let mut end = Vec::with_capacity(16);
+        crate::protocol::encode_end_request(
+            &mut end,
+            id,
+            self.app_status as u32,
+            ProtocolStatus::RequestComplete,
+        );
+        // Counted before END_REQUEST goes out: a web server that has read it sees it.
+        if !aborted {
+            c.served.fetch_add(1, Ordering::Relaxed);
+        }
+        let tail: [&[u8]; 3] = [&err_tail, &out_tail, &end];
+        if link.multiplexed {
+            let ok = link.engine.finish_multiplexed(&link.conn, id, &tail);
+            (if ok { Ok(()) } else { Err(aborted_error()) }, None)
+        } else {
+            (Ok(()), link.engine.finish(&link.conn, id, &tail))
+        }
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if self.link.is_none() {
+            return;
+        }
+        // Dropped without being finished (a pulled request the caller forgot): the web
+        // server still gets exactly one END_REQUEST, after a 500 if nothing was sent.
+        if !self.stdout_sent() && !self.input.abort_seen() {
+            self.stdout.0.discard();
+            let _ = self.respond(
+                500,
+                &[("Content-Type", "text/plain")],
+                b"500 Internal Server Error\n",
+            );
+            if self.app_status == 0 {
+                self.app_status = 1;
+            }
+        }
+        let engine = self.link.as_ref().map(|l| Arc::clone(&l.engine));
+        if let (_, Some(next)) = self.end() {
+            if let Some(e) = engine {
+                e.push_ready(next);
+            }
+        }
     }
 }
 
 /// Where an [`Input`] reads from.
 pub(crate) enum Source {
-    /// The connection's socket, read by the request's own thread.
-    Inline {
-        reader: Box<Reader>,
-        shared: Arc<Shared>,
+    /// The connection's socket, read by the request's own thread through the connection's
+    /// protocol machine (connections that do not multiplex).
+    Conn {
+        engine: Arc<Engine>,
+        conn: Arc<Conn>,
         id: u16,
         aborted: bool,
     },
-    /// Chunks routed by the connection's reader thread (multiplexed connections).
-    Mpx(Inbox),
+    /// Input routed by whichever thread reads the (multiplexed) connection.
+    Mpx {
+        inbox: Arc<Inbox>,
+        engine: Arc<Engine>,
+        conn: Arc<Conn>,
+    },
     /// A plain reader (CGI mode, tests).
     Local(Box<dyn Read + Send>),
 }
 
 /// The input streams of a request: `FCGI_STDIN`, and `FCGI_DATA` for the Filter role
 /// (selected with [`Request::data`]). Implements `io::Read`; end of stream is `Ok(0)`, an
-/// aborted request is a `ConnectionAborted` error.
+/// aborted request is a `ConnectionAborted` error, a peer that sends nothing for the read
+/// timeout a `TimedOut` one.
 ///
 /// # Example
 ///
@@ -423,8 +525,6 @@ pub struct Input {
     current: RecordType,
     /// End seen: [stdin, data].
     done: [bool; 2],
-    /// Bytes of the current inline record that belong to `current`.
-    in_record: bool,
     /// Bytes received so far: [stdin, data].
     received: [u64; 2],
 }
@@ -442,22 +542,26 @@ fn slot(t: RecordType) -> usize {
     usize::from(t == RecordType::Data)
 }
 
+fn which(t: RecordType) -> Which {
+    if t == RecordType::Data {
+        Which::Data
+    } else {
+        Which::Stdin
+    }
+}
+
 impl Input {
     fn new(src: Source, current: RecordType) -> Input {
         Input {
             src,
             current,
             done: [false, false],
-            in_record: false,
             received: [0, 0],
         }
     }
 
     fn select(&mut self, t: RecordType) {
-        if self.current != t {
-            self.current = t;
-            self.in_record = false;
-        }
+        self.current = t;
     }
 
     /// Bytes of the current stream received so far (compare with `CONTENT_LENGTH` or
@@ -475,95 +579,189 @@ impl Input {
         self.received[slot(self.current)]
     }
 
-    /// Whether every input stream the role has (stdin; stdin and data for a Filter) has
-    /// ended, consuming what of them is already buffered (a handler that never read its
-    /// empty stdin leaves its end record there). Reads nothing from the socket.
-    fn finish_from_buffer(&mut self, role: Role) -> bool {
-        let ended = |done: &[bool; 2]| done[0] && (role != Role::Filter || done[1]);
-        let Source::Inline {
-            reader,
-            id,
-            aborted,
-            ..
-        } = &mut self.src
-        else {
-            return true;
-        };
-        while !ended(&self.done) {
-            if *aborted || !reader.skip_current_if_buffered() {
-                return false;
-            }
-            self.in_record = false;
-            match reader.buffered_header() {
-                Some(h)
-                    if h.request_id == *id
-                        && matches!(h.record_type, RecordType::Stdin | RecordType::Data) =>
-                {
-                    reader.consume(h.record_len());
-                    if h.content_length == 0 {
-                        self.done[slot(h.record_type)] = true;
-                    }
-                }
-                _ => return false,
-            }
-        }
-        true
-    }
-
     /// Whether an abort was already seen, without looking at the socket.
     pub(crate) fn abort_seen(&self) -> bool {
         match &self.src {
-            Source::Inline {
-                shared, aborted, ..
-            } => *aborted || shared.broken.load(Ordering::Relaxed),
-            Source::Mpx(inbox) => inbox.is_aborted(),
+            Source::Conn { conn, aborted, .. } => *aborted || conn.is_broken(),
+            Source::Mpx { inbox, conn, .. } => inbox.is_aborted() || conn.is_broken(),
             Source::Local(_) => false,
         }
     }
 
     fn check_aborted(&mut self) -> bool {
         match &mut self.src {
-            Source::Inline {
-                reader,
-                shared,
-                id,
-                aborted,
+            Source::Conn {
+                conn, id, aborted, ..
             } => {
-                if *aborted || shared.broken.load(Ordering::Relaxed) {
+                if *aborted || conn.is_broken() {
                     return true;
                 }
-                if !reader.is_idle() {
-                    return false;
-                }
-                // Nobody reads the socket while the handler works: look without consuming.
+                let rs = conn.read.lock();
                 let mut head = [0u8; HEADER_LEN];
-                match shared.stream.peek_nonblocking(&mut head) {
-                    Ok(0) => {
-                        shared.broken.store(true, Ordering::Relaxed);
-                        true
-                    }
-                    Ok(n) if n == HEADER_LEN => {
-                        let abort = Header::decode(&head).is_ok_and(|h| {
-                            h.record_type == RecordType::AbortRequest && h.request_id == *id
-                        });
-                        if abort {
-                            *aborted = true;
+                let seen = if rs.buf.is_empty() {
+                    drop(rs);
+                    // Nobody reads the socket while the handler works: look without
+                    // consuming.
+                    match conn.peek(&mut head) {
+                        Ok(0) => {
+                            conn.broken.store(true, Ordering::Relaxed);
+                            return true;
                         }
-                        abort
+                        Ok(n) => n,
+                        Err(_) => 0,
                     }
-                    _ => false,
+                } else if rs.machine.at_boundary() {
+                    let p = rs.buf.pending();
+                    let n = p.len().min(HEADER_LEN);
+                    head[..n].copy_from_slice(&p[..n]);
+                    n
+                } else {
+                    0
+                };
+                if seen == HEADER_LEN
+                    && Header::decode(&head).is_ok_and(|h| {
+                        h.record_type == RecordType::AbortRequest && h.request_id == *id
+                    })
+                {
+                    *aborted = true;
+                }
+                *aborted
+            }
+            Source::Mpx { inbox, conn, .. } => inbox.is_aborted() || conn.is_broken(),
+            Source::Local(_) => false,
+        }
+    }
+
+    /// Reads the current stream of a request on a connection that does not multiplex:
+    /// buffered bytes through the machine, then the socket, large reads straight into
+    /// `buf` when the buffer is empty.
+    fn read_conn(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Source::Conn {
+            engine,
+            conn,
+            id,
+            aborted,
+        } = &mut self.src
+        else {
+            unreachable!("read_conn on another source")
+        };
+        let want = which(self.current);
+        let lim = &engine.shared.limits;
+        let mut rs = conn.read.lock();
+        let mut muted = false;
+        loop {
+            if *aborted {
+                return Err(aborted_error());
+            }
+            let step = {
+                let rs = &mut *rs;
+                rs.machine.advance(lim, rs.buf.pending(), buf.len())
+            };
+            match step {
+                Err(e) => {
+                    *aborted = true;
+                    conn.broken.store(true, Ordering::Relaxed);
+                    return Err(e.into());
+                }
+                Ok(Progress::Event(used, ev)) => {
+                    match ev {
+                        Event::Data { id: i, which, len } if i == *id && which == want => {
+                            buf[..len].copy_from_slice(&rs.buf.pending()[used - len..used]);
+                            rs.buf.consume(used);
+                            return Ok(len);
+                        }
+                        Event::End { id: i, which } if i == *id => {
+                            rs.buf.consume(used);
+                            self.done[usize::from(which == Which::Data)] = true;
+                            if which == want {
+                                return Ok(0);
+                            }
+                        }
+                        Event::Abort { id: i } if i == *id => {
+                            rs.buf.consume(used);
+                            *aborted = true;
+                            return Err(aborted_error());
+                        }
+                        // The other stream's bytes while this one is read are skipped (a
+                        // Filter that asks for its data drops unread stdin).
+                        _ => rs.buf.consume(used),
+                    }
+                }
+                Ok(Progress::Blocked(used)) => {
+                    // Blocked only once every input stream of the request has ended.
+                    rs.buf.consume(used);
+                    self.done = [true, true];
+                    return Ok(0);
+                }
+                Ok(Progress::NeedMore(used)) => {
+                    rs.buf.consume(used);
+                    if rs.machine.has_output() {
+                        conn.send_machine_output(&mut rs)?;
+                    }
+                    if rs.eof {
+                        // The web server closed the connection: that is how nginx,
+                        // Apache and lighttpd abort a request.
+                        *aborted = true;
+                        conn.broken.store(true, Ordering::Relaxed);
+                        return Err(aborted_error());
+                    }
+                    let pool = &engine.shared.bufs;
+                    let timeout = engine.shared.read_timeout;
+                    let mut before_wait = || {
+                        if !muted {
+                            muted = true;
+                            engine.mute(conn);
+                        }
+                    };
+                    let direct = match rs.machine.stream_left() {
+                        Some((i, w, left)) if rs.buf.is_empty() && i == *id && w == want => {
+                            Some(left.min(buf.len()))
+                        }
+                        _ => None,
+                    }
+                    .filter(|&n| n >= 4096);
+                    let r = match direct {
+                        Some(n) => {
+                            // A large read with nothing buffered: straight into `buf`.
+                            let r = crate::engine::conn::recv_blocking(
+                                conn,
+                                &mut buf[..n],
+                                timeout,
+                                &mut before_wait,
+                            );
+                            if let Ok(n) = r {
+                                if n > 0 {
+                                    rs.machine.consume_stream(n);
+                                    return Ok(n);
+                                }
+                            }
+                            r
+                        }
+                        None => rs.fill_blocking(conn.as_ref(), pool, timeout, &mut before_wait),
+                    };
+                    match r {
+                        Ok(0) => {
+                            *aborted = true;
+                            conn.broken.store(true, Ordering::Relaxed);
+                            return Err(aborted_error());
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            *aborted = true;
+                            conn.broken.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
                 }
             }
-            Source::Mpx(inbox) => inbox.is_aborted(),
-            Source::Local(_) => false,
         }
     }
 }
 
 impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let which = slot(self.current);
-        if self.done[which] || buf.is_empty() {
+        let which_slot = slot(self.current);
+        if self.done[which_slot] || buf.is_empty() {
             return Ok(0);
         }
         let n = match &mut self.src {
@@ -574,67 +772,46 @@ impl Read for Input {
                     r.read(buf)?
                 }
             }
-            Source::Mpx(inbox) => inbox.read(self.current, buf)?,
-            Source::Inline {
-                reader,
-                shared,
-                id,
-                aborted,
-            } => loop {
-                if *aborted {
-                    return Err(aborted_error());
-                }
-                if self.in_record {
-                    let n = reader.read_content(&shared.stream, buf).inspect_err(|_| {
-                        *aborted = true;
-                    })?;
-                    if n > 0 {
+            Source::Mpx {
+                inbox,
+                engine,
+                conn,
+            } => {
+                let w = which(self.current);
+                let deadline = engine
+                    .shared
+                    .read_timeout
+                    .map(|t| std::time::Instant::now() + t);
+                loop {
+                    let seen = inbox.version();
+                    let (got, resume) = inbox.try_read(w, buf)?;
+                    if resume {
+                        engine.resume(conn);
+                    }
+                    if let Some(n) = got {
                         break n;
                     }
-                    self.in_record = false;
-                }
-                let h = match reader.next_header(&shared.stream) {
-                    Ok(Some(h)) => h,
-                    Ok(None) | Err(_) => {
-                        // The web server closed the connection: that is how nginx,
-                        // Apache and lighttpd abort a request.
-                        *aborted = true;
-                        shared.broken.store(true, Ordering::Relaxed);
-                        return Err(aborted_error());
+                    if engine.read_for(conn, inbox, w, deadline) {
+                        continue;
                     }
-                };
-                match side_record(reader, shared, h, Some(*id))? {
-                    Side::Handled => {}
-                    Side::Mine(h) => match h.record_type {
-                        RecordType::AbortRequest => {
-                            *aborted = true;
-                            return Err(aborted_error());
-                        }
-                        t @ (RecordType::Stdin | RecordType::Data) => {
-                            if h.content_length == 0 {
-                                self.done[slot(t)] = true;
-                                if t == self.current {
-                                    break 0;
-                                }
-                            } else if t == self.current {
-                                self.in_record = true;
-                            }
-                            // else: the other stream's bytes while this one is read are
-                            // skipped (a Filter that asks for data drops unread stdin).
-                        }
-                        _ => {} // params after their end, unknown types: skipped
-                    },
+                    if !inbox.wait_change(seen, deadline) {
+                        return Err(crate::engine::conn::read_timed_out());
+                    }
                 }
-            },
+            }
+            Source::Conn { .. } => self.read_conn(buf)?,
         };
-        self.received[which] += n as u64;
+        if n == 0 {
+            self.done[which_slot] = true;
+        }
+        self.received[which_slot] += n as u64;
         Ok(n)
     }
 }
 
 /// Where an output stream goes.
 pub(crate) enum Sink {
-    Records(Arc<Shared>),
+    Records(Arc<Conn>),
     Local(Box<dyn Write + Send>),
     Memory(Vec<u8>),
 }
@@ -661,6 +838,8 @@ pub(crate) struct Output {
     /// Content bytes that reached the wire.
     sent: u64,
     stream_ended: bool,
+    /// A multiplexed request's inbox, which knows when the request was aborted.
+    abort: Option<Arc<Inbox>>,
 }
 
 impl Output {
@@ -673,6 +852,7 @@ impl Output {
             written: 0,
             sent: 0,
             stream_ended: false,
+            abort: None,
         }
     }
 
@@ -693,7 +873,7 @@ impl Output {
         }
         self.seal();
         let r = match &mut self.sink {
-            Sink::Records(shared) => shared.write_all(&[&self.buf]),
+            Sink::Records(conn) => conn.write_all(&[&self.buf]),
             _ => unreachable!("only record sinks buffer"),
         };
         self.sent += self.pending() as u64;
@@ -744,8 +924,11 @@ impl Write for Output {
                 self.written += data.len() as u64;
                 return Ok(data.len());
             }
-            Sink::Records(shared) => {
-                if self.stream_ended || shared.broken.load(Ordering::Relaxed) {
+            Sink::Records(conn) => {
+                if self.stream_ended
+                    || conn.is_broken()
+                    || self.abort.as_ref().is_some_and(|b| b.is_aborted())
+                {
                     return Err(aborted_error());
                 }
             }
@@ -761,8 +944,8 @@ impl Write for Output {
             let piece = &data[..data.len().min(MAX_CONTENT_LEN)];
             let mut h = Vec::with_capacity(HEADER_LEN);
             encode_header_into(&mut h, self.record_type, self.id, piece.len() as u16);
-            if let Sink::Records(shared) = &self.sink {
-                shared.write_all(&[&h, piece])?;
+            if let Sink::Records(conn) = &self.sink {
+                conn.write_all(&[&h, piece])?;
             }
             self.written += piece.len() as u64;
             self.sent += piece.len() as u64;

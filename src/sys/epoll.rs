@@ -1,116 +1,74 @@
-//! The poller on Linux: epoll with oneshot registrations and an eventfd to wake the waiter.
+//! epoll, eventfd and timerfd: the reactor's three descriptors, and the socket calls the
+//! engine makes on its hot path (`accept4`, `recv`, `sendmsg`).
 //!
-//! One `epoll_wait` per wait and nothing else: no timer descriptor to re-arm, no notifier to
-//! re-register (the notifier is level-triggered and only read when it fired). The server
-//! waits once per request, so this is on the hot path.
+//! Registrations carry a caller-chosen 64-bit key. Connections are registered
+//! edge-triggered once for their lifetime (no re-arming per request); listening sockets
+//! level-triggered with `EPOLLEXCLUSIVE`, so one idle process of several sharing a socket
+//! is woken per connection, as threads blocked in `accept(2)` are.
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// Key reserved for the notifier.
-const NOTIFY_KEY: u64 = u64::MAX;
+use super::cvt;
 
-/// Events filled by [`Poller::wait`].
-pub(crate) struct Events {
-    list: Vec<libc::epoll_event>,
-    len: usize,
-}
+/// Readable, and the peer's half-close, edge-triggered: a connection's registration.
+pub(crate) const CONN: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+/// [`CONN`] and writable: a connection with output waiting for room.
+pub(crate) const CONN_OUT: u32 = CONN | libc::EPOLLOUT as u32;
+/// Nothing but errors and hang-ups (always reported): a connection whose thread reads it
+/// directly for a while.
+pub(crate) const QUIET: u32 = libc::EPOLLET as u32;
+/// Readable, level-triggered, one waiter of one epoll set woken per event: a listener.
+pub(crate) const LISTENER: u32 = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+/// Readable, level-triggered: the wake-up and timer descriptors.
+pub(crate) const LEVEL: u32 = libc::EPOLLIN as u32;
 
-impl Events {
-    /// Room for 64 events per wait.
-    pub(crate) fn new() -> Events {
-        Events::with_capacity(64)
-    }
-
-    /// Room for `n` (at least 1) events per wait.
-    pub(crate) fn with_capacity(n: usize) -> Events {
-        Events {
-            list: vec![libc::epoll_event { events: 0, u64: 0 }; n.max(1)],
-            len: 0,
-        }
-    }
-
-    /// Forgets the last wait's events.
-    pub(crate) fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// The keys of the ready registrations.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = usize> + '_ {
-        self.list[..self.len]
-            .iter()
-            .map(|e| e.u64)
-            .filter(|&k| k != NOTIFY_KEY)
-            .map(|k| k as usize)
-    }
-}
-
-/// An epoll set where every registration is readable-oneshot: after it fires it stays
-/// registered but disarmed until [`Poller::modify`] or [`Poller::delete`].
+/// An epoll set.
 #[derive(Debug)]
-pub(crate) struct Poller {
-    epoll: OwnedFd,
-    notifier: OwnedFd,
+pub(crate) struct Epoll {
+    fd: OwnedFd,
 }
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
+/// One ready registration: its key and what happened.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Ready {
+    pub(crate) key: u64,
+    pub(crate) flags: u32,
+}
+
+impl Ready {
+    /// Room to write (or an error, which the write will report).
+    pub(crate) fn writable(&self) -> bool {
+        self.flags & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
     }
 }
 
-impl Poller {
-    /// Whether several threads may wait at once, each woken for its own events.
-    pub(crate) const MULTI_WAIT: bool = true;
-
-    pub(crate) fn new() -> io::Result<Poller> {
-        // SAFETY: plain syscalls returning new descriptors, owned at once.
-        let (epoll, notifier) = unsafe {
-            let ep = cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?;
-            let epoll = OwnedFd::from_raw_fd(ep);
-            let ev = cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
-            (epoll, OwnedFd::from_raw_fd(ev))
-        };
-        let p = Poller { epoll, notifier };
-        // Level-triggered: a notification stays pending until a wait reads it.
-        p.ctl(
-            libc::EPOLL_CTL_ADD,
-            p.notifier.as_raw_fd(),
-            libc::EPOLLIN as u32,
-            NOTIFY_KEY,
-        )?;
-        Ok(p)
+impl Epoll {
+    pub(crate) fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall returning a new descriptor, owned at once.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as isize)?;
+        // SAFETY: the descriptor was just created and nothing else owns it.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+        })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: key };
         // SAFETY: `ev` is valid for the call; epoll_ctl only reads it (DEL ignores it).
-        cvt(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) }).map(drop)
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) } as isize).map(drop)
     }
 
-    const INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
-
-    /// Registers `fd` under `key`, armed. The caller deletes it before closing `fd`.
-    pub(crate) fn add(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
-        self.ctl(
-            libc::EPOLL_CTL_ADD,
-            fd.as_raw_fd(),
-            Self::INTEREST,
-            key as u64,
-        )
+    /// Registers `fd` under `key` with `events`.
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>, key: u64, events: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, key)
     }
 
-    /// Re-arms a registration that fired.
-    pub(crate) fn modify(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
-        self.ctl(
-            libc::EPOLL_CTL_MOD,
-            fd.as_raw_fd(),
-            Self::INTEREST,
-            key as u64,
-        )
+    /// Changes a registration's events.
+    pub(crate) fn modify(&self, fd: BorrowedFd<'_>, key: u64, events: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), events, key)
     }
 
     /// Removes a registration.
@@ -118,49 +76,221 @@ impl Poller {
         self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
     }
 
-    /// Waits up to `timeout` (forever for `None`) for registrations to fire or a
-    /// notification; interrupted waits return with no events.
-    pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        let ms = match timeout {
-            None => -1,
-            Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
-        };
-        // SAFETY: the list has `len()` initialised entries for epoll_wait to overwrite.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epoll.as_raw_fd(),
-                events.list.as_mut_ptr(),
-                events.list.len() as libc::c_int,
-                ms,
-            )
-        };
+    /// Waits for one ready registration, up to `timeout` (forever for `None`). `Ok(None)`
+    /// when the wait timed out or a signal interrupted it.
+    pub(crate) fn wait_one(&self, timeout: Option<Duration>) -> io::Result<Option<Ready>> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: one valid entry for epoll_wait to fill.
+        let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), &mut ev, 1, timeout_ms(timeout)) };
         if n < 0 {
-            events.len = 0;
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(())
+                Ok(None)
             } else {
                 Err(e)
             };
         }
-        events.len = n as usize;
-        if events.list[..events.len]
-            .iter()
-            .any(|e| e.u64 == NOTIFY_KEY)
-        {
-            let mut buf = [0u8; 8];
-            // SAFETY: reads at most 8 bytes into `buf`; the eventfd is non-blocking.
-            unsafe { libc::read(self.notifier.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-        }
-        Ok(())
+        Ok((n == 1).then_some(Ready {
+            key: ev.u64,
+            flags: ev.events,
+        }))
+    }
+}
+
+/// Milliseconds for poll-like calls; a sub-millisecond rest rounds up, so it never
+/// becomes a busy loop of zero-millisecond waits.
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
+    }
+}
+
+/// An eventfd: written to wake a waiter (also from a signal handler), read to clear.
+#[derive(Debug)]
+pub(crate) struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    pub(crate) fn new() -> io::Result<EventFd> {
+        // SAFETY: plain syscall returning a new descriptor, owned at once.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) } as isize)?;
+        // SAFETY: the descriptor was just created and nothing else owns it.
+        Ok(EventFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+        })
     }
 
-    /// Wakes the current or next [`Poller::wait`].
-    pub(crate) fn notify(&self) -> io::Result<()> {
-        let one: u64 = 1;
-        // SAFETY: writes the 8 bytes of `one`; an eventfd at its maximum returns EAGAIN,
-        // which still leaves a notification pending.
-        unsafe { libc::write(self.notifier.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        Ok(())
+    /// Makes the descriptor readable (async-signal-safe: one `write`).
+    pub(crate) fn notify(&self) {
+        notify_raw(self.fd.as_raw_fd());
+    }
+
+    /// Clears it.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `buf`; the eventfd is non-blocking.
+        unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    }
+
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+}
+
+/// Writes 1 to the eventfd `fd`; async-signal-safe. An eventfd at its maximum refuses the
+/// write, which still leaves it readable.
+pub(crate) fn notify_raw(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of `one` to a descriptor; a stale one fails harmlessly.
+    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// A timerfd on the monotonic clock, armed to one absolute time.
+#[derive(Debug)]
+pub(crate) struct TimerFd {
+    fd: OwnedFd,
+}
+
+impl TimerFd {
+    pub(crate) fn new() -> io::Result<TimerFd> {
+        // SAFETY: plain syscall returning a new descriptor, owned at once.
+        let fd = cvt(unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+            )
+        } as isize)?;
+        // SAFETY: the descriptor was just created and nothing else owns it.
+        Ok(TimerFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+        })
+    }
+
+    /// Fires once, `after` from now (at least a millisecond).
+    pub(crate) fn arm(&self, after: Duration) {
+        let after = after.max(Duration::from_millis(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is valid for the call; the old value is not asked for.
+        unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Clears the expiration.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `buf`; the timerfd is non-blocking.
+        unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+    }
+
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+}
+
+/// The peer of an accepted connection.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// A TCP peer's address.
+    Ip(IpAddr),
+    /// A Unix-socket peer.
+    Local,
+}
+
+/// `accept4(fd, SOCK_NONBLOCK | SOCK_CLOEXEC)`: a new non-blocking connection and its
+/// peer, from the address `accept4` reports (no extra `getpeername`).
+pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, Peer)> {
+    // SAFETY: sockaddr_storage is plain data; accept4 writes at most `len` bytes into it.
+    unsafe {
+        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let s = libc::accept4(
+            fd.as_raw_fd(),
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        );
+        if s < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let owned = OwnedFd::from_raw_fd(s);
+        let peer = match addr.ss_family as libc::c_int {
+            libc::AF_INET => {
+                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                Peer::Ip(IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))))
+            }
+            libc::AF_INET6 => {
+                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                Peer::Ip(IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr)))
+            }
+            _ => Peer::Local,
+        };
+        Ok((owned, peer))
+    }
+}
+
+/// `recv(fd, buf, 0)` on a non-blocking socket: `WouldBlock` when nothing is there.
+pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the call.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        match cvt(n) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
+/// `sendmsg(fd, bufs, MSG_NOSIGNAL)`: a gathered write that never raises SIGPIPE (a C
+/// program may not ignore it). `WouldBlock` when the socket has no room.
+pub(crate) fn send(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: msghdr is plain data; every field the kernel reads is set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    loop {
+        // SAFETY: `msg` points at `bufs`, which outlive the call; sendmsg only reads them.
+        let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        match cvt(n) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
+/// Waits until `fd` is readable (`write` false) or writable, up to `timeout`; false when
+/// the time passed without it. Errors and hang-ups count as ready (the next call says).
+pub(crate) fn wait_fd(
+    fd: BorrowedFd<'_>,
+    write: bool,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: if write { libc::POLLOUT } else { libc::POLLIN },
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd that lives across the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms(timeout)) };
+        if n >= 0 {
+            return Ok(n > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }

@@ -1,15 +1,9 @@
-//! The few raw system calls std and socket2 do not offer, in one place: `recv` with
-//! `MSG_PEEK`, `getpeername`, `poll(2)` for the client's full-duplex I/O, the shutdown
-//! signal pipe, and the poller (epoll on Linux, the `polling` crate elsewhere).
+//! The few raw system calls std and socket2 do not offer, in one place: the reactor's
+//! epoll, eventfd and timerfd and its socket calls ([`epoll`]), `recv` with `MSG_PEEK`,
+//! `getpeername`, `poll(2)` for the client's full-duplex I/O, and the shutdown signal
+//! pipe. The crate is Linux-only: these are Linux interfaces.
 
-#[cfg(target_os = "linux")]
-mod epoll;
-#[cfg(target_os = "linux")]
-pub(crate) use epoll::{Events, Poller};
-#[cfg(not(target_os = "linux"))]
-mod portable;
-#[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{Events, Poller};
+pub(crate) mod epoll;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -102,6 +96,18 @@ pub(crate) fn shutdown_signal_pipe() -> io::Result<std::os::fd::OwnedFd> {
         }
     }
     Ok(read)
+}
+
+/// Whether the open file behind `fd` has `O_NONBLOCK` set.
+pub(crate) fn is_nonblocking(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: F_GETFL only queries the open file's status flags.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    flags != -1 && flags & libc::O_NONBLOCK != 0
+}
+
+/// `TCP_NODELAY` on a socket; set on a listening socket, accepted sockets inherit it.
+pub(crate) fn set_nodelay(fd: BorrowedFd<'_>) {
+    let _ = socket2::SockRef::from(&fd).set_nodelay(true);
 }
 
 /// Whether `fd` is an open descriptor (`fcntl(F_GETFD)` succeeds); checked before taking
@@ -215,13 +221,7 @@ pub(crate) fn poll_with_waker(
     ))
 }
 
-fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
-    match timeout {
-        None => -1,
-        // Round up so a sub-millisecond remainder does not become a busy loop of 0 ms polls.
-        Some(d) => d.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
-    }
-}
+use epoll::timeout_ms;
 
 /// `TCP_DEFER_ACCEPT` on a listening TCP socket (Linux): `accept` then reports a connection
 /// once its first bytes are in, so the server can serve it at once instead of parking it in

@@ -1,0 +1,1236 @@
+//! The connection engine: one reactor that every face of the crate uses (the Rust
+//! [`Server`](crate::Server), multiplexed connections, and the C ABI's `FCGX_Accept_r`).
+//!
+//! Threads that are free to serve a request call [`Engine::next`]; that is the only place
+//! where the engine waits. A free thread waits on the engine's epoll set and handles what
+//! comes: it accepts one connection when a listener is ready (so connections are accepted
+//! only while a thread is free to take their request, and processes sharing a socket keep
+//! sharing its load), reads a connection's bytes without blocking, feeds them to the
+//! connection's [`machine::Machine`], and takes the request once its head is complete. A
+//! slow or silent peer costs a descriptor and a deadline, never a thread. A request then
+//! reads the rest of its input and writes its output on its own thread, each blocking call
+//! under a deadline; when it ends, output the peer has not taken yet is finished from the
+//! poller ("write completion"), and a kept-alive connection waits in the epoll set with no
+//! thread and no read buffer.
+//!
+//! Connections stay registered, edge-triggered, for their whole life: a kept-alive request
+//! costs `epoll_wait`, `recv` and `sendmsg`, nothing else. Listeners are level-triggered
+//! with `EPOLLEXCLUSIVE`. Deadlines (a head's, an idle connection's, a slow reader's, a
+//! closing connection's linger) share one timerfd, armed only while one is pending, so an
+//! idle engine wakes for nothing.
+
+pub(crate) mod conn;
+pub(crate) mod machine;
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+pub(crate) use conn::{aborted_error, BufPool, Conn, Inbox, Shared};
+pub(crate) use machine::{Event, Head, Limits, Progress, Which};
+
+use crate::server::{AllowList, Listener};
+use crate::sys::epoll::{self, Epoll, EventFd, Peer, TimerFd};
+
+const WAKE: u64 = u64::MAX;
+const TIMER: u64 = u64::MAX - 1;
+const LISTENER_BASE: u64 = 1 << 62;
+/// How long a closing connection may take to send its last bytes before it is dropped.
+const LINGER: Duration = Duration::from_secs(2);
+/// How long accepting pauses when descriptors (or memory) run out.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
+/// At most one log line per this interval for repeated accept errors.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How an engine is set up.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) limits: Limits,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) allow: Option<AllowList>,
+    pub(crate) log_errors: bool,
+    /// Polled when the engine wakes: a shutdown requested from outside (a signal handler
+    /// that sets a flag and writes [`Engine::wake_fd`]).
+    pub(crate) external_stop: Option<fn() -> bool>,
+    /// Count the distinct threads that call [`Engine::next`] as `FCGI_MAX_REQS`.
+    pub(crate) count_threads: bool,
+    /// A C program's accept loop: with one thread, one blocking listener and no
+    /// connection to watch, wait in `accept(2)` itself, as libfcgi does (the kernel hands
+    /// each connection to exactly one waiting process, and a signal interrupts the wait).
+    pub(crate) classic_accept: bool,
+}
+
+/// Numbers an engine keeps for [`crate::server::Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) busy: AtomicUsize,
+    pub(crate) max_busy: AtomicUsize,
+    pub(crate) open: AtomicUsize,
+    pub(crate) parked: AtomicUsize,
+    pub(crate) served: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) aborted: AtomicU64,
+}
+
+/// A request for a free thread: its head, its connection, and for a multiplexed
+/// connection the inbox its input arrives in.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) head: Head,
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) inbox: Option<Arc<Inbox>>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Receiving a request head (or management records).
+    Head,
+    /// Between requests.
+    Idle,
+    /// A multiplexed connection: requests may run, input is routed.
+    Mpx,
+    /// Our side is shut down; the peer's last bytes are read and dropped.
+    Closing,
+    /// Output of a finished request waits for the peer to read it; then the connection
+    /// goes on (`keep`) or closes.
+    Flush { keep: bool },
+}
+
+#[derive(Debug)]
+struct Entry {
+    conn: Arc<Conn>,
+    /// A thread works on the connection (drives its input, or serves its request).
+    busy: bool,
+    /// An event came while busy.
+    event: bool,
+    phase: Phase,
+    deadline: Option<Instant>,
+    /// The epoll registration's events, `None` before the first registration.
+    interest: Option<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    gen: u32,
+    entry: Option<Entry>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    open: usize,
+}
+
+impl Table {
+    fn reserve(&mut self) -> u64 {
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::default());
+            (self.slots.len() - 1) as u32
+        });
+        let gen = self.slots[idx as usize].gen;
+        ((gen as u64) << 32) | idx as u64
+    }
+
+    fn get(&mut self, key: u64) -> Option<&mut Entry> {
+        let slot = self.slots.get_mut((key & 0xffff_ffff) as usize)?;
+        if slot.gen != (key >> 32) as u32 {
+            return None;
+        }
+        slot.entry.as_mut()
+    }
+
+    fn remove(&mut self, key: u64) -> Option<Entry> {
+        let idx = (key & 0xffff_ffff) as usize;
+        let slot = self.slots.get_mut(idx)?;
+        if slot.gen != (key >> 32) as u32 {
+            return None;
+        }
+        let e = slot.entry.take()?;
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free.push(idx as u32);
+        self.open -= 1;
+        Some(e)
+    }
+}
+
+/// What reading a connection's input led to.
+enum Pumped {
+    /// A request for this thread (connections that do not multiplex).
+    Job(Job),
+    /// Nothing more to read now.
+    Wait,
+    /// A multiplexed request's inbox is full: input waits for it.
+    Stalled,
+    /// The connection is done: `clean` when nothing of it is left unread.
+    Close { clean: bool },
+}
+
+/// A listener and whether its file is non-blocking (accept cannot block).
+#[derive(Debug)]
+struct Listening {
+    listener: Listener,
+    nonblocking: bool,
+}
+
+/// The reactor; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    epoll: Epoll,
+    wake: EventFd,
+    timer: TimerFd,
+    timer_at: Mutex<Option<Instant>>,
+    listeners: RwLock<Vec<Listening>>,
+    /// Whether the listeners are in the epoll set.
+    listening: Mutex<bool>,
+    /// Accepting pauses until then (descriptors ran out).
+    backoff_until: Mutex<Option<Instant>>,
+    accept_log: Mutex<(Option<Instant>, u64)>,
+    table: Mutex<Table>,
+    ready: Mutex<VecDeque<Job>>,
+    ready_len: AtomicUsize,
+    waiters: AtomicUsize,
+    stopping: AtomicBool,
+    /// Jobs handed out and not finished, for a graceful stop to wait on.
+    jobs: Mutex<usize>,
+    jobs_done: Condvar,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) counters: Arc<Counters>,
+    idle_timeout: Option<Duration>,
+    allow: Option<AllowList>,
+    external_stop: Option<fn() -> bool>,
+    count_threads: bool,
+    classic_accept: bool,
+}
+
+thread_local! {
+    /// Engines (by address) this thread has asked for requests.
+    static SEEN: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "FastCGI engine stopped")
+}
+
+impl Engine {
+    /// An engine on `listeners`; its counters go to `counters`.
+    pub(crate) fn new(
+        listeners: Vec<Listener>,
+        opts: Options,
+        counters: Arc<Counters>,
+    ) -> io::Result<Arc<Engine>> {
+        let epoll = Epoll::new()?;
+        let wake = EventFd::new()?;
+        let timer = TimerFd::new()?;
+        epoll.add(wake.as_fd(), WAKE, epoll::LEVEL)?;
+        epoll.add(timer.as_fd(), TIMER, epoll::LEVEL)?;
+        let listeners = listeners
+            .into_iter()
+            .map(|l| {
+                if let Listener::Tcp(t) = &l {
+                    // FastCGI clients speak first: accept once the first bytes are in, and
+                    // send responses without Nagle's delay (accepted sockets inherit it).
+                    crate::sys::set_defer_accept(t.as_fd());
+                    crate::sys::set_nodelay(t.as_fd());
+                }
+                Listening {
+                    nonblocking: crate::sys::is_nonblocking(l.as_fd()),
+                    listener: l,
+                }
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            limits: opts.limits,
+            bufs: BufPool::default(),
+            read_timeout: opts.read_timeout,
+            write_timeout: opts.write_timeout,
+            log_errors: opts.log_errors,
+        });
+        let engine = Arc::new(Engine {
+            epoll,
+            wake,
+            timer,
+            timer_at: Mutex::new(None),
+            listeners: RwLock::new(listeners),
+            listening: Mutex::new(false),
+            backoff_until: Mutex::new(None),
+            accept_log: Mutex::new((None, 0)),
+            table: Mutex::new(Table::default()),
+            ready: Mutex::new(VecDeque::new()),
+            ready_len: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            jobs: Mutex::new(0),
+            jobs_done: Condvar::new(),
+            shared,
+            counters,
+            idle_timeout: opts.idle_timeout,
+            allow: opts.allow,
+            external_stop: opts.external_stop,
+            count_threads: opts.count_threads,
+            classic_accept: opts.classic_accept,
+        });
+        engine.update_listening();
+        Ok(engine)
+    }
+
+    /// The eventfd that wakes the engine's waiters (for signal handlers).
+    pub(crate) fn wake_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.wake.as_fd().as_raw_fd()
+    }
+
+    pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
+        self.shared.log(args)
+    }
+
+    fn is_stopping(&self) -> bool {
+        if self.stopping.load(Ordering::Acquire) {
+            return true;
+        }
+        if self.external_stop.is_some_and(|f| f()) {
+            self.stop();
+            return true;
+        }
+        false
+    }
+
+    /// Whether every listener is non-blocking (a program's `O_NONBLOCK` socket).
+    pub(crate) fn nonblocking(&self) -> bool {
+        let ls = self.listeners.read();
+        !ls.is_empty() && ls.iter().all(|l| l.nonblocking)
+    }
+
+    /// Blocks until a request's head is complete and returns it; the calling thread then
+    /// serves it and hands it back with [`Engine::finish`]. With `wait` false, returns
+    /// `WouldBlock` instead of waiting when nothing is ready.
+    ///
+    /// # Errors
+    ///
+    /// `Interrupted` once the engine stops; `WouldBlock` (see above); epoll errors.
+    pub(crate) fn next(&self, wait: bool) -> io::Result<Job> {
+        if self.count_threads {
+            self.count_thread();
+        }
+        loop {
+            if self.is_stopping() {
+                return Err(stopped());
+            }
+            if wait && self.classic_accept && self.may_wait_in_accept() {
+                if let Some(job) = self.accept_blocking() {
+                    return Ok(self.hand_out(job));
+                }
+                continue;
+            }
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            if self.ready_len.load(Ordering::SeqCst) > 0 {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                if let Some(job) = self.pop_ready() {
+                    return Ok(self.hand_out(job));
+                }
+                continue;
+            }
+            let timeout = if wait { None } else { Some(Duration::ZERO) };
+            let ev = self.epoll.wait_one(timeout);
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            let Some(ev) = ev? else {
+                if !wait && !self.is_stopping() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                continue;
+            };
+            let job = match ev.key {
+                WAKE => {
+                    if !self.is_stopping() {
+                        self.wake.drain();
+                    }
+                    None
+                }
+                TIMER => {
+                    self.timer.drain();
+                    self.on_timer();
+                    None
+                }
+                k if k & LISTENER_BASE != 0 => self.accept((k & !LISTENER_BASE) as usize),
+                k => self.on_event(k, ev),
+            };
+            if let Some(job) = job {
+                return Ok(self.hand_out(job));
+            }
+        }
+    }
+
+    fn count_thread(&self) {
+        let me = self as *const Engine as usize;
+        SEEN.with(|seen| {
+            let mut seen = seen.borrow_mut();
+            if !seen.contains(&me) {
+                seen.push(me);
+                self.shared.limits.max_reqs.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    fn hand_out(&self, job: Job) -> Job {
+        *self.jobs.lock() += 1;
+        job
+    }
+
+    fn pop_ready(&self) -> Option<Job> {
+        let mut q = self.ready.lock();
+        let job = q.pop_front()?;
+        self.ready_len.fetch_sub(1, Ordering::SeqCst);
+        if !q.is_empty() && self.waiters.load(Ordering::SeqCst) > 0 {
+            // Pass the wake-up on: the rest should run in parallel.
+            self.wake.notify();
+        }
+        Some(job)
+    }
+
+    /// Queues a job for the next free thread, waking one if any waits.
+    pub(crate) fn push_ready(&self, job: Job) {
+        self.ready.lock().push_back(job);
+        self.ready_len.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.wake.notify();
+        }
+    }
+
+    // ---- accepting ----
+
+    /// Puts the listeners in the epoll set, or takes them out, as the state says: out while
+    /// stopping, while backing off, and while the connection limit is reached.
+    fn update_listening(&self) {
+        let want = !self.stopping.load(Ordering::Acquire)
+            && self.backoff_until.lock().is_none()
+            && self.table.lock().open < self.shared.limits.max_conns;
+        let mut on = self.listening.lock();
+        if *on == want {
+            return;
+        }
+        for (i, l) in self.listeners.read().iter().enumerate() {
+            let fd = l.listener.as_fd();
+            let _ = if want {
+                self.epoll
+                    .add(fd, LISTENER_BASE | i as u64, epoll::LISTENER)
+            } else {
+                self.epoll.delete(fd)
+            };
+        }
+        *on = want;
+    }
+
+    /// Whether the calling thread may wait in `accept(2)` itself: the only thread, one
+    /// blocking listener, and nothing else the engine must watch.
+    fn may_wait_in_accept(&self) -> bool {
+        if self.shared.limits.max_reqs.load(Ordering::Relaxed) > 1
+            || self.ready_len.load(Ordering::SeqCst) > 0
+            || self.backoff_until.lock().is_some()
+            || self.table.lock().open > 0
+        {
+            return false;
+        }
+        let ls = self.listeners.read();
+        ls.len() == 1 && !ls[0].nonblocking
+    }
+
+    fn accept_blocking(&self) -> Option<Job> {
+        let res = {
+            let ls = self.listeners.read();
+            epoll::accept(ls.first()?.listener.as_fd())
+        };
+        self.accepted(res)
+    }
+
+    fn accept(&self, i: usize) -> Option<Job> {
+        let res = {
+            let ls = self.listeners.read();
+            let l = ls.get(i)?;
+            if !l.nonblocking
+                && !epoll::wait_fd(l.listener.as_fd(), false, Some(Duration::ZERO)).unwrap_or(false)
+            {
+                // A blocking listener whose connection another process took meanwhile:
+                // accepting would block this thread.
+                return None;
+            }
+            epoll::accept(l.listener.as_fd())
+        };
+        self.accepted(res)
+    }
+
+    fn accepted(&self, res: io::Result<(OwnedFd, Peer)>) -> Option<Job> {
+        let (fd, peer) = match res {
+            Ok(x) => x,
+            Err(e) => {
+                self.accept_error(e);
+                return None;
+            }
+        };
+        if let (Some(list), Peer::Ip(ip)) = (&self.allow, peer) {
+            if !list.allows(Some(ip)) {
+                self.log(format_args!(
+                    "connection from {ip} dropped: not in FCGI_WEB_SERVER_ADDRS"
+                ));
+                return None;
+            }
+        }
+        let conn = self.insert(fd);
+        self.drive(conn, false)
+    }
+
+    fn accept_error(&self, e: io::Error) {
+        match e.raw_os_error() {
+            // Another waiter took it, or the peer gave up: nothing to do.
+            Some(libc::EAGAIN | libc::ECONNABORTED | libc::EPROTO | libc::EINTR | libc::EPERM) => {}
+            code => {
+                if matches!(
+                    code,
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                ) {
+                    // Out of descriptors or memory: stop accepting for a moment (waiting
+                    // connections stay in the kernel's queue), never spin.
+                    let until = Instant::now() + ACCEPT_BACKOFF;
+                    *self.backoff_until.lock() = Some(until);
+                    self.update_listening();
+                    self.arm_timer(until);
+                }
+                let mut log = self.accept_log.lock();
+                let now = Instant::now();
+                if log.0.is_none_or(|t| now.duration_since(t) >= LOG_INTERVAL) {
+                    let more = std::mem::take(&mut log.1);
+                    *log = (Some(now), 0);
+                    drop(log);
+                    if more > 0 {
+                        self.log(format_args!(
+                            "accept: {e} (and {more} more since the last message); pausing"
+                        ));
+                    } else {
+                        self.log(format_args!("accept: {e}; pausing"));
+                    }
+                } else {
+                    log.1 += 1;
+                }
+            }
+        }
+    }
+
+    /// Records a new connection, busy (the caller drives it).
+    fn insert(&self, fd: OwnedFd) -> Arc<Conn> {
+        let mut t = self.table.lock();
+        let key = t.reserve();
+        let conn = Arc::new(Conn::new(fd, key, Arc::clone(&self.shared)));
+        let idx = (key & 0xffff_ffff) as usize;
+        t.slots[idx].entry = Some(Entry {
+            conn: Arc::clone(&conn),
+            busy: true,
+            event: false,
+            phase: Phase::Head,
+            deadline: None,
+            interest: None,
+        });
+        t.open += 1;
+        let at_limit = t.open >= self.shared.limits.max_conns;
+        drop(t);
+        self.counters.open.fetch_add(1, Ordering::Relaxed);
+        if at_limit {
+            self.update_listening();
+        }
+        conn
+    }
+
+    // ---- connection events ----
+
+    fn on_event(&self, key: u64, ev: epoll::Ready) -> Option<Job> {
+        let conn = {
+            let mut t = self.table.lock();
+            let e = t.get(key)?;
+            if e.busy {
+                e.event = true;
+                return None;
+            }
+            e.busy = true;
+            Arc::clone(&e.conn)
+        };
+        self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+        self.drive(conn, ev.writable())
+    }
+
+    fn phase(&self, conn: &Conn) -> Phase {
+        self.table
+            .lock()
+            .get(conn.key)
+            .map_or(Phase::Closing, |e| e.phase)
+    }
+
+    /// Works on a connection this thread holds (busy): sends waiting output, reads what
+    /// the socket has and feeds the machine, until a request is ready for this thread or
+    /// the connection waits in the poller again (or closes). Other requests that became
+    /// ready (multiplexed connections) are queued for other threads.
+    fn drive(&self, conn: Arc<Conn>, _writable: bool) -> Option<Job> {
+        loop {
+            let mut phase = self.phase(&conn);
+            if conn.has_pending() {
+                match conn.flush() {
+                    Ok(true) => {
+                        if self.park(&conn, phase) {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(_) => {
+                        if let Phase::Flush { .. } = phase {
+                            self.counters.aborted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.close(&conn, false);
+                        return None;
+                    }
+                }
+            }
+            match phase {
+                Phase::Flush { keep: true } => phase = Phase::Idle,
+                Phase::Flush { keep: false } => {
+                    let clean = self.input_clean(&conn);
+                    self.close(&conn, !clean);
+                    return None;
+                }
+                Phase::Closing => {
+                    if self.drain_closing(&conn) && !self.park(&conn, Phase::Closing) {
+                        continue;
+                    }
+                    return None;
+                }
+                _ => {}
+            }
+            let pumped = self.pump(&conn);
+            if conn.has_pending() && !matches!(pumped, Pumped::Job(_)) {
+                // Replies the peer has not taken yet: wait for room first.
+                if let Pumped::Close { .. } = pumped {
+                    self.close(&conn, true);
+                    return None;
+                }
+            }
+            match pumped {
+                Pumped::Job(job) => return Some(job),
+                Pumped::Wait | Pumped::Stalled => {
+                    let next = self.wait_phase(&conn, phase);
+                    if matches!(pumped, Pumped::Wait) && conn.read.lock().maybe_more {
+                        continue;
+                    }
+                    if self.park(&conn, next) {
+                        return self.take_queued_for_me();
+                    }
+                }
+                Pumped::Close { clean } => {
+                    self.close(&conn, !clean);
+                    return self.take_queued_for_me();
+                }
+            }
+        }
+    }
+
+    /// A multiplexed connection's requests were queued while driving it; the driving
+    /// thread is free, so it takes the first itself (no wake-up needed).
+    fn take_queued_for_me(&self) -> Option<Job> {
+        if self.ready_len.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        self.pop_ready()
+    }
+
+    /// The phase a connection waits in after its input was read.
+    fn wait_phase(&self, conn: &Conn, current: Phase) -> Phase {
+        if self.shared.limits.multiplex {
+            return Phase::Mpx;
+        }
+        let rs = conn.read.lock();
+        match current {
+            Phase::Idle | Phase::Head if rs.machine.is_idle() && rs.buf.is_empty() => Phase::Idle,
+            _ => Phase::Head,
+        }
+    }
+
+    /// Whether nothing of the connection's input is left unread (closing cannot reset it).
+    fn input_clean(&self, conn: &Conn) -> bool {
+        let rs = conn.read.lock();
+        rs.buf.is_empty() && rs.machine.at_boundary() && !rs.maybe_more
+    }
+
+    /// Feeds the connection's input to its machine, reading the socket without blocking.
+    fn pump(&self, conn: &Arc<Conn>) -> Pumped {
+        let lim = &self.shared.limits;
+        let pool = &self.shared.bufs;
+        let mut rs = conn.read.lock();
+        let mut drained = false;
+        let result = loop {
+            if rs.stalled.is_some() {
+                break Pumped::Stalled;
+            }
+            let progress = {
+                let rs = &mut *rs;
+                rs.machine.advance(lim, rs.buf.pending(), usize::MAX)
+            };
+            match progress {
+                Err(e) => {
+                    self.log(format_args!("connection closed: {e}"));
+                    break Pumped::Close { clean: false };
+                }
+                Ok(Progress::Event(used, ev)) => {
+                    let data_at = used;
+                    match ev {
+                        Event::Head(head) if !lim.multiplex => {
+                            rs.buf.consume(used);
+                            break Pumped::Job(Job {
+                                head,
+                                conn: Arc::clone(conn),
+                                inbox: None,
+                            });
+                        }
+                        Event::Head(head) => {
+                            rs.buf.consume(used);
+                            let inbox = Arc::new(Inbox::default());
+                            rs.routes.push((head.id, Arc::clone(&inbox)));
+                            self.push_ready(Job {
+                                head,
+                                conn: Arc::clone(conn),
+                                inbox: Some(inbox),
+                            });
+                        }
+                        Event::Data { id, which, len } => {
+                            let full = match rs.route(id) {
+                                Some(b) => {
+                                    !b.push(which, &rs.buf.pending()[data_at - len..data_at])
+                                }
+                                None => false,
+                            };
+                            rs.buf.consume(used);
+                            if full {
+                                rs.stalled = Some(id);
+                            }
+                        }
+                        Event::End { id, which } => {
+                            rs.buf.consume(used);
+                            if let Some(b) = rs.route(id) {
+                                b.end(which);
+                            }
+                        }
+                        Event::Abort { id } => {
+                            rs.buf.consume(used);
+                            if let Some(b) = rs.route(id) {
+                                b.abort();
+                            }
+                        }
+                    }
+                }
+                Ok(Progress::Blocked(used)) => {
+                    rs.buf.consume(used);
+                    break Pumped::Wait;
+                }
+                Ok(Progress::NeedMore(used)) => {
+                    rs.buf.consume(used);
+                    if rs.machine.wants_close() {
+                        break Pumped::Close {
+                            clean: rs.buf.is_empty(),
+                        };
+                    }
+                    if rs.eof {
+                        if !rs.machine.is_idle() {
+                            self.log(format_args!(
+                                "connection closed in the middle of a request head"
+                            ));
+                        }
+                        break Pumped::Close { clean: true };
+                    }
+                    if drained {
+                        break Pumped::Wait;
+                    }
+                    match rs.fill_nonblocking(conn.as_fd(), pool) {
+                        Ok(true) => drained = !rs.maybe_more,
+                        Ok(false) => break Pumped::Wait,
+                        Err(_) => break Pumped::Close { clean: false },
+                    }
+                }
+            }
+        };
+        for note in rs.machine.take_notes() {
+            self.log(format_args!("{note}"));
+        }
+        if rs.machine.has_output() {
+            let out = rs.machine.take_output();
+            if conn.write_or_queue(&[&out]).is_err() {
+                rs.buf.release(pool);
+                return Pumped::Close { clean: false };
+            }
+        }
+        if !matches!(result, Pumped::Job(_)) {
+            rs.buf.release(pool);
+        }
+        if let Pumped::Close { .. } = result {
+            for (_, b) in rs.routes.drain(..) {
+                b.abort();
+            }
+        }
+        result
+    }
+
+    /// Reads and drops what a closing connection's peer still sends. Returns false when
+    /// the connection is finished (closed).
+    fn drain_closing(&self, conn: &Arc<Conn>) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            match epoll::recv(conn.as_fd(), &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => break,
+            }
+        }
+        self.close(conn, false);
+        false
+    }
+
+    /// Gives a connection this thread holds back to the poller, to wait in `phase`.
+    /// Returns false (and keeps it busy) when an event came meanwhile: drive it again.
+    fn park(&self, conn: &Arc<Conn>, phase: Phase) -> bool {
+        let now = Instant::now();
+        let deadline = match phase {
+            Phase::Head => self.shared.read_timeout.map(|t| now + t),
+            Phase::Idle => self.idle_timeout.map(|t| now + t),
+            Phase::Mpx => {
+                let idle = conn.read.lock().machine.active() == 0;
+                if idle {
+                    self.idle_timeout.map(|t| now + t)
+                } else {
+                    None
+                }
+            }
+            Phase::Flush { .. } => self.shared.write_timeout.map(|t| now + t),
+            Phase::Closing => Some(now + LINGER),
+        };
+        let want = if conn.has_pending() {
+            epoll::CONN_OUT
+        } else {
+            epoll::CONN
+        };
+        let mut t = self.table.lock();
+        let Some(e) = t.get(conn.key) else {
+            return true;
+        };
+        if e.event {
+            e.event = false;
+            return false;
+        }
+        if e.interest != Some(want) {
+            let r = match e.interest {
+                None => self.epoll.add(conn.as_fd(), conn.key, want),
+                Some(_) => self.epoll.modify(conn.as_fd(), conn.key, want),
+            };
+            if let Err(err) = r {
+                drop(t);
+                self.log(format_args!("cannot watch a connection: {err}"));
+                self.close(conn, false);
+                return true;
+            }
+            e.interest = Some(want);
+        }
+        e.busy = false;
+        e.phase = phase;
+        e.deadline = deadline;
+        drop(t);
+        self.counters.parked.fetch_add(1, Ordering::Relaxed);
+        if let Some(d) = deadline {
+            self.arm_timer(d);
+        }
+        true
+    }
+
+    /// Closes a connection: at once, or (`linger`) by shutting our side and reading what
+    /// the peer still sends for a moment, so unread input does not reset the response.
+    fn close(&self, conn: &Arc<Conn>, linger: bool) {
+        if linger && !conn.is_broken() {
+            conn.shutdown_write();
+            {
+                let mut rs = conn.read.lock();
+                rs.buf.release(&self.shared.bufs);
+                for (_, b) in rs.routes.drain(..) {
+                    b.abort();
+                }
+            }
+            if let Some(e) = self.table.lock().get(conn.key) {
+                e.phase = Phase::Closing;
+            }
+            if !self.drain_closing(conn) {
+                return;
+            }
+            if !self.park(conn, Phase::Closing) {
+                // An event came: the next drive reads it.
+                self.drive(Arc::clone(conn), false);
+            }
+            return;
+        }
+        let entry = self.table.lock().remove(conn.key);
+        let Some(entry) = entry else { return };
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        if !entry.busy {
+            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+        }
+        {
+            let mut rs = conn.read.lock();
+            for (_, b) in rs.routes.drain(..) {
+                b.abort();
+            }
+        }
+        if Arc::strong_count(conn) > 2 {
+            // Requests still hold it (multiplexed): make their I/O fail now, and stop its
+            // events, since the descriptor stays open until they drop it.
+            conn.shutdown_both();
+            if entry.interest.is_some() {
+                let _ = self.epoll.delete(conn.as_fd());
+            }
+        }
+        drop(entry);
+        if self.table.lock().open + 1 == self.shared.limits.max_conns {
+            self.update_listening();
+        }
+    }
+
+    // ---- requests ----
+
+    /// Ends a request of a connection that does not multiplex: `tail` (the output's last
+    /// records and END_REQUEST) goes out, then the connection waits for its next request,
+    /// or its output is finished from the poller, or it closes. When the next request is
+    /// already buffered (pipelined), it is returned for this thread.
+    pub(crate) fn finish(&self, job_conn: &Arc<Conn>, id: u16, tail: &[&[u8]]) -> Option<Job> {
+        self.job_done();
+        let conn = job_conn;
+        let lim = &self.shared.limits;
+        let (keep, clean) = {
+            let mut rs = conn.read.lock();
+            // The rest of this request's input that is already here is dropped.
+            loop {
+                let step = {
+                    let rs = &mut *rs;
+                    rs.machine.advance(lim, rs.buf.pending(), usize::MAX)
+                };
+                match step {
+                    Ok(Progress::Event(used, Event::Data { id: i, .. }))
+                    | Ok(Progress::Event(used, Event::End { id: i, .. }))
+                    | Ok(Progress::Event(used, Event::Abort { id: i }))
+                        if i == id =>
+                    {
+                        rs.buf.consume(used)
+                    }
+                    Ok(Progress::Event(used, _)) => rs.buf.consume(used),
+                    Ok(Progress::NeedMore(used)) | Ok(Progress::Blocked(used)) => {
+                        rs.buf.consume(used);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let done = rs.machine.input_done(id);
+            let keep = rs.machine.finish(lim, id).unwrap_or(false);
+            let clean = done && rs.buf.is_empty() && rs.machine.at_boundary() && !rs.maybe_more;
+            if !done {
+                // Input of the finished request that is still to come will be skipped.
+            }
+            (keep, clean)
+        };
+        let keep = keep && !self.stopping.load(Ordering::Acquire) && !conn.is_broken();
+        match conn.write_or_queue(tail) {
+            Err(_) => {
+                self.counters.aborted.fetch_add(1, Ordering::Relaxed);
+                self.close(conn, false);
+                return None;
+            }
+            Ok(true) => {
+                // The peer reads slowly: the poller finishes the output; no thread waits.
+                if !self.park(conn, Phase::Flush { keep }) {
+                    return self.drive(Arc::clone(conn), true);
+                }
+                return None;
+            }
+            Ok(false) => {}
+        }
+        if !keep {
+            self.close(conn, !clean);
+            return None;
+        }
+        if let Some(e) = self.table.lock().get(conn.key) {
+            e.phase = Phase::Idle;
+        }
+        self.drive(Arc::clone(conn), false)
+    }
+
+    /// Ends a request of a multiplexed connection: its id is released first (the web
+    /// server may reuse it once END_REQUEST is out), then `tail` is written.
+    pub(crate) fn finish_multiplexed(&self, conn: &Arc<Conn>, id: u16, tail: &[&[u8]]) -> bool {
+        self.job_done();
+        let (keep, idle) = {
+            let mut rs = conn.read.lock();
+            rs.unroute(id);
+            let keep = rs.machine.finish(&self.shared.limits, id).unwrap_or(false);
+            (keep, rs.machine.active() == 0)
+        };
+        let r = conn.write_all(tail);
+        if r.is_err() {
+            self.counters.aborted.fetch_add(1, Ordering::Relaxed);
+        }
+        if !keep && idle {
+            // Only this connection's own thread may close it; a parked one is closed here.
+            self.close_if_parked(conn);
+        }
+        r.is_ok()
+    }
+
+    fn close_if_parked(&self, conn: &Arc<Conn>) {
+        let parked = {
+            let mut t = self.table.lock();
+            match t.get(conn.key) {
+                Some(e) if !e.busy => {
+                    e.busy = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if parked {
+            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+            self.close(conn, true);
+        }
+    }
+
+    fn job_done(&self) {
+        let mut jobs = self.jobs.lock();
+        *jobs = jobs.saturating_sub(1);
+        if *jobs == 0 {
+            self.jobs_done.notify_all();
+        }
+    }
+
+    /// A multiplexed request's inbox drained while the connection's input waited for it:
+    /// read on (from the request's thread), queueing requests that become ready.
+    pub(crate) fn resume(&self, conn: &Arc<Conn>) {
+        conn.read.lock().stalled = None;
+        if self.try_take(conn) {
+            self.release(conn);
+        } else if let Some(e) = self.table.lock().get(conn.key) {
+            e.event = true;
+        }
+    }
+
+    /// Takes a parked connection for this thread (false when another thread has it).
+    fn try_take(&self, conn: &Conn) -> bool {
+        let mut t = self.table.lock();
+        match t.get(conn.key) {
+            Some(e) if !e.busy => {
+                e.busy = true;
+                drop(t);
+                self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drives a multiplexed connection this thread took until it waits in the poller;
+    /// requests that became ready go to the queue (this thread serves one already).
+    fn release(&self, conn: &Arc<Conn>) {
+        if let Some(job) = self.drive(Arc::clone(conn), false) {
+            self.push_ready(job);
+        }
+        for (_, b) in conn.read.lock().routes.iter() {
+            b.kick();
+        }
+    }
+
+    /// A multiplexed request needs input and none is there: when no other thread reads
+    /// its connection, read it here (routing what comes to every request of it) until
+    /// this request's input arrives or `deadline` passes. Returns false when another
+    /// thread reads the connection (wait for the inbox to change instead).
+    pub(crate) fn read_for(
+        &self,
+        conn: &Arc<Conn>,
+        inbox: &Inbox,
+        which: Which,
+        deadline: Option<Instant>,
+    ) -> bool {
+        if !self.try_take(conn) {
+            return false;
+        }
+        loop {
+            match self.pump(conn) {
+                Pumped::Close { clean } => {
+                    self.close(conn, !clean);
+                    return true;
+                }
+                Pumped::Job(job) => self.push_ready(job),
+                Pumped::Stalled => break,
+                Pumped::Wait => {
+                    if inbox.ready(which) {
+                        break;
+                    }
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left.is_some_and(|l| l.is_zero()) {
+                        break;
+                    }
+                    match epoll::wait_fd(conn.as_fd(), false, left) {
+                        Ok(true) => {}
+                        Ok(false) | Err(_) => break,
+                    }
+                }
+            }
+        }
+        self.release(conn);
+        true
+    }
+
+    /// The thread serving a request on `conn` is about to wait for its input: the
+    /// connection's events would only wake other threads meanwhile, so mute them.
+    pub(crate) fn mute(&self, conn: &Conn) {
+        let mut t = self.table.lock();
+        if let Some(e) = t.get(conn.key) {
+            if e.interest.is_some_and(|i| i != epoll::QUIET)
+                && self
+                    .epoll
+                    .modify(conn.as_fd(), conn.key, epoll::QUIET)
+                    .is_ok()
+            {
+                e.interest = Some(epoll::QUIET);
+            }
+        }
+    }
+
+    // ---- timers ----
+
+    fn arm_timer(&self, at: Instant) {
+        let mut cur = self.timer_at.lock();
+        if cur.is_some_and(|c| c <= at) {
+            return; // an earlier wake-up is set; it re-arms for the rest
+        }
+        *cur = Some(at);
+        self.timer.arm(at.saturating_duration_since(Instant::now()));
+    }
+
+    fn on_timer(&self) {
+        *self.timer_at.lock() = None;
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        {
+            let mut b = self.backoff_until.lock();
+            match *b {
+                Some(until) if until <= now => *b = None,
+                Some(until) => next = Some(until),
+                None => {}
+            }
+        }
+        self.update_listening();
+        let mut expired = Vec::new();
+        {
+            let mut t = self.table.lock();
+            for slot in t.slots.iter_mut() {
+                let Some(e) = slot.entry.as_mut() else {
+                    continue;
+                };
+                match e.deadline {
+                    Some(d) if !e.busy && d <= now => {
+                        e.busy = true;
+                        expired.push((Arc::clone(&e.conn), e.phase));
+                    }
+                    Some(d) if !e.busy => next = Some(next.map_or(d, |n| n.min(d))),
+                    _ => {}
+                }
+            }
+        }
+        for (conn, phase) in expired {
+            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+            match phase {
+                Phase::Head => {
+                    self.log(format_args!(
+                        "connection closed: request head not complete within {:?}",
+                        self.shared.read_timeout.unwrap_or_default()
+                    ));
+                    self.close(&conn, false);
+                }
+                Phase::Flush { .. } => {
+                    self.counters.aborted.fetch_add(1, Ordering::Relaxed);
+                    self.log(format_args!(
+                        "connection closed: the web server did not read the response within {:?}",
+                        self.shared.write_timeout.unwrap_or_default()
+                    ));
+                    self.close(&conn, false);
+                }
+                Phase::Idle | Phase::Mpx | Phase::Closing => self.close(&conn, false),
+            }
+        }
+        if let Some(n) = next {
+            self.arm_timer(n);
+        }
+    }
+
+    // ---- stopping ----
+
+    /// Stops accepting, closes idle connections, and makes every [`Engine::next`] return
+    /// `Interrupted`; requests in flight go on.
+    pub(crate) fn stop(&self) {
+        if self.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.update_listening();
+        // Closing the listeners resets connections still in their queue, so the web server
+        // tries elsewhere at once (and a Unix socket's file goes away).
+        self.listeners.write().clear();
+        let idle: Vec<Arc<Conn>> = {
+            let mut t = self.table.lock();
+            t.slots
+                .iter_mut()
+                .filter_map(|s| s.entry.as_mut())
+                .filter(|e| !e.busy && matches!(e.phase, Phase::Idle | Phase::Head))
+                .map(|e| {
+                    e.busy = true;
+                    Arc::clone(&e.conn)
+                })
+                .collect()
+        };
+        for c in idle {
+            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+            self.close(&c, false);
+        }
+        // Level-triggered and never drained from now on: every waiter wakes, in turn.
+        self.wake.notify();
+    }
+
+    /// Waits until every request handed out has finished, or `deadline` passes; returns
+    /// whether they all finished.
+    pub(crate) fn wait_finished(&self, deadline: Instant) -> bool {
+        let mut jobs = self.jobs.lock();
+        while *jobs > 0 {
+            if self.jobs_done.wait_until(&mut jobs, deadline).timed_out() {
+                return *jobs == 0;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Connections hold no reference to the engine; dropping the table closes them.
+        let t = self.table.get_mut();
+        for s in t.slots.iter_mut() {
+            if let Some(e) = s.entry.take() {
+                let mut rs = e.conn.read.lock();
+                for (_, b) in rs.routes.drain(..) {
+                    b.abort();
+                }
+            }
+        }
+    }
+}
