@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fcgi::client::{
-    get_values, Address, Backend, Config, Connection, Error, MuxConnection, Pool, Request,
+    get_values, Address, Backend, Config, Connection, Error, FcgiRequest, MuxConnection, Pool,
 };
 use fcgi::server::{Config as ServerConfig, ShutdownHandle, StatsHandle};
 use fcgi::Role;
@@ -114,7 +114,7 @@ fn fnv(data: &[u8]) -> u64 {
 }
 
 fn get(pool: &Pool, script: &str, query: &str) -> (u16, String) {
-    let req = Request::new()
+    let req = FcgiRequest::new()
         .param("SCRIPT_NAME", script)
         .param("QUERY_STRING", query)
         .param("REQUEST_METHOD", "GET");
@@ -134,7 +134,7 @@ fn get_post_status_headers_stderr_and_connection_reuse() {
     assert_eq!(get(&pool, "/nowhere", ""), (404, "no route".into()));
 
     let form = b"name=alice&city=paris&x=1";
-    let req = Request::new()
+    let req = FcgiRequest::new()
         .param("SCRIPT_NAME", "/form")
         .param("REQUEST_METHOD", "POST")
         .param("CONTENT_TYPE", "application/x-www-form-urlencoded")
@@ -145,7 +145,7 @@ fn get_post_status_headers_stderr_and_connection_reuse() {
     assert_eq!(body, "3 fields: name=alice,city=paris,x=1");
     drop(resp);
 
-    let req = Request::new().param("SCRIPT_NAME", "/created");
+    let req = FcgiRequest::new().param("SCRIPT_NAME", "/created");
     let mut resp = pool.send(req, std::io::empty()).unwrap();
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.header("Location"), Some("/items/9"));
@@ -155,7 +155,7 @@ fn get_post_status_headers_stderr_and_connection_reuse() {
     assert_eq!(b, "made");
     drop(resp);
 
-    let req = Request::new().param("SCRIPT_NAME", "/moved");
+    let req = FcgiRequest::new().param("SCRIPT_NAME", "/moved");
     let mut resp = pool.send(req, std::io::empty()).unwrap();
     assert_eq!(
         resp.status(),
@@ -170,14 +170,14 @@ fn get_post_status_headers_stderr_and_connection_reuse() {
     std::io::copy(&mut resp, &mut std::io::sink()).unwrap();
     drop(resp);
 
-    let req = Request::new().param("SCRIPT_NAME", "/warn");
+    let req = FcgiRequest::new().param("SCRIPT_NAME", "/warn");
     let mut resp = pool.send(req, std::io::empty()).unwrap();
     let mut b = String::new();
     resp.read_to_string(&mut b).unwrap();
     assert_eq!(b, "with a warning", "stderr never mixes into the body");
     assert_eq!(resp.finish().unwrap(), 3);
 
-    let req = Request::new().param("SCRIPT_NAME", "/warn");
+    let req = FcgiRequest::new().param("SCRIPT_NAME", "/warn");
     let mut resp = pool.send(req, std::io::empty()).unwrap();
     std::io::copy(&mut resp, &mut std::io::sink()).unwrap();
     assert_eq!(resp.stderr(), b"PHP Warning:  something odd\n");
@@ -202,7 +202,7 @@ fn sixteen_mib_up_and_down_streamed() {
     let up: Vec<u8> = (0..16 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
-    let req = Request::new()
+    let req = FcgiRequest::new()
         .param("SCRIPT_NAME", "/hash")
         .param("REQUEST_METHOD", "POST")
         .param("CONTENT_LENGTH", up.len().to_string());
@@ -213,7 +213,7 @@ fn sixteen_mib_up_and_down_streamed() {
     drop(resp);
 
     let n = 16 * 1024 * 1024;
-    let req = Request::new()
+    let req = FcgiRequest::new()
         .param("SCRIPT_NAME", "/download")
         .param("QUERY_STRING", n.to_string());
     let mut resp = conn.send(req, std::io::empty()).unwrap();
@@ -252,7 +252,7 @@ fn overloaded_server_gives_a_typed_error_and_unknown_role_too() {
     let first = std::thread::spawn(move || {
         let mut c = Connection::connect(&addr, &Config::default()).unwrap();
         let mut s = String::new();
-        c.send(Request::new(), std::io::empty())
+        c.send(FcgiRequest::new(), std::io::empty())
             .unwrap()
             .read_to_string(&mut s)
             .unwrap();
@@ -266,7 +266,7 @@ fn overloaded_server_gives_a_typed_error_and_unknown_role_too() {
     let mut c = Connection::connect(&srv.addr, &Config::default()).unwrap();
     // The refusal is a `Status: 503` head (for servers that ignore protocolStatus), then
     // END_REQUEST(FCGI_OVERLOADED): the client shows the 503, and the typed error at the end.
-    let err = match c.send(Request::new(), std::io::empty()) {
+    let err = match c.send(FcgiRequest::new(), std::io::empty()) {
         Err(e) => e,
         Ok(resp) => {
             assert_eq!(resp.status(), 503);
@@ -280,7 +280,7 @@ fn overloaded_server_gives_a_typed_error_and_unknown_role_too() {
     assert_eq!(first.join().unwrap(), "done");
 
     let mut c = Connection::connect(&srv.addr, &Config::default()).unwrap();
-    match c.send(Request::new().role(Role::Unknown(7)), std::io::empty()) {
+    match c.send(FcgiRequest::new().role(Role::Unknown(7)), std::io::empty()) {
         Err(Error::UnknownRole) => {}
         Err(e) => panic!("expected FCGI_UNKNOWN_ROLE, got {e}"),
         Ok(mut resp) => {
@@ -316,7 +316,7 @@ fn multiplexed_connection_and_a_learning_pool() {
             std::thread::spawn(move || {
                 let data = vec![b'x'; 100_000 * i];
                 let mut s = String::new();
-                conn.send(Request::new().param("N", i.to_string()), &data[..])
+                conn.send(FcgiRequest::new().param("N", i.to_string()), &data[..])
                     .unwrap()
                     .read_to_string(&mut s)
                     .unwrap();
@@ -338,7 +338,7 @@ fn multiplexed_connection_and_a_learning_pool() {
         .build();
     for i in 0..20 {
         let mut s = String::new();
-        pool.send(Request::new().param("N", i.to_string()), &b"abc"[..])
+        pool.send(FcgiRequest::new().param("N", i.to_string()), &b"abc"[..])
             .unwrap()
             .read_to_string(&mut s)
             .unwrap();
@@ -385,7 +385,7 @@ fn backend_killed_mid_response_then_the_pool_recovers() {
         .retry_after(Duration::from_millis(100))
         .build();
     let body = vec![b'z'; 8 * 1024 * 1024];
-    let req = Request::new().param("REQUEST_METHOD", "POST");
+    let req = FcgiRequest::new().param("REQUEST_METHOD", "POST");
     let mut resp = pool.send(req, &body[..]).unwrap();
     let mut first = vec![0; 4096];
     resp.read_exact(&mut first).unwrap();
@@ -402,7 +402,7 @@ fn backend_killed_mid_response_then_the_pool_recovers() {
     let mut echo = spawn_echo(port);
     std::thread::sleep(Duration::from_millis(150));
     let mut ok = String::new();
-    pool.send(Request::new().param("A", "1"), std::io::empty())
+    pool.send(FcgiRequest::new().param("A", "1"), std::io::empty())
         .unwrap()
         .read_to_string(&mut ok)
         .unwrap();

@@ -6,12 +6,13 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use fcgi::client::{
-    get_values, Address, Backend, Balance, Config, Connection, Error, Pool, Request, TimeoutKind,
+    get_values, Address, Backend, Balance, Config, Connection, Error, FcgiRequest, Pool,
+    TimeoutKind,
 };
 use support_client::{sha1_of, PhpFpm};
 
-fn request(fpm: &PhpFpm, script: &str, method: &str, query: &str) -> Request {
-    Request::new().params([
+fn request(fpm: &PhpFpm, script: &str, method: &str, query: &str) -> FcgiRequest {
+    FcgiRequest::new().params([
         ("SCRIPT_FILENAME", fpm.script(script).as_str()),
         ("SCRIPT_NAME", &format!("/{script}")),
         ("REQUEST_URI", &format!("/{script}?{query}")),
@@ -36,7 +37,7 @@ fn body_string(mut r: impl Read) -> String {
 /// status page over a fresh connection.
 fn accepted_conns(addr: &Address) -> u64 {
     let mut conn = Connection::connect(addr, &Config::default()).unwrap();
-    let req = Request::new().params([
+    let req = FcgiRequest::new().params([
         ("SCRIPT_FILENAME", "/fpm-status"),
         ("SCRIPT_NAME", "/fpm-status"),
         ("REQUEST_URI", "/fpm-status"),
@@ -504,7 +505,7 @@ fn idle_and_request_timeouts() {
         return;
     };
     let mut config = Config::default();
-    config.idle_timeout = Some(Duration::from_millis(300));
+    config.io_timeout = Some(Duration::from_millis(300));
     let mut conn = Connection::connect(&fpm.tcp(), &config).unwrap();
     let t0 = Instant::now();
     let err = conn
@@ -513,7 +514,7 @@ fn idle_and_request_timeouts() {
             std::io::empty(),
         )
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout(TimeoutKind::Idle)), "{err}");
+    assert!(matches!(err, Error::Timeout(TimeoutKind::Io)), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(2));
     assert!(!conn.is_reusable());
     assert!(matches!(
@@ -655,7 +656,7 @@ fn http_request_forwarded_to_php_fpm() {
         .https(true)
         .server_addr("127.0.0.1:8080".parse().unwrap())
         .remote_addr("127.0.0.9:4444".parse().unwrap());
-    let req = Request::from_http(&http_req, &env).unwrap();
+    let req = FcgiRequest::from_http(&http_req, &env).unwrap();
     let pool = Pool::builder().backend(Backend::new(fpm.tcp())).build();
     let mut resp = pool.send(req, *http_req.body()).unwrap();
     let mut body = String::new();
@@ -701,7 +702,7 @@ fn idle_connections_are_closed_so_they_do_not_pin_workers() {
         return;
     };
     let mut quick = Config::default();
-    quick.idle_timeout = Some(Duration::from_secs(3));
+    quick.io_timeout = Some(Duration::from_secs(3));
     let direct = |fpm: &PhpFpm| {
         let mut conn = Connection::connect(&fpm.tcp(), &quick).unwrap();
         let resp = conn.send(request(fpm, "echo.php", "GET", "d=1"), std::io::empty());
@@ -711,7 +712,7 @@ fn idle_connections_are_closed_so_they_do_not_pin_workers() {
     // The idle timeout closes it in the background, with no further traffic on the pool.
     let pool = Pool::builder()
         .backend(Backend::new(fpm.tcp()))
-        .idle_timeout(Duration::from_millis(300))
+        .keepalive_timeout(Duration::from_millis(300))
         .build();
     pool.send(request(&fpm, "echo.php", "GET", ""), std::io::empty())
         .unwrap()

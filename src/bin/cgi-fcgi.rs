@@ -27,7 +27,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
-use fcgi::client::{Address, Config, Connection, Error, Request};
+use fcgi::client::{Address, Config, Connection, Error, FcgiRequest};
 use fcgi::protocol::ProtocolError;
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -166,7 +166,7 @@ fn errno_exit(e: &std::io::Error) -> ExitCode {
 fn connect(name: &str) -> Result<Connection, std::io::Error> {
     let mut config = Config::default();
     config.connect_timeout = None;
-    config.idle_timeout = None;
+    config.io_timeout = None;
     config.keep_conn = false;
     match Connection::connect(&address(name, false)?, &config) {
         Ok(c) => Ok(c),
@@ -228,7 +228,7 @@ fn atoi(s: &str) -> u64 {
 
 fn bridge(mut conn: Connection) -> ExitCode {
     let content_length = std::env::var("CONTENT_LENGTH").map_or(0, |v| atoi(&v));
-    let mut req = Request::new()
+    let mut req = FcgiRequest::new()
         .without_head()
         .stderr_limit(0)
         .on_stderr(|bytes| {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fcgi::client::{Address, Backend, Config, Pool, Request};
+use fcgi::client::{Address, Backend, Config, FcgiRequest, Pool};
 
 const USAGE: &str = "usage: fcgi-bench [-n REQUESTS | -d SECONDS] [-c CONCURRENCY] \
 [-m MAX_CONNS] [-k | -K] [-b BODY_BYTES] [-s SCRIPT_FILENAME] [-p NAME=VALUE]... [-t TIMEOUT_SECONDS] ADDRESS";
@@ -177,7 +177,7 @@ fn main() -> ExitCode {
                     if limit.is_some_and(|n| issued.fetch_add(1, Ordering::Relaxed) >= n) {
                         break;
                     }
-                    let req = Request::new().params(params.iter().map(|(n, v)| (n, v)));
+                    let req = FcgiRequest::new().params(params.iter().map(|(n, v)| (n, v)));
                     let t0 = Instant::now();
                     let result =
                         pool.send(req, std::io::repeat(b'x').take(body))

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use super::{Head, Request};
+use super::{FcgiRequest, Head};
 
 /// What the web server knows that the HTTP request does not carry: document root, how to
 /// split the path, addresses, TLS.
@@ -167,9 +167,9 @@ impl CgiEnv {
 /// # Example
 ///
 /// ```
-/// use fcgi::client::{CgiEnv, CgiError, Request};
+/// use fcgi::client::{CgiEnv, CgiError, FcgiRequest};
 /// let req = http::Request::get("/a/%2e%2e/secret.php").body(()).unwrap();
-/// assert_eq!(Request::from_http(&req, &CgiEnv::new("/srv")).unwrap_err(), CgiError::DotDotSegment);
+/// assert_eq!(FcgiRequest::from_http(&req, &CgiEnv::new("/srv")).unwrap_err(), CgiError::DotDotSegment);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -232,7 +232,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-impl Request {
+impl FcgiRequest {
     /// The params a web server sends for `req` (as nginx's `fastcgi_params` with
     /// `SCRIPT_FILENAME` and `fastcgi_split_path_info`): `SCRIPT_FILENAME`, `SCRIPT_NAME`,
     /// `PATH_INFO`, `PATH_TRANSLATED`, `REQUEST_METHOD`, `REQUEST_URI`, `DOCUMENT_URI`,
@@ -252,7 +252,7 @@ impl Request {
     /// # Example
     ///
     /// ```
-    /// use fcgi::client::{CgiEnv, Request};
+    /// use fcgi::client::{CgiEnv, FcgiRequest};
     /// let http_req = http::Request::post("/app/index.php/users/7?x=1")
     ///     .header("Host", "example.com:8080")
     ///     .header("Content-Type", "application/json")
@@ -261,14 +261,14 @@ impl Request {
     ///     .body(())
     ///     .unwrap();
     /// let env = CgiEnv::new("/srv/www").split_path_info(".php");
-    /// let req = Request::from_http(&http_req, &env).unwrap();
+    /// let req = FcgiRequest::from_http(&http_req, &env).unwrap();
     /// assert_eq!(req.get_param("SCRIPT_FILENAME"), Some(&b"/srv/www/app/index.php"[..]));
     /// assert_eq!(req.get_param("PATH_INFO"), Some(&b"/users/7"[..]));
     /// assert_eq!(req.get_param("QUERY_STRING"), Some(&b"x=1"[..]));
     /// assert_eq!(req.get_param("SERVER_NAME"), Some(&b"example.com"[..]));
     /// assert_eq!(req.get_param("HTTP_PROXY"), None);
     /// ```
-    pub fn from_http<B>(req: &http::Request<B>, env: &CgiEnv) -> Result<Request, CgiError> {
+    pub fn from_http<B>(req: &http::Request<B>, env: &CgiEnv) -> Result<FcgiRequest, CgiError> {
         let uri = req.uri();
         let raw_path = uri.path();
         if !raw_path.starts_with('/') {
@@ -313,7 +313,7 @@ impl Request {
         };
         let request_uri = uri.path_and_query().map(|p| p.as_str()).unwrap_or(raw_path);
 
-        let mut out = Request::new()
+        let mut out = FcgiRequest::new()
             .param("QUERY_STRING", uri.query().unwrap_or(""))
             .param("REQUEST_METHOD", req.method().as_str())
             .param("CONTENT_TYPE", header(http::header::CONTENT_TYPE))
@@ -422,11 +422,11 @@ impl Head {
 mod tests {
     use super::*;
 
-    fn params(req: &http::Request<()>, env: &CgiEnv) -> Request {
-        Request::from_http(req, env).unwrap()
+    fn params(req: &http::Request<()>, env: &CgiEnv) -> FcgiRequest {
+        FcgiRequest::from_http(req, env).unwrap()
     }
 
-    fn get<'a>(r: &'a Request, n: &str) -> Option<&'a str> {
+    fn get<'a>(r: &'a FcgiRequest, n: &str) -> Option<&'a str> {
         r.get_param(n).map(|v| std::str::from_utf8(v).unwrap())
     }
 
@@ -504,11 +504,15 @@ mod tests {
             ("/a%00.php", CgiError::NulInPath),
         ] {
             let req = http::Request::get(path).body(()).unwrap();
-            assert_eq!(Request::from_http(&req, &env).unwrap_err(), err, "{path}");
+            assert_eq!(
+                FcgiRequest::from_http(&req, &env).unwrap_err(),
+                err,
+                "{path}"
+            );
         }
         // "..." and "..a" are ordinary names.
         let req = http::Request::get("/.../..a.php").body(()).unwrap();
-        assert!(Request::from_http(&req, &env).is_ok());
+        assert!(FcgiRequest::from_http(&req, &env).is_ok());
     }
 
     #[test]
