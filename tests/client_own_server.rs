@@ -410,3 +410,145 @@ fn backend_killed_mid_response_then_the_pool_recovers() {
     echo.kill().unwrap();
     echo.wait().unwrap();
 }
+
+#[test]
+fn a_response_read_to_its_end_gives_its_connection_back_at_once() {
+    let srv = start(ServerConfig::default(), app);
+    let pool = Pool::builder()
+        .backend(Backend::new(srv.addr.clone()).max_conns(1))
+        .wait_timeout(Some(Duration::from_millis(100)))
+        .build();
+    let req = || {
+        FcgiRequest::new()
+            .param("SCRIPT_NAME", "/query")
+            .param("QUERY_STRING", "x=1")
+    };
+    let mut first = pool.send(req(), std::io::empty()).unwrap();
+    assert_eq!(first.backend(), Some(0));
+    assert_eq!(first.address(), &srv.addr);
+    // Half-read: the only connection is still in use, so a second send waits and fails.
+    let mut one = [0u8; 1];
+    first.read_exact(&mut one).unwrap();
+    let err = pool.send(req(), std::io::empty()).unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(fcgi::client::TimeoutKind::PoolWait)),
+        "{err}"
+    );
+    // Read to its end (the response itself is kept): the connection is back.
+    let mut rest = String::new();
+    first.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "=1");
+    let mut second = pool.send(req(), std::io::empty()).unwrap();
+    let mut body = String::new();
+    second.read_to_string(&mut body).unwrap();
+    assert_eq!(body, "x=1");
+    assert_eq!(first.app_status(), Some(0));
+    let s = &pool.stats()[0];
+    assert_eq!((s.connects, s.reuses), (1, 1), "{s:?}");
+}
+
+/// A started `examples/echo` on `port`, stopped (SIGKILL) on drop.
+struct Echo(Child);
+
+impl Echo {
+    fn start(port: u16) -> Echo {
+        Echo(spawn_echo(port))
+    }
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, sig) };
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends GETs until `want` (the backend index that answered) holds for `n` in a row;
+/// returns how long that took. Every request must succeed.
+fn until(pool: &Pool, n: usize, want: impl Fn(usize) -> bool, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    let mut run = 0;
+    while run < n {
+        assert!(
+            t0.elapsed() < limit,
+            "not within {limit:?}: {:?}",
+            pool.stats()
+        );
+        let resp = pool
+            .send(
+                FcgiRequest::new().param("REQUEST_METHOD", "GET"),
+                std::io::empty(),
+            )
+            .unwrap_or_else(|e| panic!("request failed: {e}; {:?}", pool.stats()));
+        let b = resp.backend().unwrap();
+        resp.finish().unwrap();
+        run = if want(b) { run + 1 } else { 0 };
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn a_stopped_backend_is_left_out_and_taken_back_when_it_answers() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Echo::start(pa);
+    let _b = Echo::start(pb);
+    let mut config = Config::default();
+    config.io_timeout = Some(Duration::from_millis(500));
+    let pool = Pool::builder()
+        .backend(Backend::new(format!("127.0.0.1:{pa}").parse().unwrap()))
+        .backend(Backend::new(format!("127.0.0.1:{pb}").parse().unwrap()))
+        .config(config)
+        .build();
+    // Both serve.
+    until(&pool, 1, |b| b == 0, Duration::from_secs(5));
+    until(&pool, 1, |b| b == 1, Duration::from_secs(5));
+    // SIGSTOP: connects still succeed (the kernel queues them), nothing answers. The GETs
+    // that land on it time out and go again to the other backend (they are idempotent),
+    // and the stopped one is marked down: everything goes to the live one.
+    a.signal(libc::SIGSTOP);
+    let moved = until(&pool, 20, |b| b == 1, Duration::from_secs(10));
+    let s = pool.stats();
+    assert!(!s[0].healthy && s[0].timeouts >= 1, "{s:?}");
+    assert!(s[1].healthy, "{s:?}");
+    eprintln!("traffic moved to the live backend in {moved:?}");
+    // SIGCONT: a probe (GET_VALUES round trip) finds it answering; traffic comes back.
+    a.signal(libc::SIGCONT);
+    let back = until(&pool, 1, |b| b == 0, Duration::from_secs(5));
+    assert!(pool.stats()[0].healthy);
+    eprintln!("and came back {back:?} after SIGCONT");
+}
+
+#[test]
+fn a_restarted_backend_serves_again_within_a_second() {
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = Echo::start(pa);
+    let _b = Echo::start(pb);
+    // Defaults: probes every 250 ms.
+    let pool = Pool::builder()
+        .backend(Backend::new(format!("127.0.0.1:{pa}").parse().unwrap()))
+        .backend(Backend::new(format!("127.0.0.1:{pb}").parse().unwrap()))
+        .build();
+    until(&pool, 1, |b| b == 0, Duration::from_secs(5));
+    drop(a);
+    // Its kept connection is found closed, a new connect is refused: marked down, and
+    // every request goes to the other one.
+    until(&pool, 5, |b| b == 1, Duration::from_secs(5));
+    assert!(!pool.stats()[0].healthy, "{:?}", pool.stats());
+    a = Echo::start(pa); // returns once the port accepts
+    let back = until(&pool, 1, |b| b == 0, Duration::from_secs(5));
+    assert!(back < Duration::from_secs(1), "back after {back:?}");
+    drop(a);
+}
