@@ -17,7 +17,12 @@
 //! Exit codes as the classic tool: the app status; the `errno` of a failed connect or
 //! start; 1 for bad arguments; 253 (`FCGX_PROTOCOL_ERROR`) when the application ends with a
 //! protocol status other than complete, closes early or sends malformed records; 254
-//! (`FCGX_UNSUPPORTED_VERSION`) for a wrong record version.
+//! (`FCGX_UNSUPPORTED_VERSION`) for a wrong record version. One addition: `-h` or `--help`
+//! prints the usage on stdout and exits 0 (the classic tool calls it an unknown option).
+//!
+//! The arguments are parsed by hand, not with the `lexopt` the other binaries use: the
+//! classic options are single-dash long words (`-bind`, `-connect`), which a POSIX parser
+//! reads as clusters of short options.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -276,6 +281,10 @@ fn bridge(mut conn: Connection) -> ExitCode {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let mut args = Args {
         bind: true,
         start: true,
