@@ -9,8 +9,9 @@
 //! - [`Response`]: status and headers, then the body; stderr kept apart; app and protocol
 //!   status at the end.
 //! - [`Pool`]: kept-alive connections to one or more backends, bounded, with fair waiting,
-//!   idle expiry, health marking, session affinity, and multiplexing where the backend
-//!   offers it.
+//!   idle expiry, at-most-once sending, a bound learned from how the backend behaves,
+//!   health from timeouts and refusals with probes, session affinity, and multiplexing where
+//!   the backend offers it.
 //! - [`MuxConnection`]: several requests at once on one connection (`FCGI_MPXS_CONNS=1`).
 //! - [`get_values`]: ask a backend for `FCGI_MAX_CONNS`, `FCGI_MAX_REQS`, `FCGI_MPXS_CONNS`.
 //! - With the `http` feature: `FcgiRequest::from_http` builds the CGI params a web server sends
@@ -135,7 +136,10 @@ impl From<SocketAddr> for Address {
 pub struct Config {
     /// Limit for connecting. Default 5 s; `None` waits as long as the OS does.
     pub connect_timeout: Option<Duration>,
-    /// Limit for a wait in which no byte can be read or written. Default 60 s.
+    /// Limit for a wait, during a request, in which no byte can be read or written (the
+    /// backend is silent or does not read). Default 60 s. A pooled request that runs out of
+    /// it marks its backend down. (How long an idle pooled connection is kept is
+    /// [`PoolBuilder::keepalive_timeout`].)
     pub io_timeout: Option<Duration>,
     /// Limit for a whole request, from sending it to `FCGI_END_REQUEST`. Default none.
     pub request_timeout: Option<Duration>,

@@ -770,11 +770,33 @@ enum Choice {
 ///
 /// Each backend has a bound on its connections. A caller that finds every allowed
 /// connection in use waits in a FIFO queue (parked, and woken only when first in line; never
-/// spinning)
-/// up to the wait timeout. Idle connections expire after the idle timeout and are checked
-/// for a backend-side close before reuse. A backend whose connect fails is left out for
-/// `retry_after`, then tried again. Requests with an affinity key go to the same healthy
-/// backend every time (rendezvous hashing), so a session stays where its state is.
+/// spinning) up to the wait timeout. A connection goes back to the pool as soon as its
+/// response's last record is read. Idle connections close after the keep-alive timeout and
+/// are checked for a backend-side close before reuse. Requests with an affinity key go to
+/// the same healthy backend every time ([`rendezvous_score`]), so a session stays where its
+/// state is.
+///
+/// **At most once.** A request goes out again only when the application cannot have seen it
+/// (the kept connection was found closed before a byte was written), or when it is
+/// [idempotent](FcgiRequest::idempotent) and its connection closed or timed out before any
+/// answer; errors say which ([`Error::may_have_run`]).
+///
+/// **Capacity learned from behaviour.** PHP-FPM does not announce `FCGI_MAX_CONNS`, and each
+/// child holds one kept connection: connections beyond `pm.max_children` wait in its listen
+/// queue for a child that never comes. When a new connection gets no answer for 250 ms
+/// while the backend serves its other ones, the pool does not resend its request (it runs
+/// once a child takes the connection); it lowers its bound for that backend to the
+/// connections that were answered, closes kept connections beyond it as they come back (a
+/// child then accepts the waiting one), counts it in [`BackendStats::unanswered`] and logs
+/// one line naming the `max_conns` to set. A bound set with [`Backend::max_conns`] is never
+/// lowered. For PHP-FPM, set `Backend::max_conns` to `pm.max_children` (and use
+/// `pm.status_path` to watch `max children reached` and `listen queue`).
+///
+/// **Health from behaviour.** A backend whose connect fails, or whose request gets no byte
+/// within [`Config::io_timeout`], is marked down and left out; a background thread probes
+/// it every `retry_after` (a connect, or a `FCGI_GET_VALUES` round trip after a timeout, so
+/// that a stopped process is not taken for a live one) and it takes requests again as soon
+/// as a probe succeeds.
 ///
 /// `Pool` is cheap to clone (an `Arc`) and `Send + Sync`.
 ///
