@@ -487,13 +487,15 @@ enum Fate {
     /// Answer, then close the connection while it is idle (a worker recycled between
     /// requests); the close is signalled on the channel once done.
     AnswerThenClose,
+    /// Answer after a pause (a slow script).
+    AnswerAfter(Duration),
 }
 
 /// A keep-alive backend serving connections one after another (one "child"), deciding each
 /// request's fate with `fate(n)`. Every request it reads is recorded in the returned list.
 fn scripted_children(
     children: usize,
-    fate: impl Fn(usize) -> Fate + Send + Sync + 'static,
+    fate: impl Fn(usize, &[u8]) -> Fate + Send + Sync + 'static,
 ) -> (Address, Seen, std::sync::mpsc::Receiver<()>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = Address::Tcp(l.local_addr().unwrap());
@@ -528,7 +530,14 @@ fn scripted_children(
                         seen.push(params);
                         seen.len() - 1
                     };
-                    match fate(n) {
+                    let params = seen.lock()[n].clone();
+                    match fate(n, &params) {
+                        Fate::AnswerAfter(pause) => {
+                            std::thread::sleep(pause);
+                            if s.write_all(&answer(format!("n={n}").as_bytes())).is_err() {
+                                break;
+                            }
+                        }
                         Fate::Answer => {
                             if s.write_all(&answer(format!("n={n}").as_bytes())).is_err() {
                                 break;
@@ -568,7 +577,7 @@ fn a_request_that_may_have_run_is_never_sent_twice() {
         ("GET", Some(false), b"payload"),
     ];
     for (i, (method, idempotent, body)) in cases.into_iter().enumerate() {
-        let (addr, seen, _) = scripted_children(1, |n| {
+        let (addr, seen, _) = scripted_children(1, |n, _| {
             if n == 1 {
                 Fate::DieAfterReading
             } else {
@@ -625,7 +634,7 @@ fn a_request_that_may_have_run_is_never_sent_twice() {
 fn an_idempotent_request_is_sent_again_once_when_its_worker_died() {
     // A GET (idempotent by method) whose worker died after reading it goes again, once, on
     // a new connection: the caller asked for that by its method.
-    let (addr, seen, _) = scripted_children(1, |n| {
+    let (addr, seen, _) = scripted_children(1, |n, _| {
         if n == 1 || n == 3 || n == 4 {
             Fate::DieAfterReading
         } else {
@@ -657,7 +666,7 @@ fn an_idempotent_request_is_sent_again_once_when_its_worker_died() {
     assert!(err.may_have_run(), "{err}");
     assert_eq!(tag(&seen, b"\x02\x01IDc"), 2);
     // A POST marked idempotent is resent as well.
-    let (addr, seen, _) = scripted_children(1, |n| {
+    let (addr, seen, _) = scripted_children(1, |n, _| {
         if n == 1 {
             Fate::DieAfterReading
         } else {
@@ -685,7 +694,7 @@ fn a_kept_connection_closed_while_idle_is_replaced_before_sending() {
     // The worker answers, then closes its kept connection (recycled). The next request,
     // a POST, finds the close before writing a byte and goes on a new connection: it was
     // never sent on the closed one, so it runs exactly once.
-    let (addr, seen, closed) = scripted_children(1, |n| {
+    let (addr, seen, closed) = scripted_children(1, |n, _| {
         if n == 0 {
             Fate::AnswerThenClose
         } else {
@@ -716,7 +725,7 @@ fn a_kept_connection_closed_while_idle_is_replaced_before_sending() {
 
     // On the caller's own connection the same close is a typed error that says the
     // request was not sent.
-    let (addr, seen, closed) = scripted_children(1, |_| Fate::AnswerThenClose);
+    let (addr, seen, closed) = scripted_children(1, |_, _| Fate::AnswerThenClose);
     let mut conn = Connection::connect(&addr, &quick()).unwrap();
     conn.send(FcgiRequest::new(), std::io::empty())
         .unwrap()
@@ -743,7 +752,7 @@ fn the_pool_learns_how_many_connections_the_backend_accepts() {
     // resent (they run once a child takes them); the pool lowers its bound to the 2
     // connections really answered, closes kept ones until the waiting ones are accepted,
     // and every request succeeds exactly once.
-    let (addr, seen, _) = scripted_children(2, |_| Fate::Answer);
+    let (addr, seen, _) = scripted_children(2, |_, _| Fate::Answer);
     let pool = Pool::builder()
         .backend(Backend::new(addr))
         .config(quick())
@@ -782,19 +791,42 @@ fn the_pool_learns_how_many_connections_the_backend_accepts() {
         }
     }
 
-    // An explicit bound is the caller's word: it is not lowered (the caller sized it).
-    let (addr, _, _) = scripted_children(2, |_| Fate::Answer);
+    // An explicit bound is the caller's word: it is not lowered, even when it is too high
+    // (three against two children). The connection left in the queue is counted, and its
+    // request waits out the I/O timeout instead, as the caller chose.
+    let (addr, seen, _) = scripted_children(2, |_, _| Fate::Answer);
+    let mut config = quick();
+    config.io_timeout = Some(Duration::from_millis(800));
     let pool = Pool::builder()
-        .backend(Backend::new(addr).max_conns(2))
-        .config(quick())
+        .backend(Backend::new(addr).max_conns(3))
+        .config(config)
+        .log(false)
         .build();
-    for _ in 0..5 {
-        pool.send(FcgiRequest::new(), std::io::empty())
+    let (a, b) = (pool.get().unwrap(), pool.get().unwrap());
+    let mut c = pool.get().unwrap();
+    drop(a);
+    let mut pinned = pool.get().unwrap(); // a is idle in the pool: reused, keeping a child
+    let serve = |conn: &mut fcgi::client::PooledConnection| {
+        conn.send(FcgiRequest::new(), std::io::empty())
             .unwrap()
             .finish()
-            .unwrap();
+            .unwrap()
+    };
+    let waiting = std::thread::spawn(move || {
+        c.send(FcgiRequest::new().param("ID", "c"), std::io::empty())
+            .unwrap_err()
+    });
+    let mut b = b;
+    while !waiting.is_finished() {
+        serve(&mut pinned);
+        serve(&mut b);
     }
-    assert_eq!(pool.stats()[0].limit, 2);
+    let err = waiting.join().unwrap();
+    assert!(matches!(err, Error::Timeout(TimeoutKind::Io)), "{err}");
+    let s = &pool.stats()[0];
+    assert_eq!((s.limit, s.configured_limit), (3, 3), "{s:?}");
+    assert_eq!(s.unanswered, 1, "{s:?}");
+    assert_eq!(tag(&seen, b"\x02\x01IDc"), 0);
 }
 
 #[test]
@@ -907,4 +939,55 @@ fn pool_waiters_are_served_in_arrival_order() {
     assert_eq!(*order.lock(), [0, 1, 2, 3, 4]);
     let s = &pool.stats()[0];
     assert_eq!((s.connects, s.reuses), (1, 5), "{s:?}");
+}
+
+#[test]
+fn a_slow_first_answer_does_not_shrink_the_pool_for_good() {
+    // Eight children: the backend accepts every connection. A slow script on a new
+    // connection, while another connection is served, looks like a connection left in the
+    // listen queue for a while: the bound drops to what was answered. When the slow answer
+    // comes, the backend has answered more connections than that bound, which a full
+    // backend cannot do: the lowering is undone.
+    let (addr, _, _) = scripted_children(8, |_, params| {
+        if params.windows(4).any(|w| w == b"SLOW") {
+            Fate::AnswerAfter(Duration::from_millis(700))
+        } else {
+            Fate::Answer
+        }
+    });
+    let pool = Pool::builder()
+        .backend(Backend::new(addr))
+        .config(quick())
+        .log(false)
+        .build();
+    let mut held = pool.get().unwrap();
+    held.send(FcgiRequest::new(), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    let slow = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            pool.send(FcgiRequest::new().param("SLOW", "1"), std::io::empty())
+                .unwrap()
+                .finish()
+                .unwrap()
+        })
+    };
+    let mut lowest = usize::MAX;
+    while !slow.is_finished() {
+        held.send(FcgiRequest::new(), std::io::empty())
+            .unwrap()
+            .finish()
+            .unwrap();
+        lowest = lowest.min(pool.stats()[0].limit);
+    }
+    slow.join().unwrap();
+    let s = &pool.stats()[0];
+    assert_eq!(s.unanswered, 1, "{s:?}");
+    assert_eq!(
+        lowest, 1,
+        "the slow answer was never taken for a full backend: {s:?}"
+    );
+    assert_eq!(s.limit, 8, "{s:?}");
 }

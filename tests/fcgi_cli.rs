@@ -539,6 +539,38 @@ fn php_fpm_get_post_upload_headers_and_status() {
         b"",
     );
     assert_eq!(o.stdout, format!("{} {sha}", data.len()), "{}", o.stderr);
+    // -d @- (stdin), -p, -o against PHP too.
+    let o = fcgi(
+        &[
+            "-H",
+            "Content-Type: application/octet-stream",
+            "-d",
+            "@-",
+            &upload,
+        ],
+        &data,
+    );
+    assert_eq!(o.stdout, format!("{} {sha}", data.len()), "{}", o.stderr);
+    let o = fcgi(
+        &[
+            "-p",
+            "QUERY_STRING=p=9",
+            &format!("{tcp}{}", fpm.script("echo.php")),
+        ],
+        b"",
+    );
+    assert!(has_line(&o.stdout, "get.p=9"), "{}", o.stdout);
+    let out = fpm.dir.path().join("out.txt");
+    let o = fcgi(
+        &[
+            "-o",
+            out.to_str().unwrap(),
+            &format!("{tcp}{}?x=1", fpm.script("echo.php")),
+        ],
+        b"",
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+    assert!(std::fs::read_to_string(&out).unwrap().contains("get.x=1\n"));
     // The status decides the exit code; PHP's warnings arrive on stderr.
     let status = format!("{tcp}{}", fpm.script("status.php"));
     assert_eq!(fcgi(&[&format!("{status}?code=201")], b"").code, 0);

@@ -364,6 +364,7 @@ impl PoolBuilder {
                         failures: 0,
                         unanswered: 0,
                         timeouts: 0,
+                        lowered_from: None,
                         watch: Arc::new(Watch {
                             backend: i,
                             pool: weak.clone(),
@@ -446,6 +447,8 @@ struct Slot {
     failures: u64,
     unanswered: u64,
     timeouts: u64,
+    /// The bound before it was last lowered, until it is confirmed or undone.
+    lowered_from: Option<usize>,
     watch: Arc<Watch>,
 }
 
@@ -510,6 +513,7 @@ impl Watch {
         self.epoch.fetch_add(1, Ordering::Relaxed);
         let old = slot.limit;
         slot.limit = answered;
+        slot.lowered_from = Some(old);
         // Idle connections beyond the new bound close now: each frees a worker that then
         // accepts a waiting connection.
         let mut closed = Vec::new();
@@ -530,7 +534,8 @@ impl Watch {
     }
 
     /// A connection reported unanswered got its first record after all: if the backend
-    /// now answers more connections than the lowered bound, it was only slow; raise it.
+    /// now answers more connections than the lowered bound, that request was only slow to
+    /// answer (a backend that accepts no more cannot do that); the lowering is undone.
     pub(crate) fn answered_late(&self) {
         let Some(shared) = self.pool.upgrade() else {
             return;
@@ -541,13 +546,16 @@ impl Watch {
         if !slot.learn_capacity || answered <= slot.limit {
             return;
         }
-        slot.limit = answered.min(slot.configured_limit);
+        let Some(before) = slot.lowered_from.take() else {
+            return;
+        };
+        slot.limit = before.max(answered).min(slot.configured_limit);
         let limit = slot.limit;
         wake_front(&st);
         drop(st);
         shared.say(format_args!(
             "backend {} answered {answered} connections at once after all (a slow first \
-             answer, not a full backend): raised this pool's limit to {limit}",
+             answer, not a full backend): this pool's limit is {limit} again",
             shared.backends[self.backend].addr,
         ));
     }
