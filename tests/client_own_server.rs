@@ -506,7 +506,7 @@ fn a_stopped_backend_is_left_out_and_taken_back_when_it_answers() {
     let a = Echo::start(pa);
     let _b = Echo::start(pb);
     let mut config = Config::default();
-    config.io_timeout = Some(Duration::from_millis(500));
+    config.io_timeout = Some(Duration::from_secs(1));
     let pool = Pool::builder()
         .backend(Backend::new(format!("127.0.0.1:{pa}").parse().unwrap()))
         .backend(Backend::new(format!("127.0.0.1:{pb}").parse().unwrap()))
