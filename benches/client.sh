@@ -3,7 +3,8 @@
 #
 # Client requests/s of the crate's fcgi-bench (built on fcgi::client) against two backends,
 # (a) examples/hello (release build) and (b) a real php-fpm8.2 (own config in the temp dir,
-# `pm = static`, `pm.max_children = 4`, a hello.php), at concurrency 1 and 32, keep-alive off
+# `pm = static`, `pm.max_children = 5` as Debian's default, a hello.php), at concurrency 1
+# and 32, keep-alive off
 # (-K, a new connection per request) and on (-k). Beside each, in the same run, nginx in front
 # of the same backend driven by wrk at the same concurrency, with nginx's keep-alive to the
 # backend off (/close) or on (/ka: `upstream { keepalive 8; }` + `fastcgi_keep_conn on`) to
@@ -12,6 +13,11 @@
 # The two do not measure the same thing: nginx+wrk is HTTP + nginx + FastCGI, fcgi-bench is
 # FastCGI only, so the ratio is expected to be >= 1; it says how much of nginx+wrk's figure is
 # the HTTP side, not that the client is faster than nginx.
+#
+# fcgi-bench runs with its defaults (no -m): against php-fpm with keep-alive its pool must
+# learn that the 5 children accept 5 kept connections. A last run measures exactly that
+# (issue 9): 32 callers, keep-alive, defaults, against pm.max_children = 5: completed,
+# failed, latency percentiles and the learned limit.
 #
 # Needs: cargo, nginx, wrk, php-fpm8.2. Knobs: see benches/common.sh; ONLY (regex on
 # "backend|conc|ka", run only the matching rows). About 1.5 minutes with the default 4 s.
@@ -51,7 +57,7 @@ daemonize = no
 user = $(id -un)
 listen = 127.0.0.1:$APP_PORT
 pm = static
-pm.max_children = 4
+pm.max_children = 5
 EOF
         start php-fpm "$APP_PORT" "$PHP_FPM" -F -R -y "$d/fpm.conf"
         EXTRA="fastcgi_param SCRIPT_FILENAME $d/hello.php;"
@@ -76,11 +82,8 @@ for backend in hello php; do
             [[ "$backend|$conc|$ka" =~ ${ONLY:-.} ]] || continue
             if [ "$ka" = on ]; then flag=k mode=ka; else flag=K mode=close; fi
             say "$backend c=$conc keep-alive $ka: fcgi-bench ${SECS}s"
-            extra=()
-            # PHP-FPM does not announce FCGI_MAX_CONNS: hold kept connections to its 4
-            # children, as nginx's `keepalive 8` pool is held to its own size.
-            if [ "$backend" = php ] && [ "$ka" = on ]; then extra=(-m 4); fi
-            bench_run "127.0.0.1:$APP_PORT" "$conc" "$SECS" "$flag" "${ARGS[@]}" "${extra[@]}"
+            # Defaults: no -m, also against php-fpm with keep-alive (the pool learns).
+            bench_run "127.0.0.1:$APP_PORT" "$conc" "$SECS" "$flag" "${ARGS[@]}"
             b_rps=$RPS b_err=$ERR
             say "$backend c=$conc keep-alive $ka: nginx+wrk ${SECS}s"
             wrk_run "$NGINX_URL/$mode/hello.php" "$conc" "$SECS"
@@ -89,6 +92,14 @@ for backend in hello php; do
         done
     done
     forget "$NGINX_PID"
+    if [ "$backend" = php ]; then
+        say "php-fpm pm.max_children=5, c=32, keep-alive, fcgi-bench defaults: ${SECS}s"
+        timeout $((SECS + TIMEOUT + 30)) "$BENCH" -d "$SECS" -c 32 -k -t "$TIMEOUT" "${ARGS[@]}" \
+            "127.0.0.1:$APP_PORT" >"$TMP/defaults.out" 2>"$TMP/defaults.err" || [ $? = 1 ] ||
+            die "fcgi-bench failed: $(cat "$TMP/defaults.out" "$TMP/defaults.err")"
+        DEFAULTS=$(grep -E '^(Completed|Failed|Non-2xx|Connections|Backend limit|Requests/s|Latency|First error)' "$TMP/defaults.out")
+        LEARNED=$(grep -m1 'fcgi client pool' "$TMP/defaults.err" || true)
+    fi
     forget "$APP_PID"
 done
 
@@ -100,6 +111,14 @@ echo
 echo "| backend | conc | keep-alive | fcgi-bench | fcgi-bench errors | nginx+wrk | nginx+wrk errors | fcgi-bench / nginx+wrk |"
 echo "|---|---:|---|---:|---|---:|---|---:|"
 printf '%s\n' "${ROWS[@]}"
+echo
+echo "php-fpm (pm.max_children = 5), 32 callers, keep-alive, fcgi-bench defaults (no -m),"
+echo "\`fcgi-bench -d $SECS -c 32 -k -t $TIMEOUT -s hello.php\`:"
+echo
+echo '```text'
+echo "$DEFAULTS"
+echo "$LEARNED"
+echo '```'
 echo
 machine
 echo "- $($PHP_FPM -v | head -1)"

@@ -452,3 +452,20 @@ fn same_output_as_the_classic_tool_against_the_crate_examples() {
         app.wait().unwrap();
     }
 }
+
+#[test]
+fn help_exits_0_and_bad_arguments_exit_1() {
+    for flag in ["--help", "-h"] {
+        let r = run(OURS, &[flag], &[], b"");
+        assert_eq!(r.code, 0, "{flag}");
+        let out = String::from_utf8_lossy(&r.stdout);
+        assert!(out.starts_with("Usage:"), "{out}");
+        assert!(out.contains("-bind -connect"), "{out}");
+    }
+    // Anything else unknown: the classic message and status.
+    let r = run(OURS, &["-x"], &[], b"");
+    assert_eq!(r.code, 1);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("Unknown option -x"), "{err}");
+    assert!(err.contains("Usage:"), "{err}");
+}

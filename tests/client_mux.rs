@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fcgi::client::{Address, Backend, Config, Error, MuxConnection, Pool, Request};
+use fcgi::client::{Address, Backend, Config, Error, FcgiRequest, MuxConnection, Pool};
 use fcgi::protocol::{
     decode_record, encode_end_request, encode_record, encode_stream_end, ParamsDecoder,
     ProtocolStatus, RecordType, Status,
@@ -296,7 +296,7 @@ fn concurrent_requests_interleaved_on_one_connection() {
             let conn = conn.clone();
             std::thread::spawn(move || {
                 let (data, sum) = body(len, seed);
-                let req = Request::new()
+                let req = FcgiRequest::new()
                     .param("N", n.to_string())
                     .param("PARTS", "50");
                 let mut resp = conn.send(req, &data[..]).unwrap();
@@ -334,7 +334,7 @@ fn dropping_one_response_aborts_only_that_request() {
         .map(|n| {
             let conn = conn.clone();
             std::thread::spawn(move || {
-                let req = Request::new()
+                let req = FcgiRequest::new()
                     .param("N", n.to_string())
                     .param("PARTS", "2000");
                 let mut resp = conn.send(req, std::io::empty()).unwrap();
@@ -366,7 +366,9 @@ fn max_reqs_bounds_requests_in_flight() {
             let conn = conn.clone();
             std::thread::spawn(move || {
                 let (data, sum) = body(30_000 * n, 3);
-                let req = Request::new().param("N", n.to_string()).param("PARTS", "3");
+                let req = FcgiRequest::new()
+                    .param("N", n.to_string())
+                    .param("PARTS", "3");
                 let text = read_all(conn.send(req, &data[..]).unwrap()).unwrap();
                 assert_eq!(
                     text,
@@ -393,7 +395,9 @@ fn a_slow_reader_holds_back_but_does_not_corrupt_the_others() {
         std::thread::spawn(move || {
             // About 3 MiB of answer, more than an inbox holds: reading pauses for everyone
             // until this reader catches up.
-            let req = Request::new().param("N", "slow").param("PARTS", "150000");
+            let req = FcgiRequest::new()
+                .param("N", "slow")
+                .param("PARTS", "150000");
             let resp = conn.send(req, std::io::empty()).unwrap();
             std::thread::sleep(Duration::from_millis(300));
             read_all(resp).unwrap()
@@ -402,7 +406,7 @@ fn a_slow_reader_holds_back_but_does_not_corrupt_the_others() {
     let fast = {
         let conn = conn.clone();
         std::thread::spawn(move || {
-            let req = Request::new().param("N", "fast").param("PARTS", "100");
+            let req = FcgiRequest::new().param("N", "fast").param("PARTS", "100");
             read_all(conn.send(req, std::io::empty()).unwrap()).unwrap()
         })
     };
@@ -414,13 +418,13 @@ fn a_slow_reader_holds_back_but_does_not_corrupt_the_others() {
 fn backend_closing_fails_every_request_in_flight() {
     let (addr, _log) = mux_backend(Mode::CloseAfter(2));
     let mut config = Config::default();
-    config.idle_timeout = Some(Duration::from_secs(5));
+    config.io_timeout = Some(Duration::from_secs(5));
     let conn = MuxConnection::connect(&addr, &config, 8).unwrap();
     let threads: Vec<_> = (0..2)
         .map(|n| {
             let conn = conn.clone();
             std::thread::spawn(move || {
-                let req = Request::new().param("N", n.to_string());
+                let req = FcgiRequest::new().param("N", n.to_string());
                 match conn.send(req, std::io::empty()) {
                     Err(e) => e,
                     Ok(resp) => {
@@ -437,7 +441,7 @@ fn backend_closing_fails_every_request_in_flight() {
     }
     assert!(conn.is_broken());
     assert!(matches!(
-        conn.send(Request::new(), std::io::empty()),
+        conn.send(FcgiRequest::new(), std::io::empty()),
         Err(Error::ConnectionUnusable)
     ));
 }
@@ -448,7 +452,9 @@ fn after_an_abort_the_connection_carries_new_requests() {
     let conn = MuxConnection::connect(&addr, &Config::default(), 4).unwrap();
     let mut resp = conn
         .send(
-            Request::new().param("N", "dropped").param("PARTS", "5000"),
+            FcgiRequest::new()
+                .param("N", "dropped")
+                .param("PARTS", "5000"),
             std::io::empty(),
         )
         .unwrap();
@@ -458,7 +464,9 @@ fn after_an_abort_the_connection_carries_new_requests() {
     for n in 0..3 {
         let text = read_all(
             conn.send(
-                Request::new().param("N", n.to_string()).param("PARTS", "2"),
+                FcgiRequest::new()
+                    .param("N", n.to_string())
+                    .param("PARTS", "2"),
                 std::io::empty(),
             )
             .unwrap(),
@@ -476,21 +484,21 @@ fn a_request_left_unanswered_times_out_alone() {
     // Batch(2): the first request alone is never answered.
     let (addr, log) = mux_backend(Mode::Batch(2));
     let mut config = Config::default();
-    config.idle_timeout = Some(Duration::from_millis(300));
+    config.io_timeout = Some(Duration::from_millis(300));
     let conn = MuxConnection::connect(&addr, &config, 4).unwrap();
     let t0 = std::time::Instant::now();
     let err = conn
-        .send(Request::new().param("N", "1"), std::io::empty())
+        .send(FcgiRequest::new().param("N", "1"), std::io::empty())
         .unwrap_err();
     assert!(
-        matches!(err, Error::Timeout(fcgi::client::TimeoutKind::Idle)),
+        matches!(err, Error::Timeout(fcgi::client::TimeoutKind::Io)),
         "{err}"
     );
     assert!(t0.elapsed() < Duration::from_secs(2));
     assert!(!conn.is_broken());
     // Its ABORT_REQUEST goes out with the next I/O round.
     let _ = conn.send(
-        Request::new()
+        FcgiRequest::new()
             .param("N", "2")
             .timeout(Duration::from_millis(300)),
         std::io::empty(),
@@ -504,7 +512,9 @@ fn pool_burst(pool: &Pool, n: usize) {
             let pool = pool.clone();
             std::thread::spawn(move || {
                 let (data, sum) = body(10_000 * i, 9);
-                let req = Request::new().param("N", i.to_string()).param("PARTS", "4");
+                let req = FcgiRequest::new()
+                    .param("N", i.to_string())
+                    .param("PARTS", "4");
                 let text = read_all(pool.send(req, &data[..]).unwrap()).unwrap();
                 assert_eq!(
                     text,
@@ -559,14 +569,14 @@ fn full_duplex_on_a_shared_connection() {
     const OUT: usize = 4 << 20;
     let (addr, log) = mux_backend(Mode::EarlyAnswer(OUT));
     let mut config = Config::default();
-    config.idle_timeout = Some(Duration::from_secs(5));
+    config.io_timeout = Some(Duration::from_secs(5));
     let conn = MuxConnection::connect(&addr, &config, 8).unwrap();
     let threads: Vec<_> = (0..3u8)
         .map(|i| {
             let conn = conn.clone();
             std::thread::spawn(move || {
                 let (data, sum) = body(4 << 20, i + 1);
-                let mut resp = conn.send(Request::new(), &data[..]).unwrap();
+                let mut resp = conn.send(FcgiRequest::new(), &data[..]).unwrap();
                 assert_eq!(resp.header("x"), Some("early"));
                 let mut out = Vec::new();
                 resp.read_to_end(&mut out).unwrap();

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fcgi::client::{
-    get_values, Address, Backend, Config, Connection, Error, MuxConnection, Pool, Request,
+    get_values, Address, Backend, Config, Connection, Error, FcgiRequest, MuxConnection, Pool,
 };
 use fcgi::server::{Config as ServerConfig, ShutdownHandle, StatsHandle};
 use fcgi::Role;
@@ -112,7 +112,7 @@ fn fnv(data: &[u8]) -> u64 {
 }
 
 fn get(pool: &Pool, script: &str, query: &str) -> (u16, String) {
-    let req = Request::new()
+    let req = FcgiRequest::new()
         .param("SCRIPT_NAME", script)
         .param("QUERY_STRING", query)
         .param("REQUEST_METHOD", "GET");
@@ -132,7 +132,7 @@ fn get_post_status_headers_stderr_and_connection_reuse() {
     assert_eq!(get(&pool, "/nowhere", ""), (404, "no route".into()));
 
     let form = b"name=alice&city=paris&x=1";
-    let req = Request::new()
+    let req = FcgiRequest::new()
         .param("SCRIPT_NAME", "/form")
         .param("REQUEST_METHOD", "POST")
         .param("CONTENT_TYPE", "application/x-www-form-urlencoded")
@@ -143,7 +143,7 @@ fn get_post_status_headers_stderr_and_connection_reuse() {
     assert_eq!(body, "3 fields: name=alice,city=paris,x=1");
     drop(resp);
 
-    let req = Request::new().param("SCRIPT_NAME", "/created");
+    let req = FcgiRequest::new().param("SCRIPT_NAME", "/created");
     let mut resp = pool.send(req, std::io::empty()).unwrap();
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.header("Location"), Some("/items/9"));
@@ -153,7 +153,7 @@ fn get_post_status_headers_stderr_and_connection_reuse() {
     assert_eq!(b, "made");
     drop(resp);
 
-    let req = Request::new().param("SCRIPT_NAME", "/moved");
+    let req = FcgiRequest::new().param("SCRIPT_NAME", "/moved");
     let mut resp = pool.send(req, std::io::empty()).unwrap();
     assert_eq!(
         resp.status(),
@@ -168,14 +168,14 @@ fn get_post_status_headers_stderr_and_connection_reuse() {
     std::io::copy(&mut resp, &mut std::io::sink()).unwrap();
     drop(resp);
 
-    let req = Request::new().param("SCRIPT_NAME", "/warn");
+    let req = FcgiRequest::new().param("SCRIPT_NAME", "/warn");
     let mut resp = pool.send(req, std::io::empty()).unwrap();
     let mut b = String::new();
     resp.read_to_string(&mut b).unwrap();
     assert_eq!(b, "with a warning", "stderr never mixes into the body");
     assert_eq!(resp.finish().unwrap(), 3);
 
-    let req = Request::new().param("SCRIPT_NAME", "/warn");
+    let req = FcgiRequest::new().param("SCRIPT_NAME", "/warn");
     let mut resp = pool.send(req, std::io::empty()).unwrap();
     std::io::copy(&mut resp, &mut std::io::sink()).unwrap();
     assert_eq!(resp.stderr(), b"PHP Warning:  something odd\n");
@@ -200,7 +200,7 @@ fn sixteen_mib_up_and_down_streamed() {
     let up: Vec<u8> = (0..16 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
-    let req = Request::new()
+    let req = FcgiRequest::new()
         .param("SCRIPT_NAME", "/hash")
         .param("REQUEST_METHOD", "POST")
         .param("CONTENT_LENGTH", up.len().to_string());
@@ -211,7 +211,7 @@ fn sixteen_mib_up_and_down_streamed() {
     drop(resp);
 
     let n = 16 * 1024 * 1024;
-    let req = Request::new()
+    let req = FcgiRequest::new()
         .param("SCRIPT_NAME", "/download")
         .param("QUERY_STRING", n.to_string());
     let mut resp = conn.send(req, std::io::empty()).unwrap();
@@ -244,7 +244,7 @@ fn overloaded_server_gives_a_typed_error_and_unknown_role_too() {
     let mut c = Connection::connect(&srv.addr, &Config::default()).unwrap();
     // The refusal is a `Status: 503` head (for servers that ignore protocolStatus), then
     // END_REQUEST(FCGI_OVERLOADED): the client shows the 503, and the typed error at the end.
-    let err = match c.send(Request::new().param("A", "1"), std::io::empty()) {
+    let err = match c.send(FcgiRequest::new().param("A", "1"), std::io::empty()) {
         Err(e) => e,
         Ok(resp) => {
             assert_eq!(resp.status(), 503);
@@ -256,7 +256,7 @@ fn overloaded_server_gives_a_typed_error_and_unknown_role_too() {
     assert!(err.is_retryable());
 
     let mut c = Connection::connect(&srv.addr, &Config::default()).unwrap();
-    match c.send(Request::new().role(Role::Unknown(7)), std::io::empty()) {
+    match c.send(FcgiRequest::new().role(Role::Unknown(7)), std::io::empty()) {
         Err(Error::UnknownRole) => {}
         Err(e) => panic!("expected FCGI_UNKNOWN_ROLE, got {e}"),
         Ok(mut resp) => {
@@ -292,7 +292,7 @@ fn multiplexed_connection_and_a_learning_pool() {
             std::thread::spawn(move || {
                 let data = vec![b'x'; 100_000 * i];
                 let mut s = String::new();
-                conn.send(Request::new().param("N", i.to_string()), &data[..])
+                conn.send(FcgiRequest::new().param("N", i.to_string()), &data[..])
                     .unwrap()
                     .read_to_string(&mut s)
                     .unwrap();
@@ -314,7 +314,7 @@ fn multiplexed_connection_and_a_learning_pool() {
         .build();
     for i in 0..20 {
         let mut s = String::new();
-        pool.send(Request::new().param("N", i.to_string()), &b"abc"[..])
+        pool.send(FcgiRequest::new().param("N", i.to_string()), &b"abc"[..])
             .unwrap()
             .read_to_string(&mut s)
             .unwrap();
@@ -361,7 +361,7 @@ fn backend_killed_mid_response_then_the_pool_recovers() {
         .retry_after(Duration::from_millis(100))
         .build();
     let body = vec![b'z'; 8 * 1024 * 1024];
-    let req = Request::new().param("REQUEST_METHOD", "POST");
+    let req = FcgiRequest::new().param("REQUEST_METHOD", "POST");
     let mut resp = pool.send(req, &body[..]).unwrap();
     let mut first = vec![0; 4096];
     resp.read_exact(&mut first).unwrap();
@@ -378,11 +378,153 @@ fn backend_killed_mid_response_then_the_pool_recovers() {
     let mut echo = spawn_echo(port);
     std::thread::sleep(Duration::from_millis(150));
     let mut ok = String::new();
-    pool.send(Request::new().param("A", "1"), std::io::empty())
+    pool.send(FcgiRequest::new().param("A", "1"), std::io::empty())
         .unwrap()
         .read_to_string(&mut ok)
         .unwrap();
     assert!(ok.starts_with("A=1\n"), "{ok}");
     echo.kill().unwrap();
     echo.wait().unwrap();
+}
+
+#[test]
+fn a_response_read_to_its_end_gives_its_connection_back_at_once() {
+    let srv = start(ServerConfig::default(), app);
+    let pool = Pool::builder()
+        .backend(Backend::new(srv.addr.clone()).max_conns(1))
+        .wait_timeout(Some(Duration::from_millis(100)))
+        .build();
+    let req = || {
+        FcgiRequest::new()
+            .param("SCRIPT_NAME", "/query")
+            .param("QUERY_STRING", "x=1")
+    };
+    let mut first = pool.send(req(), std::io::empty()).unwrap();
+    assert_eq!(first.backend(), Some(0));
+    assert_eq!(first.address(), &srv.addr);
+    // Half-read: the only connection is still in use, so a second send waits and fails.
+    let mut one = [0u8; 1];
+    first.read_exact(&mut one).unwrap();
+    let err = pool.send(req(), std::io::empty()).unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(fcgi::client::TimeoutKind::PoolWait)),
+        "{err}"
+    );
+    // Read to its end (the response itself is kept): the connection is back.
+    let mut rest = String::new();
+    first.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "=1");
+    let mut second = pool.send(req(), std::io::empty()).unwrap();
+    let mut body = String::new();
+    second.read_to_string(&mut body).unwrap();
+    assert_eq!(body, "x=1");
+    assert_eq!(first.app_status(), Some(0));
+    let s = &pool.stats()[0];
+    assert_eq!((s.connects, s.reuses), (1, 1), "{s:?}");
+}
+
+/// A started `examples/echo` on `port`, stopped (SIGKILL) on drop.
+struct Echo(Child);
+
+impl Echo {
+    fn start(port: u16) -> Echo {
+        Echo(spawn_echo(port))
+    }
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, sig) };
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends GETs until `want` (the backend index that answered) holds for `n` in a row;
+/// returns how long that took. Every request must succeed.
+fn until(pool: &Pool, n: usize, want: impl Fn(usize) -> bool, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    let mut run = 0;
+    while run < n {
+        assert!(
+            t0.elapsed() < limit,
+            "not within {limit:?}: {:?}",
+            pool.stats()
+        );
+        let resp = pool
+            .send(
+                FcgiRequest::new().param("REQUEST_METHOD", "GET"),
+                std::io::empty(),
+            )
+            .unwrap_or_else(|e| panic!("request failed: {e}; {:?}", pool.stats()));
+        let b = resp.backend().unwrap();
+        resp.finish().unwrap();
+        run = if want(b) { run + 1 } else { 0 };
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn a_stopped_backend_is_left_out_and_taken_back_when_it_answers() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = Echo::start(pa);
+    let _b = Echo::start(pb);
+    let mut config = Config::default();
+    config.io_timeout = Some(Duration::from_secs(1));
+    let pool = Pool::builder()
+        .backend(Backend::new(format!("127.0.0.1:{pa}").parse().unwrap()))
+        .backend(Backend::new(format!("127.0.0.1:{pb}").parse().unwrap()))
+        .config(config)
+        .build();
+    // Both serve.
+    until(&pool, 1, |b| b == 0, Duration::from_secs(5));
+    until(&pool, 1, |b| b == 1, Duration::from_secs(5));
+    // SIGSTOP: connects still succeed (the kernel queues them), nothing answers. The GETs
+    // that land on it time out and go again to the other backend (they are idempotent),
+    // and the stopped one is marked down: everything goes to the live one.
+    a.signal(libc::SIGSTOP);
+    let moved = until(&pool, 20, |b| b == 1, Duration::from_secs(10));
+    let s = pool.stats();
+    assert!(!s[0].healthy && s[0].timeouts >= 1, "{s:?}");
+    assert!(s[1].healthy, "{s:?}");
+    eprintln!("traffic moved to the live backend in {moved:?}");
+    // SIGCONT: a probe (GET_VALUES round trip) finds it answering; traffic comes back.
+    a.signal(libc::SIGCONT);
+    let back = until(&pool, 1, |b| b == 0, Duration::from_secs(5));
+    assert!(pool.stats()[0].healthy);
+    eprintln!("and came back {back:?} after SIGCONT");
+}
+
+#[test]
+fn a_restarted_backend_serves_again_within_a_second() {
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = Echo::start(pa);
+    let _b = Echo::start(pb);
+    // Defaults: probes every 250 ms.
+    let pool = Pool::builder()
+        .backend(Backend::new(format!("127.0.0.1:{pa}").parse().unwrap()))
+        .backend(Backend::new(format!("127.0.0.1:{pb}").parse().unwrap()))
+        .build();
+    until(&pool, 1, |b| b == 0, Duration::from_secs(5));
+    drop(a);
+    // Its kept connection is found closed, a new connect is refused: marked down, and
+    // every request goes to the other one.
+    until(&pool, 5, |b| b == 1, Duration::from_secs(5));
+    assert!(!pool.stats()[0].healthy, "{:?}", pool.stats());
+    a = Echo::start(pa); // returns once the port accepts
+    let back = until(&pool, 1, |b| b == 0, Duration::from_secs(5));
+    assert!(back < Duration::from_secs(1), "back after {back:?}");
+    drop(a);
 }

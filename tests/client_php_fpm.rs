@@ -6,12 +6,13 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use fcgi::client::{
-    get_values, Address, Backend, Balance, Config, Connection, Error, Pool, Request, TimeoutKind,
+    get_values, Address, Backend, Balance, Config, Connection, Error, FcgiRequest, Pool,
+    TimeoutKind,
 };
 use support_client::{sha1_of, PhpFpm};
 
-fn request(fpm: &PhpFpm, script: &str, method: &str, query: &str) -> Request {
-    Request::new().params([
+fn request(fpm: &PhpFpm, script: &str, method: &str, query: &str) -> FcgiRequest {
+    FcgiRequest::new().params([
         ("SCRIPT_FILENAME", fpm.script(script).as_str()),
         ("SCRIPT_NAME", &format!("/{script}")),
         ("REQUEST_URI", &format!("/{script}?{query}")),
@@ -36,7 +37,7 @@ fn body_string(mut r: impl Read) -> String {
 /// status page over a fresh connection.
 fn accepted_conns(addr: &Address) -> u64 {
     let mut conn = Connection::connect(addr, &Config::default()).unwrap();
-    let req = Request::new().params([
+    let req = FcgiRequest::new().params([
         ("SCRIPT_FILENAME", "/fpm-status"),
         ("SCRIPT_NAME", "/fpm-status"),
         ("REQUEST_URI", "/fpm-status"),
@@ -504,7 +505,7 @@ fn idle_and_request_timeouts() {
         return;
     };
     let mut config = Config::default();
-    config.idle_timeout = Some(Duration::from_millis(300));
+    config.io_timeout = Some(Duration::from_millis(300));
     let mut conn = Connection::connect(&fpm.tcp(), &config).unwrap();
     let t0 = Instant::now();
     let err = conn
@@ -513,7 +514,7 @@ fn idle_and_request_timeouts() {
             std::io::empty(),
         )
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout(TimeoutKind::Idle)), "{err}");
+    assert!(matches!(err, Error::Timeout(TimeoutKind::Io)), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(2));
     assert!(!conn.is_reusable());
     assert!(matches!(
@@ -655,7 +656,7 @@ fn http_request_forwarded_to_php_fpm() {
         .https(true)
         .server_addr("127.0.0.1:8080".parse().unwrap())
         .remote_addr("127.0.0.9:4444".parse().unwrap());
-    let req = Request::from_http(&http_req, &env).unwrap();
+    let req = FcgiRequest::from_http(&http_req, &env).unwrap();
     let pool = Pool::builder().backend(Backend::new(fpm.tcp())).build();
     let mut resp = pool.send(req, *http_req.body()).unwrap();
     let mut body = String::new();
@@ -701,7 +702,7 @@ fn idle_connections_are_closed_so_they_do_not_pin_workers() {
         return;
     };
     let mut quick = Config::default();
-    quick.idle_timeout = Some(Duration::from_secs(3));
+    quick.io_timeout = Some(Duration::from_secs(3));
     let direct = |fpm: &PhpFpm| {
         let mut conn = Connection::connect(&fpm.tcp(), &quick).unwrap();
         let resp = conn.send(request(fpm, "echo.php", "GET", "d=1"), std::io::empty());
@@ -711,7 +712,7 @@ fn idle_connections_are_closed_so_they_do_not_pin_workers() {
     // The idle timeout closes it in the background, with no further traffic on the pool.
     let pool = Pool::builder()
         .backend(Backend::new(fpm.tcp()))
-        .idle_timeout(Duration::from_millis(300))
+        .keepalive_timeout(Duration::from_millis(300))
         .build();
     pool.send(request(&fpm, "echo.php", "GET", ""), std::io::empty())
         .unwrap()
@@ -773,4 +774,154 @@ fn a_long_streaming_response_holds_only_its_own_connection() {
         "{}",
         &rest[rest.len().saturating_sub(20)..]
     );
+}
+
+/// The lines of runs.log (written by count.php) for request `id`: one per run.
+fn runs_of(fpm: &PhpFpm, id: &str) -> Vec<String> {
+    std::fs::read_to_string(fpm.dir.path().join("runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split(' ').next() == Some(id))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits (bounded) until count.php has started for `id`; returns the worker's pid.
+fn wait_for_run(fpm: &PhpFpm, id: &str) -> u32 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(line) = runs_of(fpm, id).first() {
+            return line.split(' ').nth(1).unwrap().parse().unwrap();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "{id} never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends a POST to count.php in a thread; `interrupt` runs once the script is running.
+fn post_interrupted(
+    fpm: &PhpFpm,
+    pool: &Pool,
+    id: &str,
+    body: &'static [u8],
+    interrupt: impl FnOnce(u32),
+) {
+    let req = request(fpm, "count.php", "POST", "ms=5000")
+        .param("HTTP_X_ID", id)
+        .param("CONTENT_TYPE", "application/octet-stream")
+        .param("CONTENT_LENGTH", body.len().to_string());
+    assert!(!req.is_idempotent());
+    let sender = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.send(req, body).and_then(|r| r.finish()))
+    };
+    let pid = wait_for_run(fpm, id);
+    interrupt(pid);
+    let result = sender.join().unwrap();
+    match &result {
+        Err(e) => {
+            assert!(e.may_have_run(), "{id}: {e}");
+            assert!(!e.is_retryable(), "{id}: {e}");
+            eprintln!("{id}: the caller got: {e}");
+        }
+        Ok(_) => eprintln!("{id}: the worker finished the request"),
+    }
+    // The pool serves again; by now anything it might have resent would have run.
+    let t0 = Instant::now();
+    loop {
+        let ok = pool
+            .send(request(fpm, "echo.php", "GET", ""), std::io::empty())
+            .and_then(|r| r.finish())
+            .is_ok();
+        if ok {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "pool did not recover"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        runs_of(fpm, id).len(),
+        1,
+        "{id} ran twice: {:?}",
+        runs_of(fpm, id)
+    );
+}
+
+#[test]
+fn a_post_whose_child_is_killed_or_reloaded_runs_once() {
+    // The duplicate of issue 9: a POST (empty body, or not) in flight when its php-fpm
+    // child dies, killed or by a reload (SIGUSR2), was sent again and ran twice.
+    let Some(fpm) = PhpFpm::start("once", 2) else {
+        return;
+    };
+    for addr in [fpm.tcp(), fpm.unix()] {
+        let pool = Pool::builder().backend(Backend::new(addr.clone())).build();
+        // Warm a kept connection, so that the request goes on a reused one.
+        pool.send(request(&fpm, "echo.php", "GET", ""), std::io::empty())
+            .unwrap()
+            .finish()
+            .unwrap();
+        for (n, body) in [&b""[..], &b"a=1&b=2"[..]].into_iter().enumerate() {
+            let id = format!("kill-{addr}-{n}");
+            post_interrupted(&fpm, &pool, &id, body, |pid| {
+                // SAFETY: kill(2) on a pid read from the worker's own log line.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            });
+        }
+    }
+    let pool = Pool::builder().backend(Backend::new(fpm.tcp())).build();
+    pool.send(request(&fpm, "echo.php", "GET", ""), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    post_interrupted(&fpm, &pool, "reload", b"", |_| fpm.signal_master("USR2"));
+}
+
+#[test]
+fn a_default_pool_learns_php_fpm_capacity() {
+    // pm.max_children = 5 and a default pool (8 connections): 32 callers, no failure, and
+    // the learned limit (5) in the stats.
+    let Some(fpm) = PhpFpm::start("capacity", 5) else {
+        return;
+    };
+    let pool = Pool::builder().backend(Backend::new(fpm.tcp())).build();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(32));
+    let threads: Vec<_> = (0..32)
+        .map(|t| {
+            let (pool, barrier) = (pool.clone(), barrier.clone());
+            let script = fpm.script("hello.php");
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut worst = Duration::ZERO;
+                for i in 0..25 {
+                    let req = FcgiRequest::new().params([
+                        ("SCRIPT_FILENAME", script.as_str()),
+                        ("REQUEST_METHOD", "GET"),
+                        ("QUERY_STRING", ""),
+                    ]);
+                    let t0 = Instant::now();
+                    let body = body_string(
+                        pool.send(req, std::io::empty())
+                            .unwrap_or_else(|e| panic!("caller {t} request {i}: {e}")),
+                    );
+                    worst = worst.max(t0.elapsed());
+                    assert_eq!(body, "Hello, World!");
+                }
+                worst
+            })
+        })
+        .collect();
+    let worst = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .max()
+        .unwrap();
+    let s = &pool.stats()[0];
+    eprintln!("{s:?}; slowest request {worst:?}");
+    assert_eq!(s.limit, 5, "{s:?}");
+    assert!(s.unanswered >= 1, "{s:?}");
+    assert!(s.busy + s.idle <= 5, "{s:?}");
 }

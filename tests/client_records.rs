@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fcgi::client::{Address, Backend, Config, Connection, Error, Pool, Request, TimeoutKind};
+use fcgi::client::{Address, Backend, Config, Connection, Error, FcgiRequest, Pool, TimeoutKind};
 use fcgi::protocol::{
     decode_record, encode_end_request, encode_get_values_result, encode_record, encode_stream_end,
     Header, ProtocolError, ProtocolStatus, RecordType, Status,
@@ -100,14 +100,14 @@ fn end(id: u16, app: u32, status: ProtocolStatus) -> Vec<u8> {
 
 fn quick() -> Config {
     let mut c = Config::default();
-    c.idle_timeout = Some(Duration::from_secs(5));
+    c.io_timeout = Some(Duration::from_secs(5));
     c
 }
 
 /// Sends a request and returns the error, whether `send` or reading the body reports it.
 fn send_err(addr: &Address, config: &Config) -> Error {
     let mut conn = Connection::connect(addr, config).unwrap();
-    let err = match conn.send(Request::new().param("A", "b"), std::io::empty()) {
+    let err = match conn.send(FcgiRequest::new().param("A", "b"), std::io::empty()) {
         Ok(mut resp) => {
             let mut v = Vec::new();
             let e = resp
@@ -143,7 +143,7 @@ fn a_well_formed_answer_with_split_head_and_interleaved_records() {
     let (addr, h) = backend(When::AfterRequestStayOpen, wire);
     let mut conn = Connection::connect(&addr, &quick()).unwrap();
     let mut resp = conn
-        .send(Request::new().param("A", "b"), &b"body!"[..])
+        .send(FcgiRequest::new().param("A", "b"), &b"body!"[..])
         .unwrap();
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.head().reason(), Some("Made"));
@@ -295,7 +295,7 @@ fn refusals_in_end_request() {
         let (addr, _h) = backend(When::Immediately, end(1, 9, status));
         let mut conn = Connection::connect(&addr, &quick()).unwrap();
         let err = conn
-            .send(Request::new(), std::io::empty())
+            .send(FcgiRequest::new(), std::io::empty())
             .expect_err("refusal accepted");
         assert!(check(&err), "{status:?}: {err}");
     }
@@ -357,10 +357,10 @@ fn hostile_lengths_are_bounded() {
     wire.extend_from_slice(&[0; 1000]);
     let (addr, _h) = backend(When::AfterRequestStayOpen, wire);
     let mut config = quick();
-    config.idle_timeout = Some(Duration::from_millis(300));
+    config.io_timeout = Some(Duration::from_millis(300));
     let t0 = Instant::now();
     let err = send_err(&addr, &config);
-    assert!(matches!(err, Error::Timeout(TimeoutKind::Idle)), "{err}");
+    assert!(matches!(err, Error::Timeout(TimeoutKind::Io)), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(3));
 
     // Stderr flood: kept to the limit, counted beyond it.
@@ -372,7 +372,7 @@ fn hostile_lengths_are_bounded() {
     wire.extend(end(1, 0, ProtocolStatus::RequestComplete));
     let (addr, _h) = backend(When::AfterRequest, wire);
     let mut conn = Connection::connect(&addr, &quick()).unwrap();
-    let mut resp = conn.send(Request::new(), std::io::empty()).unwrap();
+    let mut resp = conn.send(FcgiRequest::new(), std::io::empty()).unwrap();
     std::io::copy(&mut resp, &mut std::io::sink()).unwrap();
     assert_eq!(resp.stderr().len(), 64 * 1024);
     assert_eq!(resp.stderr_dropped(), 40 * 65535 - 64 * 1024);
@@ -384,14 +384,14 @@ fn dropping_a_response_sends_abort_and_closes() {
     wire.extend(stdout(1, &[b'x'; 10_000]));
     let (addr, h) = backend(When::AfterRequestStayOpen, wire);
     let mut conn = Connection::connect(&addr, &quick()).unwrap();
-    let mut resp = conn.send(Request::new(), std::io::empty()).unwrap();
+    let mut resp = conn.send(FcgiRequest::new(), std::io::empty()).unwrap();
     let mut some = [0u8; 7];
     resp.read_exact(&mut some).unwrap();
     assert_eq!(&some, b"partial");
     drop(resp);
     assert!(!conn.is_reusable());
     assert!(matches!(
-        conn.send(Request::new(), std::io::empty()),
+        conn.send(FcgiRequest::new(), std::io::empty()),
         Err(Error::ConnectionUnusable)
     ));
     // The backend saw ABORT_REQUEST for id 1 after the request, then the close
@@ -414,7 +414,7 @@ fn app_that_ends_without_reading_its_input() {
     let t0 = Instant::now();
     let mut conn = Connection::connect(&addr, &quick()).unwrap();
     let body = std::io::repeat(b'u').take(64 << 20);
-    let mut resp = conn.send(Request::new(), body).unwrap();
+    let mut resp = conn.send(FcgiRequest::new(), body).unwrap();
     assert_eq!(resp.status(), 413);
     let mut text = String::new();
     resp.read_to_string(&mut text).unwrap();
@@ -434,7 +434,7 @@ fn body_read_error_is_reported_as_the_callers() {
     }
     let (addr, _h) = backend(When::AfterRequestStayOpen, Vec::new());
     let mut conn = Connection::connect(&addr, &quick()).unwrap();
-    let err = conn.send(Request::new(), Failing).unwrap_err();
+    let err = conn.send(FcgiRequest::new(), Failing).unwrap_err();
     assert!(matches!(err, Error::Body(_)), "{err}");
     assert!(err.to_string().contains("disk on fire"));
 }
@@ -473,78 +473,362 @@ fn answer(body: &[u8]) -> Vec<u8> {
     wire
 }
 
-#[test]
-fn pool_resends_when_a_kept_connection_was_closed_by_the_backend() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = Address::Tcp(l.local_addr().unwrap());
-    let h = std::thread::spawn(move || {
-        // First connection: one answer, then the next request is read and the connection
-        // closed without a reply (a worker recycled between requests).
-        let (mut s, _) = l.accept().unwrap();
-        let mut got = Vec::new();
-        read_request(&mut s, &mut got);
-        s.write_all(&answer(b"first")).unwrap();
-        let mut got = Vec::new();
-        read_request(&mut s, &mut got);
-        drop(s);
-        // Second connection: the resent request.
-        let (mut s, _) = l.accept().unwrap();
-        let mut got = Vec::new();
-        read_request(&mut s, &mut got);
-        s.write_all(&answer(b"second")).unwrap();
-        let _ = s.read_to_end(&mut got);
-        records(&got)
-    });
-    let pool = Pool::builder()
-        .backend(Backend::new(addr).max_conns(1))
-        .config(quick())
-        .build();
-    let mut text = String::new();
-    pool.send(Request::new(), std::io::empty())
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    assert_eq!(text, "first");
-    text.clear();
-    pool.send(Request::new().param("N", "2"), std::io::empty())
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    assert_eq!(text, "second");
-    let s = &pool.stats()[0];
-    assert_eq!((s.connects, s.reuses), (2, 1), "{s:?}");
-    drop(pool);
-    let resent = h.join().unwrap();
-    assert!(resent.contains(&(RecordType::Params, 1, b"\x01\x01N2".to_vec())));
+/// The params of each request a scripted backend read, in order.
+type Seen = std::sync::Arc<parking_lot::Mutex<Vec<Vec<u8>>>>;
 
-    // With a body already partly sent, the request is not resent: the caller gets the error.
+/// What a scripted keep-alive backend does with the request at index `n` (counted over
+/// all its connections).
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Fate {
+    Answer,
+    /// Read the whole request, then close the connection without a byte back: a worker
+    /// killed while running it.
+    DieAfterReading,
+    /// Answer, then close the connection while it is idle (a worker recycled between
+    /// requests); the close is signalled on the channel once done.
+    AnswerThenClose,
+    /// Answer after a pause (a slow script).
+    AnswerAfter(Duration),
+}
+
+/// A keep-alive backend serving connections one after another (one "child"), deciding each
+/// request's fate with `fate(n)`. Every request it reads is recorded in the returned list.
+fn scripted_children(
+    children: usize,
+    fate: impl Fn(usize, &[u8]) -> Fate + Send + Sync + 'static,
+) -> (Address, Seen, std::sync::mpsc::Receiver<()>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = Address::Tcp(l.local_addr().unwrap());
-    let _h = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        let mut got = Vec::new();
-        read_request(&mut s, &mut got);
-        s.write_all(&answer(b"first")).unwrap();
-        let mut got = Vec::new();
-        read_request(&mut s, &mut got);
-        drop(s);
-        // A second connection would be accepted here, but must not be used.
-        let _ = l.accept();
-    });
-    let pool = Pool::builder()
-        .backend(Backend::new(addr).max_conns(1))
-        .config(quick())
-        .build();
-    pool.send(Request::new(), std::io::empty())
+    let seen: Seen = Default::default();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    let fate = std::sync::Arc::new(fate);
+    let l = std::sync::Arc::new(l);
+    for _ in 0..children {
+        let (l, seen, fate, closed_tx) = (l.clone(), seen.clone(), fate.clone(), closed_tx.clone());
+        std::thread::spawn(move || {
+            // Like a php-fpm child: accept one connection, serve it until it closes.
+            while let Ok((mut s, _)) = l.accept() {
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut got = Vec::new();
+                loop {
+                    got.clear();
+                    read_request(&mut s, &mut got);
+                    let recs = records(&got);
+                    if !recs
+                        .iter()
+                        .any(|(t, _, c)| *t == RecordType::Stdin && c.is_empty())
+                    {
+                        break; // the client closed
+                    }
+                    let params: Vec<u8> = recs
+                        .iter()
+                        .filter(|(t, _, _)| *t == RecordType::Params)
+                        .flat_map(|(_, _, c)| c.clone())
+                        .collect();
+                    let n = {
+                        let mut seen = seen.lock();
+                        seen.push(params);
+                        seen.len() - 1
+                    };
+                    let params = seen.lock()[n].clone();
+                    match fate(n, &params) {
+                        Fate::AnswerAfter(pause) => {
+                            std::thread::sleep(pause);
+                            if s.write_all(&answer(format!("n={n}").as_bytes())).is_err() {
+                                break;
+                            }
+                        }
+                        Fate::Answer => {
+                            if s.write_all(&answer(format!("n={n}").as_bytes())).is_err() {
+                                break;
+                            }
+                        }
+                        Fate::DieAfterReading => break,
+                        Fate::AnswerThenClose => {
+                            let _ = s.write_all(&answer(format!("n={n}").as_bytes()));
+                            let _ = s.shutdown(Shutdown::Both);
+                            let _ = closed_tx.send(());
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    (addr, seen, closed_rx)
+}
+
+fn tag(seen: &Seen, needle: &[u8]) -> usize {
+    seen.lock()
+        .iter()
+        .filter(|p| p.windows(needle.len()).any(|w| w == needle))
+        .count()
+}
+
+#[test]
+fn a_request_that_may_have_run_is_never_sent_twice() {
+    // POST with an empty and a non-empty body, GET marked not idempotent with both, and a
+    // GET left idempotent (by its method) whose body was already read, so that it cannot
+    // go again: the worker dies after reading the request. It ran once; the caller gets an
+    // error that says it may have run, and no second copy ever reaches the backend.
+    let cases: [(&str, Option<bool>, &[u8]); 5] = [
+        ("POST", None, b""),
+        ("POST", None, b"payload"),
+        ("GET", Some(false), b""),
+        ("GET", Some(false), b"payload"),
+        ("GET", None, b"payload"),
+    ];
+    for (i, (method, idempotent, body)) in cases.into_iter().enumerate() {
+        let (addr, seen, _) = scripted_children(1, |n, _| {
+            if n == 1 {
+                Fate::DieAfterReading
+            } else {
+                Fate::Answer
+            }
+        });
+        let pool = Pool::builder()
+            .backend(Backend::new(addr).max_conns(1))
+            .config(quick())
+            .build();
+        pool.send(
+            FcgiRequest::new().param("REQUEST_METHOD", "GET"),
+            std::io::empty(),
+        )
         .unwrap()
         .finish()
         .unwrap();
-    let err = pool.send(Request::new(), &b"payload"[..]).unwrap_err();
+        let id = format!("case-{i}");
+        let mut req = FcgiRequest::new()
+            .param("REQUEST_METHOD", method)
+            .param("ID", &id)
+            .param("CONTENT_LENGTH", body.len().to_string());
+        if let Some(yes) = idempotent {
+            req = req.idempotent(yes);
+        }
+        assert_eq!(req.is_idempotent(), method == "GET" && idempotent.is_none());
+        let err = pool.send(req, body).unwrap_err();
+        assert!(
+            matches!(err, Error::BackendClosed { stdout_bytes: 0 } | Error::Io(_)),
+            "{method} {body:?}: {err}"
+        );
+        assert!(err.may_have_run(), "{method} {body:?}: {err}");
+        assert!(!err.is_retryable(), "{method} {body:?}: {err}");
+        // The backend serves the next request on a new connection; by then it has read
+        // everything the client sent.
+        pool.send(
+            FcgiRequest::new().param("REQUEST_METHOD", "GET"),
+            std::io::empty(),
+        )
+        .unwrap()
+        .finish()
+        .unwrap();
+        assert_eq!(
+            tag(&seen, id.as_bytes()),
+            1,
+            "{method} {body:?} ran {} times",
+            tag(&seen, id.as_bytes())
+        );
+        assert_eq!(seen.lock().len(), 3);
+    }
+}
+
+#[test]
+fn an_idempotent_request_is_sent_again_once_when_its_worker_died() {
+    // A GET (idempotent by method) whose worker died after reading it goes again, once, on
+    // a new connection: the caller asked for that by its method.
+    let (addr, seen, _) = scripted_children(1, |n, _| {
+        if n == 1 || n == 3 || n == 4 {
+            Fate::DieAfterReading
+        } else {
+            Fate::Answer
+        }
+    });
+    let pool = Pool::builder()
+        .backend(Backend::new(addr).max_conns(1))
+        .config(quick())
+        .build();
+    let get = |id: &str| {
+        FcgiRequest::new()
+            .param("REQUEST_METHOD", "GET")
+            .param("ID", id)
+    };
+    pool.send(get("a"), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    let mut text = String::new();
+    pool.send(get("b"), std::io::empty())
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "n=2");
+    assert_eq!(tag(&seen, b"\x02\x01IDb"), 2);
+    // Twice in a row: one resend only, then the error.
+    let err = pool.send(get("c"), std::io::empty()).unwrap_err();
+    assert!(err.may_have_run(), "{err}");
+    assert_eq!(tag(&seen, b"\x02\x01IDc"), 2);
+    // A POST marked idempotent is resent as well.
+    let (addr, seen, _) = scripted_children(1, |n, _| {
+        if n == 1 {
+            Fate::DieAfterReading
+        } else {
+            Fate::Answer
+        }
+    });
+    let pool = Pool::builder()
+        .backend(Backend::new(addr).max_conns(1))
+        .config(quick())
+        .build();
+    pool.send(get("a"), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    let post = FcgiRequest::new()
+        .param("REQUEST_METHOD", "POST")
+        .param("ID", "p")
+        .idempotent(true);
+    pool.send(post, std::io::empty()).unwrap().finish().unwrap();
+    assert_eq!(tag(&seen, b"\x02\x01IDp"), 2);
+}
+
+#[test]
+fn a_kept_connection_closed_while_idle_is_replaced_before_sending() {
+    // The worker answers, then closes its kept connection (recycled). The next request,
+    // a POST, finds the close before writing a byte and goes on a new connection: it was
+    // never sent on the closed one, so it runs exactly once.
+    let (addr, seen, closed) = scripted_children(1, |n, _| {
+        if n == 0 {
+            Fate::AnswerThenClose
+        } else {
+            Fate::Answer
+        }
+    });
+    let pool = Pool::builder()
+        .backend(Backend::new(addr.clone()).max_conns(1))
+        .config(quick())
+        .build();
+    pool.send(FcgiRequest::new(), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    closed.recv_timeout(Duration::from_secs(10)).unwrap();
+    let post = FcgiRequest::new()
+        .param("REQUEST_METHOD", "POST")
+        .param("ID", "x");
+    let mut text = String::new();
+    pool.send(post, &b"payload"[..])
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "n=1");
+    assert_eq!(tag(&seen, b"\x02\x01IDx"), 1);
+    let s = &pool.stats()[0];
+    assert_eq!((s.connects, s.reuses), (2, 0), "{s:?}");
+
+    // On the caller's own connection the same close is a typed error that says the
+    // request was not sent.
+    let (addr, seen, closed) = scripted_children(1, |_, _| Fate::AnswerThenClose);
+    let mut conn = Connection::connect(&addr, &quick()).unwrap();
+    conn.send(FcgiRequest::new(), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    closed.recv_timeout(Duration::from_secs(10)).unwrap();
+    let err = conn
+        .send(FcgiRequest::new().param("ID", "y"), std::io::empty())
+        .unwrap_err();
+    assert!(matches!(err, Error::NotSent(_)), "{err}");
+    assert!(!err.may_have_run() && err.is_retryable(), "{err}");
     assert!(
-        matches!(err, Error::BackendClosed { .. } | Error::Io(_)),
+        err.to_string().contains("before the request was sent"),
         "{err}"
     );
-    assert_eq!(pool.stats()[0].connects, 1);
+    assert_eq!(seen.lock().len(), 1);
+}
+
+#[test]
+fn the_pool_learns_how_many_connections_the_backend_accepts() {
+    // Two "children", each serving one kept connection and accepting the next only when it
+    // closes (PHP-FPM's model, which it does not announce). A default pool (8 connections)
+    // with 6 callers leaves 4 connections in the listen queue: their requests must not be
+    // resent (they run once a child takes them); the pool lowers its bound to the 2
+    // connections really answered, closes kept ones until the waiting ones are accepted,
+    // and every request succeeds exactly once.
+    let (addr, seen, _) = scripted_children(2, |_, _| Fate::Answer);
+    let pool = Pool::builder()
+        .backend(Backend::new(addr))
+        .config(quick())
+        .build();
+    assert_eq!(pool.stats()[0].limit, 8);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (pool, barrier) = (pool.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                for i in 0..20 {
+                    let req = FcgiRequest::new()
+                        .param("REQUEST_METHOD", "POST")
+                        .param("ID", format!("{t}-{i};"));
+                    pool.send(req, std::io::empty())
+                        .unwrap_or_else(|e| panic!("{t}-{i}: {e}"))
+                        .finish()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = &pool.stats()[0];
+    assert_eq!(s.limit, 2, "{s:?}");
+    assert_eq!(s.configured_limit, 8, "{s:?}");
+    assert!(s.unanswered >= 1, "{s:?}");
+    assert!(s.busy + s.idle <= 2, "{s:?}");
+    assert_eq!(seen.lock().len(), 120);
+    for t in 0..6 {
+        for i in 0..20 {
+            assert_eq!(tag(&seen, format!("{t}-{i};").as_bytes()), 1, "{t}-{i}");
+        }
+    }
+
+    // An explicit bound is the caller's word: it is not lowered, even when it is too high
+    // (three against two children). The connection left in the queue is counted, and its
+    // request waits out the I/O timeout instead, as the caller chose.
+    let (addr, seen, _) = scripted_children(2, |_, _| Fate::Answer);
+    let mut config = quick();
+    config.io_timeout = Some(Duration::from_millis(800));
+    let pool = Pool::builder()
+        .backend(Backend::new(addr).max_conns(3))
+        .config(config)
+        .log(false)
+        .build();
+    let (a, b) = (pool.get().unwrap(), pool.get().unwrap());
+    let mut c = pool.get().unwrap();
+    drop(a);
+    let mut pinned = pool.get().unwrap(); // a is idle in the pool: reused, keeping a child
+    let serve = |conn: &mut fcgi::client::PooledConnection| {
+        conn.send(FcgiRequest::new(), std::io::empty())
+            .unwrap()
+            .finish()
+            .unwrap()
+    };
+    let waiting = std::thread::spawn(move || {
+        c.send(FcgiRequest::new().param("ID", "c"), std::io::empty())
+            .unwrap_err()
+    });
+    let mut b = b;
+    while !waiting.is_finished() {
+        serve(&mut pinned);
+        serve(&mut b);
+    }
+    let err = waiting.join().unwrap();
+    assert!(matches!(err, Error::Timeout(TimeoutKind::Io)), "{err}");
+    let s = &pool.stats()[0];
+    assert_eq!((s.limit, s.configured_limit), (3, 3), "{s:?}");
+    assert_eq!(s.unanswered, 1, "{s:?}");
+    assert_eq!(tag(&seen, b"\x02\x01IDc"), 0);
 }
 
 #[test]
@@ -607,7 +891,7 @@ fn pool_learns_the_backend_limit_from_get_values() {
         "{err}"
     );
     let mut text = String::new();
-    a.send(Request::new(), std::io::empty())
+    a.send(FcgiRequest::new(), std::io::empty())
         .unwrap()
         .read_to_string(&mut text)
         .unwrap();
@@ -657,4 +941,55 @@ fn pool_waiters_are_served_in_arrival_order() {
     assert_eq!(*order.lock(), [0, 1, 2, 3, 4]);
     let s = &pool.stats()[0];
     assert_eq!((s.connects, s.reuses), (1, 5), "{s:?}");
+}
+
+#[test]
+fn a_slow_first_answer_does_not_shrink_the_pool_for_good() {
+    // Eight children: the backend accepts every connection. A slow script on a new
+    // connection, while another connection is served, looks like a connection left in the
+    // listen queue for a while: the bound drops to what was answered. When the slow answer
+    // comes, the backend has answered more connections than that bound, which a full
+    // backend cannot do: the lowering is undone.
+    let (addr, _, _) = scripted_children(8, |_, params| {
+        if params.windows(4).any(|w| w == b"SLOW") {
+            Fate::AnswerAfter(Duration::from_millis(700))
+        } else {
+            Fate::Answer
+        }
+    });
+    let pool = Pool::builder()
+        .backend(Backend::new(addr))
+        .config(quick())
+        .log(false)
+        .build();
+    let mut held = pool.get().unwrap();
+    held.send(FcgiRequest::new(), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    let slow = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            pool.send(FcgiRequest::new().param("SLOW", "1"), std::io::empty())
+                .unwrap()
+                .finish()
+                .unwrap()
+        })
+    };
+    let mut lowest = usize::MAX;
+    while !slow.is_finished() {
+        held.send(FcgiRequest::new(), std::io::empty())
+            .unwrap()
+            .finish()
+            .unwrap();
+        lowest = lowest.min(pool.stats()[0].limit);
+    }
+    slow.join().unwrap();
+    let s = &pool.stats()[0];
+    assert_eq!(s.unanswered, 1, "{s:?}");
+    assert_eq!(
+        lowest, 1,
+        "the slow answer was never taken for a full backend: {s:?}"
+    );
+    assert_eq!(s.limit, 8, "{s:?}");
 }

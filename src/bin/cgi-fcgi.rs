@@ -17,7 +17,12 @@
 //! Exit codes as the classic tool: the app status; the `errno` of a failed connect or
 //! start; 1 for bad arguments; 253 (`FCGX_PROTOCOL_ERROR`) when the application ends with a
 //! protocol status other than complete, closes early or sends malformed records; 254
-//! (`FCGX_UNSUPPORTED_VERSION`) for a wrong record version.
+//! (`FCGX_UNSUPPORTED_VERSION`) for a wrong record version. One addition: `-h` or `--help`
+//! prints the usage on stdout and exits 0 (the classic tool calls it an unknown option).
+//!
+//! The arguments are parsed by hand, not with the `lexopt` the other binaries use: the
+//! classic options are single-dash long words (`-bind`, `-connect`), which a POSIX parser
+//! reads as clusters of short options.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -27,7 +32,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
-use fcgi::client::{Address, Config, Connection, Error, Request};
+use fcgi::client::{Address, Config, Connection, Error, FcgiRequest};
 use fcgi::protocol::ProtocolError;
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -166,7 +171,7 @@ fn errno_exit(e: &std::io::Error) -> ExitCode {
 fn connect(name: &str) -> Result<Connection, std::io::Error> {
     let mut config = Config::default();
     config.connect_timeout = None;
-    config.idle_timeout = None;
+    config.io_timeout = None;
     config.keep_conn = false;
     match Connection::connect(&address(name, false)?, &config) {
         Ok(c) => Ok(c),
@@ -228,7 +233,7 @@ fn atoi(s: &str) -> u64 {
 
 fn bridge(mut conn: Connection) -> ExitCode {
     let content_length = std::env::var("CONTENT_LENGTH").map_or(0, |v| atoi(&v));
-    let mut req = Request::new()
+    let mut req = FcgiRequest::new()
         .without_head()
         .stderr_limit(0)
         .on_stderr(|bytes| {
@@ -276,6 +281,10 @@ fn bridge(mut conn: Connection) -> ExitCode {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let mut args = Args {
         bind: true,
         start: true,

@@ -3,11 +3,14 @@
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::{Address, Config, Error, Request, Response, TimeoutKind};
+use super::pool::Watch;
+use super::{Address, Config, Error, FcgiRequest, Response, TimeoutKind};
 use crate::protocol::{
     self, decode_record, encode_get_values, ParamsDecoder, ParamsLimits, RecordType, Status,
     HEADER_LEN, MAX_CONTENT_LEN,
@@ -55,10 +58,10 @@ pub struct BackendValues {
 ///
 /// ```no_run
 /// use std::io::Read;
-/// use fcgi::client::{Config, Connection, Request};
+/// use fcgi::client::{Config, Connection, FcgiRequest};
 ///
 /// let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-/// let req = Request::new()
+/// let req = FcgiRequest::new()
 ///     .param("SCRIPT_FILENAME", "/srv/www/index.php")
 ///     .param("REQUEST_METHOD", "GET");
 /// let mut resp = conn.send(req, std::io::empty())?;
@@ -77,6 +80,37 @@ pub struct Connection {
     pub(super) rlen: usize,
     pub(super) state: ConnState,
     pub(super) requests: u64,
+    /// The pool's view of this connection's backend (capacity learning, health).
+    pub(super) watch: Option<Arc<Watch>>,
+    /// True once the backend sent a record on this connection: it accepted it.
+    pub(super) answered: bool,
+    /// Set when a wait ran out of the I/O time limit.
+    pub(super) timed_out: bool,
+    /// The request in progress: when it started, and the backend's count of ended
+    /// requests then.
+    pub(super) started: Option<(Instant, u64)>,
+    /// True once this connection was reported to the pool as left unanswered.
+    pub(super) reported: bool,
+    /// The pool's bound generation when this connection was opened.
+    pub(super) epoch: u64,
+}
+
+/// How often a wait for the first answer on a new pooled connection looks at whether the
+/// backend serves its other connections meanwhile.
+const UNANSWERED_CHECK: Duration = Duration::from_millis(50);
+/// How long a new pooled connection waits for its first record, while the backend ends
+/// requests on other connections, before it counts as not accepted. php-fpm answers its
+/// first record within milliseconds once a child has the connection.
+const UNANSWERED_AFTER: Duration = Duration::from_millis(250);
+/// Requests the backend must end on other connections meanwhile.
+const UNANSWERED_SERVED: u64 = 2;
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let (true, Some(w)) = (self.answered, &self.watch) {
+            w.answered_open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -140,6 +174,12 @@ impl Connection {
             rlen: 0,
             state: ConnState::Idle,
             requests: 0,
+            watch: None,
+            answered: false,
+            timed_out: false,
+            started: None,
+            reported: false,
+            epoch: 0,
         })
     }
 
@@ -178,9 +218,9 @@ impl Connection {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// conn.send(Request::new(), std::io::empty())?.finish()?;
+    /// conn.send(FcgiRequest::new(), std::io::empty())?.finish()?;
     /// println!("reusable: {}", conn.is_reusable());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -217,10 +257,10 @@ impl Connection {
     ///
     /// ```no_run
     /// use std::io::Read;
-    /// use fcgi::client::{Config, Connection, Request};
+    /// use fcgi::client::{Config, Connection, FcgiRequest};
     /// let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
     /// let form = b"a=1&b=2";
-    /// let req = Request::new()
+    /// let req = FcgiRequest::new()
     ///     .param("SCRIPT_FILENAME", "/srv/form.php")
     ///     .param("REQUEST_METHOD", "POST")
     ///     .param("CONTENT_TYPE", "application/x-www-form-urlencoded")
@@ -232,7 +272,7 @@ impl Connection {
     /// ```
     pub fn send<'a, R: Read + Send + 'a>(
         &'a mut self,
-        request: Request,
+        request: FcgiRequest,
         body: R,
     ) -> Result<Response<'a>, Error> {
         Response::start(
@@ -320,7 +360,7 @@ impl Connection {
 
     /// Time left before `deadline`, bounded by the idle timeout; which limit it is.
     pub(super) fn wait_budget(&self, deadline: Option<Instant>) -> (Option<Duration>, bool) {
-        let idle = self.config.idle_timeout;
+        let idle = self.config.io_timeout;
         match deadline {
             None => (idle, false),
             Some(d) => {
@@ -334,22 +374,94 @@ impl Connection {
     }
 
     /// Waits until the socket is readable (or writable, if asked).
-    pub(super) fn wait(&self, want_write: bool, deadline: Option<Instant>) -> Result<Ready, Error> {
+    ///
+    /// On a pooled connection that has not had an answer yet, the wait is cut in slices
+    /// to see whether the backend serves its other connections meanwhile (then it has not
+    /// accepted this one; the pool is told, see `Watch::unanswered`).
+    pub(super) fn wait(
+        &mut self,
+        want_write: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Ready, Error> {
         // Checked on every wait, not only when poll times out: a backend that trickles
         // bytes forever must still hit the whole-request limit.
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::Timeout(TimeoutKind::Request));
         }
         let (budget, is_deadline) = self.wait_budget(deadline);
-        let ready = sys::poll(self.sock.as_fd(), want_write, budget)?;
-        if !ready.readable && !ready.writable {
-            return Err(Error::Timeout(if is_deadline {
-                TimeoutKind::Request
-            } else {
-                TimeoutKind::Idle
-            }));
+        let start = Instant::now();
+        loop {
+            let watching = self.watching();
+            let slice = match (watching, budget) {
+                (false, b) => b,
+                (true, None) => Some(UNANSWERED_CHECK),
+                (true, Some(b)) => Some(b.saturating_sub(start.elapsed()).min(UNANSWERED_CHECK)),
+            };
+            let ready = sys::poll(self.sock.as_fd(), want_write, slice)?;
+            if ready.readable || ready.writable {
+                return Ok(ready);
+            }
+            if !watching || budget.is_some_and(|b| start.elapsed() >= b) {
+                if !is_deadline {
+                    self.timed_out = true;
+                }
+                return Err(Error::Timeout(if is_deadline {
+                    TimeoutKind::Request
+                } else {
+                    TimeoutKind::Io
+                }));
+            }
+            self.check_unanswered();
         }
-        Ok(ready)
+    }
+
+    /// True while a pooled request waits for the first record of a new connection.
+    fn watching(&self) -> bool {
+        self.watch.is_some() && !self.answered && !self.reported && self.started.is_some()
+    }
+
+    /// Tells the pool when this new connection has waited long for an answer while the
+    /// backend ended requests on its other connections.
+    fn check_unanswered(&mut self) {
+        let (Some(w), Some((since, ended_then))) = (&self.watch, self.started) else {
+            return;
+        };
+        let waited = since.elapsed();
+        let served = w.ended.load(Ordering::Relaxed).saturating_sub(ended_then);
+        if waited >= UNANSWERED_AFTER && served >= UNANSWERED_SERVED {
+            self.reported = true;
+            w.unanswered(waited, served, self.epoch);
+        }
+    }
+
+    /// Notes that a request starts on this connection.
+    pub(super) fn note_start(&mut self) {
+        self.started = self
+            .watch
+            .as_ref()
+            .map(|w| (Instant::now(), w.ended.load(Ordering::Relaxed)));
+    }
+
+    /// Notes a record from the backend: the first one means it accepted the connection.
+    pub(super) fn note_answered(&mut self) {
+        if self.answered {
+            return;
+        }
+        self.answered = true;
+        if let Some(w) = &self.watch {
+            w.answered_open.fetch_add(1, Ordering::Relaxed);
+            if self.reported {
+                w.answered_late();
+            }
+        }
+    }
+
+    /// Notes `FCGI_END_REQUEST`.
+    pub(super) fn note_end(&mut self) {
+        self.started = None;
+        if let Some(w) = &self.watch {
+            w.ended.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Reads what the socket has into the buffer. `Ok(false)` on EOF.

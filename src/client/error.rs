@@ -11,26 +11,46 @@ use crate::protocol::ProtocolError;
 ///
 /// ```
 /// use fcgi::client::{Error, TimeoutKind};
-/// let e = Error::Timeout(TimeoutKind::Idle);
-/// assert_eq!(e.to_string(), "backend sent nothing within the idle read timeout");
+/// let e = Error::Timeout(TimeoutKind::Io);
+/// assert_eq!(
+///     e.to_string(),
+///     "timed out: the backend neither sent nor took a byte within the I/O timeout"
+/// );
 /// ```
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TimeoutKind {
-    /// Connecting to the backend.
+    /// Connecting to the backend ([`super::Config::connect_timeout`]).
     Connect,
-    /// No byte could be read or written for the idle timeout.
-    Idle,
+    /// No byte could be read or written for [`super::Config::io_timeout`].
+    Io,
     /// The whole request (sending and receiving) took longer than its limit.
     Request,
     /// Waiting for a free connection in a [`super::Pool`].
     PoolWait,
 }
 
+#[allow(non_upper_case_globals)]
+impl TimeoutKind {
+    /// The former name of [`TimeoutKind::Io`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// #![allow(deprecated)]
+    /// use fcgi::client::TimeoutKind;
+    /// assert_eq!(TimeoutKind::Idle, TimeoutKind::Io);
+    /// ```
+    #[deprecated(note = "renamed TimeoutKind::Io (the limit is Config::io_timeout)")]
+    pub const Idle: TimeoutKind = TimeoutKind::Io;
+}
+
 /// Everything that can go wrong talking to a FastCGI backend.
 ///
-/// `Display` says whose fault it is: the backend's (it refused, closed early or sent bytes
-/// that are not FastCGI), the network's, or the caller's.
+/// `Display` says what happened and whose fault it is: the backend's (it refused, closed
+/// early or sent bytes that are not FastCGI), the network's, or the caller's.
+/// [`Error::may_have_run`] says whether the application may have seen the request, which
+/// decides whether sending it again is safe.
 ///
 /// # Example
 ///
@@ -38,6 +58,7 @@ pub enum TimeoutKind {
 /// use fcgi::client::Error;
 /// let e = Error::Overloaded { app_status: 0 };
 /// assert!(e.to_string().contains("FCGI_OVERLOADED"));
+/// assert!(!e.may_have_run());
 /// assert!(e.is_retryable());
 /// ```
 #[derive(Debug)]
@@ -50,8 +71,12 @@ pub enum Error {
         /// The cause.
         source: io::Error,
     },
-    /// A socket error while talking to the backend.
+    /// A socket error while talking to the backend, after some of the request went out.
     Io(io::Error),
+    /// The connection failed before any byte of the request went out (a kept connection the
+    /// backend had closed, or a write refused at once): the application cannot have seen
+    /// the request.
+    NotSent(io::Error),
     /// Reading the request body (the caller's `Read`) failed.
     Body(io::Error),
     /// The backend refused the request with `FCGI_OVERLOADED`.
@@ -100,24 +125,66 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when the request was refused or failed in a way that another attempt (on another
-    /// connection or backend) may fix: overload, a refused connection, a closed backend.
+    /// False when the application cannot have seen the request: the connection was refused
+    /// or never made, nothing of the request went out ([`Error::NotSent`]), no connection
+    /// was free, or the backend refused it in `FCGI_END_REQUEST` (`FCGI_OVERLOADED`,
+    /// `FCGI_CANT_MPX_CONN`, `FCGI_UNKNOWN_ROLE`: spec 5.5, the request was not run). True
+    /// for everything else, where some of the request was sent: the application may have
+    /// run it, even if nothing came back (a worker killed after reading a request leaves
+    /// exactly this trace).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use fcgi::client::{Error, TimeoutKind};
+    /// assert!(Error::BackendClosed { stdout_bytes: 0 }.may_have_run());
+    /// assert!(Error::Timeout(TimeoutKind::Io).may_have_run());
+    /// assert!(!Error::Timeout(TimeoutKind::Connect).may_have_run());
+    /// ```
+    pub fn may_have_run(&self) -> bool {
+        !matches!(
+            self,
+            Error::Connect { .. }
+                | Error::NotSent(_)
+                | Error::Overloaded { .. }
+                | Error::CantMpxConn
+                | Error::UnknownRole
+                | Error::NoBackend
+                | Error::ConnectionUnusable
+                | Error::Timeout(TimeoutKind::Connect | TimeoutKind::PoolWait)
+        )
+    }
+
+    /// True when sending the same request again (on another connection or backend) is safe
+    /// and may succeed: the application cannot have seen it ([`Error::may_have_run`] is
+    /// false) and the cause may pass (a refused or lost connection, overload, no free
+    /// connection). A request that may have run is never retryable by this rule; the
+    /// caller may still resend one it knows to be idempotent.
     ///
     /// # Example
     ///
     /// ```
     /// use fcgi::client::Error;
     /// assert!(!Error::UnknownRole.is_retryable());
+    /// assert!(!Error::BackendClosed { stdout_bytes: 0 }.is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Connect { .. }
-                | Error::Overloaded { .. }
-                | Error::CantMpxConn
-                | Error::NoBackend
-                | Error::Timeout(TimeoutKind::Connect | TimeoutKind::PoolWait)
-        )
+        !self.may_have_run() && !matches!(self, Error::UnknownRole | Error::ConnectionUnusable)
+    }
+
+    /// The client error inside an `io::Error` returned by reading a [`super::Response`],
+    /// if it carries one; see also `Error::from(io_error)`, which unwraps it by value.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use fcgi::client::{Error, TimeoutKind};
+    /// let io = Error::Timeout(TimeoutKind::Io).into_io();
+    /// assert!(matches!(Error::in_io(&io), Some(Error::Timeout(TimeoutKind::Io))));
+    /// assert!(Error::in_io(&std::io::Error::other("x")).is_none());
+    /// ```
+    pub fn in_io(e: &io::Error) -> Option<&Error> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<Error>())
     }
 
     /// Turns this error into an `io::Error` of a fitting kind, keeping it as the source
@@ -127,13 +194,15 @@ impl Error {
     ///
     /// ```
     /// use fcgi::client::{Error, TimeoutKind};
-    /// let io = Error::Timeout(TimeoutKind::Idle).into_io();
+    /// let io = Error::Timeout(TimeoutKind::Io).into_io();
     /// assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
     /// assert!(io.get_ref().unwrap().downcast_ref::<Error>().is_some());
     /// ```
     pub fn into_io(self) -> io::Error {
         let kind = match &self {
-            Error::Io(e) | Error::Body(e) => return io::Error::new(e.kind(), self),
+            Error::Io(e) | Error::Body(e) | Error::NotSent(e) => {
+                return io::Error::new(e.kind(), self)
+            }
             Error::Connect { source, .. } => source.kind(),
             Error::Timeout(_) => io::ErrorKind::TimedOut,
             Error::BackendClosed { .. } => io::ErrorKind::UnexpectedEof,
@@ -153,7 +222,11 @@ impl fmt::Display for Error {
             Error::Connect { addr, source } => {
                 write!(f, "cannot connect to FastCGI backend {addr}: {source}")
             }
-            Error::Io(e) => write!(f, "I/O error talking to the FastCGI backend: {e}"),
+            Error::Io(e) => write!(f, "connection to the FastCGI backend failed: {e}"),
+            Error::NotSent(e) => write!(
+                f,
+                "connection to the FastCGI backend failed before the request was sent: {e}"
+            ),
             Error::Body(e) => write!(f, "reading the request body failed: {e}"),
             Error::Overloaded { app_status } => write!(
                 f,
@@ -193,17 +266,20 @@ impl fmt::Display for Error {
                 "backend's CGI response head is longer than the limit of {limit} bytes"
             ),
             Error::Timeout(TimeoutKind::Connect) => {
-                write!(f, "connecting to the backend timed out")
+                write!(f, "timed out connecting to the backend")
             }
-            Error::Timeout(TimeoutKind::Idle) => {
-                write!(f, "backend sent nothing within the idle read timeout")
-            }
-            Error::Timeout(TimeoutKind::Request) => {
-                write!(f, "backend did not finish the request within its time limit")
-            }
-            Error::Timeout(TimeoutKind::PoolWait) => {
-                write!(f, "no pooled connection became free within the wait timeout")
-            }
+            Error::Timeout(TimeoutKind::Io) => write!(
+                f,
+                "timed out: the backend neither sent nor took a byte within the I/O timeout"
+            ),
+            Error::Timeout(TimeoutKind::Request) => write!(
+                f,
+                "timed out: the backend did not finish the request within its time limit"
+            ),
+            Error::Timeout(TimeoutKind::PoolWait) => write!(
+                f,
+                "timed out waiting for a free pooled connection (all in use)"
+            ),
             Error::NoBackend => write!(f, "every backend of the pool is marked down"),
             Error::ConnectionUnusable => write!(
                 f,
@@ -217,7 +293,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Connect { source, .. } => Some(source),
-            Error::Io(e) | Error::Body(e) => Some(e),
+            Error::Io(e) | Error::Body(e) | Error::NotSent(e) => Some(e),
             Error::Protocol(e) => Some(e),
             Error::BadHead(e) => Some(e),
             _ => None,
@@ -225,9 +301,28 @@ impl std::error::Error for Error {
     }
 }
 
+/// An `io::Error` that carries a client [`Error`] (what reading a [`super::Response`]
+/// returns) gives that error back; any other becomes [`Error::Io`].
+///
+/// # Example
+///
+/// ```
+/// use fcgi::client::{Error, TimeoutKind};
+/// let io = Error::Timeout(TimeoutKind::Request).into_io();
+/// assert!(matches!(Error::from(io), Error::Timeout(TimeoutKind::Request)));
+/// assert!(matches!(Error::from(std::io::Error::other("x")), Error::Io(_)));
+/// ```
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        Error::Io(e)
+        if e.get_ref().is_none() {
+            return Error::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(err)) => *err,
+            Some(Err(other)) => Error::Io(io::Error::new(kind, other)),
+            None => Error::Io(io::Error::from(kind)),
+        }
     }
 }
 

@@ -4,15 +4,16 @@
 //!
 //! Owns the mapping only: what the document root is, where the script ends and which
 //! addresses to report are the caller's [`CgiEnv`]. The request body is not touched; a body
-//! without `Content-Length` (chunked) must be measured or spooled by the caller, since PHP
-//! reads exactly `CONTENT_LENGTH` bytes.
+//! without `Content-Length` (chunked, or HTTP/2 without the header) must be measured or
+//! spooled by the caller and given to [`FcgiRequest::from_http_sized`], since PHP reads
+//! exactly `CONTENT_LENGTH` bytes.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use super::{Head, Request};
+use super::{FcgiRequest, Head};
 
 /// What the web server knows that the HTTP request does not carry: document root, how to
 /// split the path, addresses, TLS.
@@ -167,9 +168,9 @@ impl CgiEnv {
 /// # Example
 ///
 /// ```
-/// use fcgi::client::{CgiEnv, CgiError, Request};
+/// use fcgi::client::{CgiEnv, CgiError, FcgiRequest};
 /// let req = http::Request::get("/a/%2e%2e/secret.php").body(()).unwrap();
-/// assert_eq!(Request::from_http(&req, &CgiEnv::new("/srv")).unwrap_err(), CgiError::DotDotSegment);
+/// assert_eq!(FcgiRequest::from_http(&req, &CgiEnv::new("/srv")).unwrap_err(), CgiError::DotDotSegment);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -180,6 +181,13 @@ pub enum CgiError {
     DotDotSegment,
     /// The path does not start with `/`.
     RelativePath,
+    /// The body's length is not known (`Transfer-Encoding` without `Content-Length`, or an
+    /// HTTP/2 or HTTP/3 request that may carry a body and has no `Content-Length`): measure
+    /// or spool it and use [`FcgiRequest::from_http_sized`].
+    UnknownLength,
+    /// `Content-Length` is not one decimal number (or the request has several that differ,
+    /// or it differs from the length given to [`FcgiRequest::from_http_sized`]).
+    BadContentLength,
 }
 
 impl fmt::Display for CgiError {
@@ -188,6 +196,11 @@ impl fmt::Display for CgiError {
             CgiError::NulInPath => "request path contains a NUL byte",
             CgiError::DotDotSegment => "request path contains a '..' segment",
             CgiError::RelativePath => "request path does not start with '/'",
+            CgiError::UnknownLength => {
+                "request body length is unknown (no Content-Length): measure or spool the \
+                 body and use FcgiRequest::from_http_sized"
+            }
+            CgiError::BadContentLength => "request has an invalid Content-Length",
         })
     }
 }
@@ -232,13 +245,19 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-impl Request {
+impl FcgiRequest {
     /// The params a web server sends for `req` (as nginx's `fastcgi_params` with
     /// `SCRIPT_FILENAME` and `fastcgi_split_path_info`): `SCRIPT_FILENAME`, `SCRIPT_NAME`,
     /// `PATH_INFO`, `PATH_TRANSLATED`, `REQUEST_METHOD`, `REQUEST_URI`, `DOCUMENT_URI`,
     /// `DOCUMENT_ROOT`, `QUERY_STRING`, `CONTENT_TYPE`, `CONTENT_LENGTH`, `SERVER_*`,
     /// `REMOTE_*`, `HTTPS`, `REQUEST_SCHEME`, `GATEWAY_INTERFACE`, `REDIRECT_STATUS` and one
     /// `HTTP_*` per header.
+    ///
+    /// `CONTENT_LENGTH` is never empty: the `Content-Length` header when there is one;
+    /// otherwise `0` for an HTTP/1 request without `Transfer-Encoding` (it has no body,
+    /// RFC 9112 6.3) and for a `GET`, `HEAD`, `OPTIONS` or `TRACE` over HTTP/2 or 3; any
+    /// other request is refused with [`CgiError::UnknownLength`] (use
+    /// [`FcgiRequest::from_http_sized`]).
     ///
     /// Headers: `Proxy` is dropped (httpoxy, CVE-2016-5385), as are names containing `_`
     /// (they would be indistinguishable from `-` once mapped); repeated headers are joined
@@ -247,12 +266,13 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// [`CgiError`] for a path with NUL, a `..` segment, or no leading `/`.
+    /// [`CgiError`] for a path with NUL, a `..` segment, or no leading `/`, an invalid
+    /// `Content-Length`, or a body of unknown length.
     ///
     /// # Example
     ///
     /// ```
-    /// use fcgi::client::{CgiEnv, Request};
+    /// use fcgi::client::{CgiEnv, FcgiRequest};
     /// let http_req = http::Request::post("/app/index.php/users/7?x=1")
     ///     .header("Host", "example.com:8080")
     ///     .header("Content-Type", "application/json")
@@ -261,14 +281,73 @@ impl Request {
     ///     .body(())
     ///     .unwrap();
     /// let env = CgiEnv::new("/srv/www").split_path_info(".php");
-    /// let req = Request::from_http(&http_req, &env).unwrap();
+    /// let req = FcgiRequest::from_http(&http_req, &env).unwrap();
     /// assert_eq!(req.get_param("SCRIPT_FILENAME"), Some(&b"/srv/www/app/index.php"[..]));
     /// assert_eq!(req.get_param("PATH_INFO"), Some(&b"/users/7"[..]));
     /// assert_eq!(req.get_param("QUERY_STRING"), Some(&b"x=1"[..]));
     /// assert_eq!(req.get_param("SERVER_NAME"), Some(&b"example.com"[..]));
     /// assert_eq!(req.get_param("HTTP_PROXY"), None);
     /// ```
-    pub fn from_http<B>(req: &http::Request<B>, env: &CgiEnv) -> Result<Request, CgiError> {
+    pub fn from_http<B>(req: &http::Request<B>, env: &CgiEnv) -> Result<FcgiRequest, CgiError> {
+        let length = match declared_length(req)? {
+            Some(n) => n,
+            None if req.headers().contains_key(http::header::TRANSFER_ENCODING) => {
+                return Err(CgiError::UnknownLength)
+            }
+            None if req.version() <= http::Version::HTTP_11 => 0,
+            None if matches!(
+                *req.method(),
+                http::Method::GET
+                    | http::Method::HEAD
+                    | http::Method::OPTIONS
+                    | http::Method::TRACE
+            ) =>
+            {
+                0
+            }
+            None => return Err(CgiError::UnknownLength),
+        };
+        Self::build_from_http(req, env, length)
+    }
+
+    /// As [`FcgiRequest::from_http`], for a body of `length` bytes measured or spooled by
+    /// the caller (chunked uploads, HTTP/2 without `Content-Length`): `CONTENT_LENGTH` is
+    /// `length`.
+    ///
+    /// # Errors
+    ///
+    /// As [`FcgiRequest::from_http`]; [`CgiError::BadContentLength`] when the request
+    /// declares another length.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use fcgi::client::{CgiEnv, FcgiRequest};
+    /// let http_req = http::Request::post("/upload.php")
+    ///     .header("Transfer-Encoding", "chunked")
+    ///     .body(())
+    ///     .unwrap();
+    /// let env = CgiEnv::new("/srv/www");
+    /// assert!(FcgiRequest::from_http(&http_req, &env).is_err());
+    /// let req = FcgiRequest::from_http_sized(&http_req, &env, 1234).unwrap();
+    /// assert_eq!(req.get_param("CONTENT_LENGTH"), Some(&b"1234"[..]));
+    /// ```
+    pub fn from_http_sized<B>(
+        req: &http::Request<B>,
+        env: &CgiEnv,
+        length: u64,
+    ) -> Result<FcgiRequest, CgiError> {
+        if declared_length(req)?.is_some_and(|n| n != length) {
+            return Err(CgiError::BadContentLength);
+        }
+        Self::build_from_http(req, env, length)
+    }
+
+    fn build_from_http<B>(
+        req: &http::Request<B>,
+        env: &CgiEnv,
+        length: u64,
+    ) -> Result<FcgiRequest, CgiError> {
         let uri = req.uri();
         let raw_path = uri.path();
         if !raw_path.starts_with('/') {
@@ -313,11 +392,11 @@ impl Request {
         };
         let request_uri = uri.path_and_query().map(|p| p.as_str()).unwrap_or(raw_path);
 
-        let mut out = Request::new()
+        let mut out = FcgiRequest::new()
             .param("QUERY_STRING", uri.query().unwrap_or(""))
             .param("REQUEST_METHOD", req.method().as_str())
             .param("CONTENT_TYPE", header(http::header::CONTENT_TYPE))
-            .param("CONTENT_LENGTH", header(http::header::CONTENT_LENGTH))
+            .param("CONTENT_LENGTH", length.to_string())
             .param("SCRIPT_NAME", &script_name)
             .param("SCRIPT_FILENAME", join(&script_name))
             .param("PATH_INFO", path_info)
@@ -378,6 +457,24 @@ impl Request {
     }
 }
 
+/// The request's `Content-Length`: `None` without one; an error when it is not a number or
+/// several headers disagree.
+fn declared_length<B>(req: &http::Request<B>) -> Result<Option<u64>, CgiError> {
+    let mut found = None;
+    for v in req.headers().get_all(http::header::CONTENT_LENGTH) {
+        let text = v.to_str().map_err(|_| CgiError::BadContentLength)?.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CgiError::BadContentLength);
+        }
+        let n: u64 = text.parse().map_err(|_| CgiError::BadContentLength)?;
+        if found.is_some_and(|f| f != n) {
+            return Err(CgiError::BadContentLength);
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
 fn strip_port(host: &str) -> String {
     if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
@@ -422,11 +519,11 @@ impl Head {
 mod tests {
     use super::*;
 
-    fn params(req: &http::Request<()>, env: &CgiEnv) -> Request {
-        Request::from_http(req, env).unwrap()
+    fn params(req: &http::Request<()>, env: &CgiEnv) -> FcgiRequest {
+        FcgiRequest::from_http(req, env).unwrap()
     }
 
-    fn get<'a>(r: &'a Request, n: &str) -> Option<&'a str> {
+    fn get<'a>(r: &'a FcgiRequest, n: &str) -> Option<&'a str> {
         r.get_param(n).map(|v| std::str::from_utf8(v).unwrap())
     }
 
@@ -490,7 +587,7 @@ mod tests {
         assert_eq!(get(&p, "HTTP_ACCEPT"), Some("text/html, */*"));
         assert_eq!(get(&p, "HTTP_X_SPOOF"), None);
         assert_eq!(get(&p, "HTTP_HOST"), Some("[::1]:8443"));
-        assert_eq!(get(&p, "CONTENT_LENGTH"), Some(""));
+        assert_eq!(get(&p, "CONTENT_LENGTH"), Some("0"));
         assert_eq!(get(&p, "APP"), Some("x"));
     }
 
@@ -504,11 +601,75 @@ mod tests {
             ("/a%00.php", CgiError::NulInPath),
         ] {
             let req = http::Request::get(path).body(()).unwrap();
-            assert_eq!(Request::from_http(&req, &env).unwrap_err(), err, "{path}");
+            assert_eq!(
+                FcgiRequest::from_http(&req, &env).unwrap_err(),
+                err,
+                "{path}"
+            );
         }
         // "..." and "..a" are ordinary names.
         let req = http::Request::get("/.../..a.php").body(()).unwrap();
-        assert!(Request::from_http(&req, &env).is_ok());
+        assert!(FcgiRequest::from_http(&req, &env).is_ok());
+    }
+
+    #[test]
+    fn content_length_is_never_empty() {
+        let env = CgiEnv::new("/srv");
+        let len = |req: http::Request<()>| {
+            FcgiRequest::from_http(&req, &env)
+                .map(|r| String::from_utf8(r.get_param("CONTENT_LENGTH").unwrap().to_vec()))
+        };
+        let post = || http::Request::post("/a.php");
+        assert_eq!(
+            len(post().header("Content-Length", "12").body(()).unwrap()),
+            Ok(Ok("12".into()))
+        );
+        assert_eq!(len(post().body(()).unwrap()), Ok(Ok("0".into())));
+        assert_eq!(
+            len(post()
+                .header("Transfer-Encoding", "chunked")
+                .body(())
+                .unwrap()),
+            Err(CgiError::UnknownLength)
+        );
+        let h2 = |m: &str| {
+            http::Request::builder()
+                .method(m)
+                .uri("/a.php")
+                .version(http::Version::HTTP_2)
+        };
+        assert_eq!(len(h2("GET").body(()).unwrap()), Ok(Ok("0".into())));
+        assert_eq!(
+            len(h2("POST").body(()).unwrap()),
+            Err(CgiError::UnknownLength)
+        );
+        assert_eq!(
+            len(h2("POST").header("Content-Length", "3").body(()).unwrap()),
+            Ok(Ok("3".into()))
+        );
+        for bad in ["", "x", "-1", "1 2", "99999999999999999999999"] {
+            assert_eq!(
+                len(post().header("Content-Length", bad).body(()).unwrap()),
+                Err(CgiError::BadContentLength),
+                "{bad:?}"
+            );
+        }
+        let twice = post()
+            .header("Content-Length", "1")
+            .header("Content-Length", "2")
+            .body(())
+            .unwrap();
+        assert_eq!(len(twice), Err(CgiError::BadContentLength));
+        let req = post().header("Content-Length", "5").body(()).unwrap();
+        assert_eq!(
+            FcgiRequest::from_http_sized(&req, &env, 6).unwrap_err(),
+            CgiError::BadContentLength
+        );
+        let req = post().body(()).unwrap();
+        assert!(FcgiRequest::from_http_sized(&req, &env, 6).is_ok());
+        assert!(CgiError::UnknownLength
+            .to_string()
+            .contains("from_http_sized"));
     }
 
     #[test]

@@ -9,11 +9,12 @@
 //! - [`Response`]: status and headers, then the body; stderr kept apart; app and protocol
 //!   status at the end.
 //! - [`Pool`]: kept-alive connections to one or more backends, bounded, with fair waiting,
-//!   idle expiry, health marking, session affinity, and multiplexing where the backend
-//!   offers it.
+//!   idle expiry, at-most-once sending, a bound learned from how the backend behaves,
+//!   health from timeouts and refusals with probes, session affinity, and multiplexing where
+//!   the backend offers it.
 //! - [`MuxConnection`]: several requests at once on one connection (`FCGI_MPXS_CONNS=1`).
 //! - [`get_values`]: ask a backend for `FCGI_MAX_CONNS`, `FCGI_MAX_REQS`, `FCGI_MPXS_CONNS`.
-//! - With the `http` feature: `Request::from_http` builds the CGI params a web server sends
+//! - With the `http` feature: `FcgiRequest::from_http` builds the CGI params a web server sends
 //!   from an `http::Request`, and `Head::to_http` gives an `http::response::Builder`.
 //!
 //! A [`Connection`] uses request id 1 for every request, as nginx and Apache do. HTTP itself
@@ -23,13 +24,13 @@
 //!
 //! ```no_run
 //! use std::io::Read;
-//! use fcgi::client::{Backend, Pool, Request};
+//! use fcgi::client::{Backend, Pool, FcgiRequest};
 //!
 //! let pool = Pool::builder()
 //!     .backend(Backend::new("127.0.0.1:9000".parse()?))
 //!     .max_conns_per_backend(8)
 //!     .build();
-//! let req = Request::new()
+//! let req = FcgiRequest::new()
 //!     .param("SCRIPT_FILENAME", "/srv/www/index.php")
 //!     .param("REQUEST_METHOD", "GET")
 //!     .param("QUERY_STRING", "a=1");
@@ -62,10 +63,12 @@ pub use error::{Error, TimeoutKind};
 pub use from_http::{CgiEnv, CgiError};
 pub use head::{find_head_end, Head, HeadError};
 pub use mux::MuxConnection;
-pub use pool::{Backend, BackendStats, Balance, Pool, PoolBuilder, PooledConnection};
+pub use pool::{
+    rendezvous_score, Backend, BackendStats, Balance, Pool, PoolBuilder, PooledConnection,
+};
 pub use response::Response;
 
-use crate::protocol::Role;
+use crate::protocol::{Header, Role};
 
 /// Where a backend listens: a TCP address or a Unix socket path.
 ///
@@ -124,7 +127,7 @@ impl From<SocketAddr> for Address {
 /// ```
 /// use std::time::Duration;
 /// let mut config = fcgi::client::Config::default();
-/// config.idle_timeout = Some(Duration::from_secs(5));
+/// config.io_timeout = Some(Duration::from_secs(5));
 /// config.request_timeout = Some(Duration::from_secs(30));
 /// assert!(config.keep_conn);
 /// ```
@@ -133,8 +136,11 @@ impl From<SocketAddr> for Address {
 pub struct Config {
     /// Limit for connecting. Default 5 s; `None` waits as long as the OS does.
     pub connect_timeout: Option<Duration>,
-    /// Limit for a wait in which no byte can be read or written. Default 60 s.
-    pub idle_timeout: Option<Duration>,
+    /// Limit for a wait, during a request, in which no byte can be read or written (the
+    /// backend is silent or does not read). Default 60 s. A pooled request that runs out of
+    /// it marks its backend down. (How long an idle pooled connection is kept is
+    /// [`PoolBuilder::keepalive_timeout`].)
+    pub io_timeout: Option<Duration>,
     /// Limit for a whole request, from sending it to `FCGI_END_REQUEST`. Default none.
     pub request_timeout: Option<Duration>,
     /// Largest CGI response head accepted. Default 64 KiB.
@@ -149,7 +155,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             connect_timeout: Some(Duration::from_secs(5)),
-            idle_timeout: Some(Duration::from_secs(60)),
+            io_timeout: Some(Duration::from_secs(60)),
             request_timeout: None,
             max_head_bytes: 64 * 1024,
             stderr_limit: 64 * 1024,
@@ -158,8 +164,43 @@ impl Default for Config {
     }
 }
 
-/// The callback type of [`Request::on_stderr`].
+/// The callback type of [`FcgiRequest::on_stderr`].
 pub(crate) type StderrSink = Box<dyn FnMut(&[u8]) + Send>;
+
+/// The callback type of [`FcgiRequest::on_record`].
+pub(crate) type RecordSink = Box<dyn FnMut(Direction, &Header, &[u8]) + Send>;
+
+/// Which way a record went, for [`FcgiRequest::on_record`].
+///
+/// # Example
+///
+/// ```
+/// use fcgi::client::Direction;
+/// assert_ne!(Direction::Sent, Direction::Received);
+/// ```
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the backend.
+    Sent,
+    /// From the backend to the client.
+    Received,
+}
+
+/// The former name of [`FcgiRequest`], which collided with `http::Request` in exactly the
+/// programs the `http` feature is for (and with the server's [`crate::Request`]).
+///
+/// # Example
+///
+/// ```
+/// #![allow(deprecated)]
+/// let req: fcgi::client::Request = fcgi::client::FcgiRequest::new();
+/// ```
+#[deprecated(note = "renamed FcgiRequest")]
+pub type Request = FcgiRequest;
+
+/// Methods HTTP defines as idempotent (RFC 9110 section 9.2.2), as nginx's
+/// `fastcgi_next_upstream` treats them without `non_idempotent`.
+const IDEMPOTENT_METHODS: [&[u8]; 6] = [b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"];
 
 /// A request to send: role, params and per-request options. The body is passed separately
 /// to [`Connection::send`] or [`Pool::send`].
@@ -167,57 +208,102 @@ pub(crate) type StderrSink = Box<dyn FnMut(&[u8]) + Send>;
 /// # Example
 ///
 /// ```
-/// use fcgi::client::Request;
+/// use fcgi::client::FcgiRequest;
 /// use fcgi::protocol::Role;
-/// let req = Request::new()
+/// let req = FcgiRequest::new()
 ///     .role(Role::Responder)
 ///     .param("REQUEST_METHOD", "GET")
 ///     .params([("QUERY_STRING", "x=1"), ("SERVER_PROTOCOL", "HTTP/1.1")]);
 /// assert_eq!(req.get_param("QUERY_STRING"), Some(&b"x=1"[..]));
 /// ```
-pub struct Request {
+pub struct FcgiRequest {
     pub(crate) role: Role,
     pub(crate) params: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) stderr_limit: Option<usize>,
     pub(crate) on_stderr: Option<StderrSink>,
+    pub(crate) on_record: Option<RecordSink>,
     pub(crate) parse_head: bool,
+    pub(crate) idempotent: Option<bool>,
 }
 
-impl fmt::Debug for Request {
+impl fmt::Debug for FcgiRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request")
+        f.debug_struct("FcgiRequest")
             .field("role", &self.role)
             .field("params", &self.params.len())
             .field("timeout", &self.timeout)
+            .field("idempotent", &self.is_idempotent())
             .finish_non_exhaustive()
     }
 }
 
-impl Default for Request {
-    fn default() -> Request {
-        Request::new()
+impl Default for FcgiRequest {
+    fn default() -> FcgiRequest {
+        FcgiRequest::new()
     }
 }
 
-impl Request {
+impl FcgiRequest {
     /// A Responder request with no params.
     ///
     /// # Example
     ///
     /// ```
-    /// let req = fcgi::client::Request::new();
+    /// let req = fcgi::client::FcgiRequest::new();
     /// assert_eq!(req.get_param("X"), None);
     /// ```
-    pub fn new() -> Request {
-        Request {
+    pub fn new() -> FcgiRequest {
+        FcgiRequest {
             role: Role::Responder,
             params: Vec::new(),
             timeout: None,
             stderr_limit: None,
             on_stderr: None,
+            on_record: None,
             parse_head: true,
+            idempotent: None,
         }
+    }
+
+    /// Says whether this request may run twice without harm, which allows a [`Pool`] to
+    /// send it again on another connection when it failed after it may have reached the
+    /// application (the connection closed or timed out before any answer).
+    ///
+    /// Without this call the method decides: `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT` and
+    /// `DELETE` in `REQUEST_METHOD` are idempotent (RFC 9110 9.2.2, as nginx's
+    /// `fastcgi_next_upstream` without `non_idempotent`); any other method, or none, is not.
+    /// A request that is not idempotent is sent at most once: the pool resends it only when
+    /// the application cannot have seen it (see [`Error::may_have_run`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use fcgi::client::FcgiRequest;
+    /// assert!(FcgiRequest::new().param("REQUEST_METHOD", "GET").is_idempotent());
+    /// assert!(!FcgiRequest::new().param("REQUEST_METHOD", "POST").is_idempotent());
+    /// assert!(FcgiRequest::new().param("REQUEST_METHOD", "POST").idempotent(true).is_idempotent());
+    /// assert!(!FcgiRequest::new().param("REQUEST_METHOD", "GET").idempotent(false).is_idempotent());
+    /// assert!(!FcgiRequest::new().is_idempotent());
+    /// ```
+    pub fn idempotent(mut self, yes: bool) -> FcgiRequest {
+        self.idempotent = Some(yes);
+        self
+    }
+
+    /// Whether the pool may send this request twice; see [`FcgiRequest::idempotent`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::client::FcgiRequest::new().param("REQUEST_METHOD", "HEAD");
+    /// assert!(req.is_idempotent());
+    /// ```
+    pub fn is_idempotent(&self) -> bool {
+        self.idempotent.unwrap_or_else(|| {
+            self.get_param("REQUEST_METHOD")
+                .is_some_and(|m| IDEMPOTENT_METHODS.contains(&m))
+        })
     }
 
     /// Sets the role (`FCGI_RESPONDER` by default).
@@ -225,9 +311,9 @@ impl Request {
     /// # Example
     ///
     /// ```
-    /// let req = fcgi::client::Request::new().role(fcgi::protocol::Role::Authorizer);
+    /// let req = fcgi::client::FcgiRequest::new().role(fcgi::protocol::Role::Authorizer);
     /// ```
-    pub fn role(mut self, role: Role) -> Request {
+    pub fn role(mut self, role: Role) -> FcgiRequest {
         self.role = role;
         self
     }
@@ -237,10 +323,10 @@ impl Request {
     /// # Example
     ///
     /// ```
-    /// let req = fcgi::client::Request::new().param("CONTENT_LENGTH", 5.to_string());
+    /// let req = fcgi::client::FcgiRequest::new().param("CONTENT_LENGTH", 5.to_string());
     /// assert_eq!(req.get_param("CONTENT_LENGTH"), Some(&b"5"[..]));
     /// ```
-    pub fn param(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Request {
+    pub fn param(mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> FcgiRequest {
         self.params
             .push((name.as_ref().to_vec(), value.as_ref().to_vec()));
         self
@@ -251,10 +337,10 @@ impl Request {
     /// # Example
     ///
     /// ```
-    /// let req = fcgi::client::Request::new().params([("A", "1"), ("B", "2")]);
+    /// let req = fcgi::client::FcgiRequest::new().params([("A", "1"), ("B", "2")]);
     /// assert_eq!(req.get_param("B"), Some(&b"2"[..]));
     /// ```
-    pub fn params<I, N, V>(mut self, pairs: I) -> Request
+    pub fn params<I, N, V>(mut self, pairs: I) -> FcgiRequest
     where
         I: IntoIterator<Item = (N, V)>,
         N: AsRef<[u8]>,
@@ -271,7 +357,7 @@ impl Request {
     /// # Example
     ///
     /// ```
-    /// let req = fcgi::client::Request::new().param("A", "1").param("A", "2");
+    /// let req = fcgi::client::FcgiRequest::new().param("A", "1").param("A", "2");
     /// assert_eq!(req.get_param("A"), Some(&b"1"[..]));
     /// ```
     pub fn get_param(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
@@ -287,9 +373,9 @@ impl Request {
     /// # Example
     ///
     /// ```
-    /// let req = fcgi::client::Request::new().timeout(std::time::Duration::from_secs(2));
+    /// let req = fcgi::client::FcgiRequest::new().timeout(std::time::Duration::from_secs(2));
     /// ```
-    pub fn timeout(mut self, limit: Duration) -> Request {
+    pub fn timeout(mut self, limit: Duration) -> FcgiRequest {
         self.timeout = Some(limit);
         self
     }
@@ -299,9 +385,9 @@ impl Request {
     /// # Example
     ///
     /// ```
-    /// let req = fcgi::client::Request::new().stderr_limit(1024);
+    /// let req = fcgi::client::FcgiRequest::new().stderr_limit(1024);
     /// ```
-    pub fn stderr_limit(mut self, bytes: usize) -> Request {
+    pub fn stderr_limit(mut self, bytes: usize) -> FcgiRequest {
         self.stderr_limit = Some(bytes);
         self
     }
@@ -314,29 +400,50 @@ impl Request {
     ///
     /// ```no_run
     /// use std::io::Read;
-    /// use fcgi::client::{Config, Connection, Request};
+    /// use fcgi::client::{Config, Connection, FcgiRequest};
     /// let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
     /// let mut raw = String::new();
-    /// conn.send(Request::new().without_head(), std::io::empty())?.read_to_string(&mut raw)?;
+    /// conn.send(FcgiRequest::new().without_head(), std::io::empty())?.read_to_string(&mut raw)?;
     /// assert!(raw.contains("\r\n\r\n") || raw.contains("\n\n"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn without_head(mut self) -> Request {
+    pub fn without_head(mut self) -> FcgiRequest {
         self.parse_head = false;
         self
     }
 
     /// Calls `f` with each piece of stderr as it arrives (in addition to the bounded buffer;
-    /// set [`Request::stderr_limit`] to 0 to keep none).
+    /// set [`FcgiRequest::stderr_limit`] to 0 to keep none).
     ///
     /// # Example
     ///
     /// ```
-    /// let req = fcgi::client::Request::new()
+    /// let req = fcgi::client::FcgiRequest::new()
     ///     .on_stderr(|bytes| eprint!("app: {}", String::from_utf8_lossy(bytes)));
     /// ```
-    pub fn on_stderr(mut self, f: impl FnMut(&[u8]) + Send + 'static) -> Request {
+    pub fn on_stderr(mut self, f: impl FnMut(&[u8]) + Send + 'static) -> FcgiRequest {
         self.on_stderr = Some(Box::new(f));
+        self
+    }
+
+    /// Calls `f` with every record of this request as it is sent or received (header and
+    /// content), for tracing (`fcgi -v` uses it). Only on an own connection; a request on a
+    /// [`MuxConnection`] is not traced.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use fcgi::client::{Direction, FcgiRequest};
+    /// let req = FcgiRequest::new().on_record(|dir, header, content| {
+    ///     let arrow = if dir == Direction::Sent { '>' } else { '<' };
+    ///     eprintln!("{arrow} {:?} {} bytes", header.record_type, content.len());
+    /// });
+    /// ```
+    pub fn on_record(
+        mut self,
+        f: impl FnMut(Direction, &Header, &[u8]) + Send + 'static,
+    ) -> FcgiRequest {
+        self.on_record = Some(Box::new(f));
         self
     }
 }

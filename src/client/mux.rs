@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::response::{Event, Exchange};
-use super::{Address, Config, Connection, Error, Request, Response, TimeoutKind};
+use super::{Address, Config, Connection, Error, FcgiRequest, Response, TimeoutKind};
 use crate::protocol::{
     encode_header_into, encode_params, BeginRequestBody, EndRequestBody, Header, ProtocolError,
     RecordType, KEEP_CONN,
@@ -44,12 +44,12 @@ const INBOX_LIMIT: usize = 1 << 20;
 ///
 /// ```no_run
 /// use std::io::Read;
-/// use fcgi::client::{Config, MuxConnection, Request};
+/// use fcgi::client::{Config, MuxConnection, FcgiRequest};
 /// let conn = MuxConnection::connect(&"127.0.0.1:9000".parse()?, &Config::default(), 16)?;
 /// let threads: Vec<_> = (0..4).map(|i| {
 ///     let conn = conn.clone();
 ///     std::thread::spawn(move || -> Result<String, fcgi::client::Error> {
-///         let mut resp = conn.send(Request::new().param("N", i.to_string()), std::io::empty())?;
+///         let mut resp = conn.send(FcgiRequest::new().param("N", i.to_string()), std::io::empty())?;
 ///         let mut body = String::new();
 ///         resp.read_to_string(&mut body).map_err(fcgi::client::Error::Io)?;
 ///         Ok(body)
@@ -66,7 +66,7 @@ pub struct MuxConnection {
 #[derive(Debug)]
 pub(crate) struct MuxShared {
     pub(crate) config: Config,
-    addr: Address,
+    pub(crate) addr: Address,
     max_reqs: usize,
     state: Mutex<MuxState>,
     cond: Condvar,
@@ -262,21 +262,21 @@ impl MuxConnection {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, MuxConnection, Request};
+    /// # use fcgi::client::{Config, MuxConnection, FcgiRequest};
     /// let conn = MuxConnection::connect(&"127.0.0.1:9000".parse()?, &Config::default(), 4)?;
-    /// let status = conn.send(Request::new(), std::io::empty())?.finish()?;
+    /// let status = conn.send(FcgiRequest::new(), std::io::empty())?.finish()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn send<'a, R: Read + Send + 'a>(
         &self,
-        mut request: Request,
+        mut request: FcgiRequest,
         body: R,
     ) -> Result<Response<'a>, Error> {
         let shared = &self.shared;
         let mut ex = Exchange::new(0, &mut request, Box::new(body), Vec::new(), &shared.config);
         let wait_until = ex
             .deadline
-            .or_else(|| shared.config.idle_timeout.map(|t| Instant::now() + t));
+            .or_else(|| shared.config.io_timeout.map(|t| Instant::now() + t));
         let mut st = shared.state.lock();
         let id = loop {
             if st.broken.is_some() {
@@ -299,7 +299,7 @@ impl MuxConnection {
                 return Err(Error::Timeout(if ex.deadline.is_some() {
                     TimeoutKind::Request
                 } else {
-                    TimeoutKind::Idle
+                    TimeoutKind::Io
                 }));
             }
         };
@@ -465,7 +465,7 @@ pub(crate) fn next_event(shared: &Arc<MuxShared>, ex: &mut Exchange<'_>) -> Resu
                             Some(Error::Timeout(if deadline {
                                 TimeoutKind::Request
                             } else {
-                                TimeoutKind::Idle
+                                TimeoutKind::Io
                             }))
                         }
                         Err(RoundError::Broken(b, records)) => {
@@ -487,7 +487,7 @@ pub(crate) fn next_event(shared: &Arc<MuxShared>, ex: &mut Exchange<'_>) -> Resu
             // Someone else leads, or all that can happen is a reader catching up.
             let (budget, is_deadline) = match &st.io {
                 Some(io) => io.conn.wait_budget(ex.deadline),
-                None => (shared.config.idle_timeout, false),
+                None => (shared.config.io_timeout, false),
             };
             let timed_out = match budget {
                 Some(b) => shared.cond.wait_for(&mut st, b).timed_out(),
@@ -502,7 +502,7 @@ pub(crate) fn next_event(shared: &Arc<MuxShared>, ex: &mut Exchange<'_>) -> Resu
                 return Err(Error::Timeout(if is_deadline {
                     TimeoutKind::Request
                 } else {
-                    TimeoutKind::Idle
+                    TimeoutKind::Io
                 }));
             }
         }

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use super::connection::ConnState;
 use super::pool::PooledConnection;
-use super::{Connection, Error, Head, Request};
+use super::{Connection, Error, FcgiRequest, Head};
 use crate::protocol::{
     encode_header_into, encode_params, encode_stream_end, BeginRequestBody, EndRequestBody, Header,
     ProtocolStatus, RecordType, HEADER_LEN, KEEP_CONN,
@@ -32,7 +32,7 @@ const STDIN_CHUNK: usize = 65528;
 #[derive(Debug)]
 pub(crate) enum ConnRef<'a> {
     Borrowed(&'a mut Connection),
-    Pooled(PooledConnection),
+    Pooled(Box<PooledConnection>),
 }
 
 impl Deref for ConnRef<'_> {
@@ -59,6 +59,8 @@ impl DerefMut for ConnRef<'_> {
 pub(crate) enum Link<'a> {
     Direct(ConnRef<'a>),
     Mux(std::sync::Arc<super::mux::MuxShared>),
+    /// The request ended and its pooled connection went back to the pool.
+    Released,
 }
 
 pub(super) enum Event {
@@ -75,6 +77,9 @@ pub(super) struct Exchange<'a> {
     pub(super) body: Option<Box<dyn Read + Send + 'a>>,
     /// True once bytes were read from the body: it cannot be sent again.
     body_touched: bool,
+    /// True once any byte of the request went out.
+    sent_any: bool,
+    on_record: Option<super::RecordSink>,
     /// Records received for this request.
     records_seen: u64,
     wbuf: Vec<u8>,
@@ -102,16 +107,22 @@ impl<'a> Exchange<'a> {
     /// A new exchange for request `id` with `wbuf` queued to send first.
     pub(super) fn new(
         id: u16,
-        request: &mut Request,
+        request: &mut FcgiRequest,
         body: Box<dyn Read + Send + 'a>,
         wbuf: Vec<u8>,
         config: &super::Config,
     ) -> Exchange<'a> {
         let timeout = request.timeout.or(config.request_timeout);
+        let mut on_record = request.on_record.take();
+        if let Some(f) = on_record.as_mut() {
+            trace_sent(f, &wbuf);
+        }
         Exchange {
             id,
             body: Some(body),
             body_touched: false,
+            sent_any: false,
+            on_record,
             records_seen: 0,
             wbuf,
             wpos: 0,
@@ -162,6 +173,9 @@ impl<'a> Exchange<'a> {
             out[..HEADER_LEN].copy_from_slice(&h);
             out.truncate(HEADER_LEN + n);
         }
+        if let Some(f) = self.on_record.as_mut() {
+            trace_sent(f, out);
+        }
         Ok(())
     }
 
@@ -175,7 +189,12 @@ impl<'a> Exchange<'a> {
             if self.wpos < self.wbuf.len() {
                 match conn.write_some(&self.wbuf[self.wpos..]) {
                     Ok(0) => return Ok(()),
-                    Ok(n) => self.wpos += n,
+                    Ok(n) => {
+                        self.wpos += n;
+                        self.sent_any = true;
+                    }
+                    // Nothing of the request went out: the application cannot have seen it.
+                    Err(e) if !self.sent_any => return Err(Error::NotSent(e)),
                     Err(_) => {
                         // The backend stopped reading (closed or reset). What it already
                         // sent, END_REQUEST included, is still to be read.
@@ -215,6 +234,7 @@ impl<'a> Exchange<'a> {
         match link {
             Link::Direct(conn) => self.next_event_direct(conn),
             Link::Mux(shared) => super::mux::next_event(shared, self),
+            Link::Released => Ok(Event::End),
         }
     }
 
@@ -223,6 +243,10 @@ impl<'a> Exchange<'a> {
         loop {
             if let Some((h, range)) = conn.take_buffered_record()? {
                 self.records_seen += 1;
+                conn.note_answered();
+                if let Some(f) = self.on_record.as_mut() {
+                    f(super::Direction::Received, &h, &conn.rbuf[range.clone()]);
+                }
                 if h.request_id == 0 && h.record_type.is_management() {
                     continue; // e.g. a late GET_VALUES_RESULT: not part of the request
                 }
@@ -247,6 +271,7 @@ impl<'a> Exchange<'a> {
                     RecordType::EndRequest => {
                         let body = EndRequestBody::decode(&conn.rbuf[range])?;
                         self.end = Some(body);
+                        conn.note_end();
                         // spec 5.5: after END_REQUEST the connection is free again, if the
                         // request ran to its end on our side too.
                         let clean = conn.config.keep_conn
@@ -301,6 +326,7 @@ impl<'a> Exchange<'a> {
         let limit = match link {
             Link::Direct(conn) => conn.config.max_head_bytes,
             Link::Mux(shared) => shared.config.max_head_bytes,
+            Link::Released => usize::MAX,
         };
         let mut buf: Vec<u8> = Vec::new();
         let mut line_start = 0;
@@ -341,8 +367,8 @@ impl<'a> Exchange<'a> {
 ///
 /// Reading returns the application's stdout after the head, as it arrives, and `Ok(0)` at
 /// `FCGI_END_REQUEST`; a refusal or failure there is an `io::Error` whose inner error is a
-/// [`Error`]. Stderr is collected on the side (bounded by [`Request::stderr_limit`], or passed
-/// to [`Request::on_stderr`]). Reading also keeps sending the request body, so both directions
+/// [`Error`]. Stderr is collected on the side (bounded by [`FcgiRequest::stderr_limit`], or passed
+/// to [`FcgiRequest::on_stderr`]). Reading also keeps sending the request body, so both directions
 /// stream.
 ///
 /// Dropping a response before its end sends `FCGI_ABORT_REQUEST` (when at a record boundary)
@@ -353,9 +379,9 @@ impl<'a> Exchange<'a> {
 ///
 /// ```no_run
 /// use std::io::Read;
-/// use fcgi::client::{Config, Connection, Request};
+/// use fcgi::client::{Config, Connection, FcgiRequest};
 /// let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-/// let mut resp = conn.send(Request::new().param("SCRIPT_FILENAME", "/srv/a.php"), std::io::empty())?;
+/// let mut resp = conn.send(FcgiRequest::new().param("SCRIPT_FILENAME", "/srv/a.php"), std::io::empty())?;
 /// assert_eq!(resp.status(), 200);
 /// let mut body = Vec::new();
 /// resp.read_to_end(&mut body)?;
@@ -367,6 +393,8 @@ pub struct Response<'a> {
     ex: Exchange<'a>,
     head: Head,
     link: Link<'a>,
+    backend: Option<usize>,
+    addr: super::Address,
 }
 
 impl std::fmt::Debug for Response<'_> {
@@ -379,9 +407,10 @@ impl std::fmt::Debug for Response<'_> {
     }
 }
 
-/// A failed start; `retry` gives the request and body back when nothing of the exchange
-/// happened except the backend closing a reused connection (safe to send again).
-pub(crate) type Retry<'a> = (Request, Box<dyn Read + Send + 'a>);
+/// A failed start; `retry` gives the request and body back when no byte of the body was
+/// read and no record came back, so that sending it again is possible (whether it is
+/// safe is for the caller: see `Error::may_have_run` and `FcgiRequest::is_idempotent`).
+pub(crate) type Retry<'a> = (FcgiRequest, Box<dyn Read + Send + 'a>);
 
 /// See [`Response::try_start`].
 pub(crate) struct StartFailure<'a> {
@@ -392,7 +421,7 @@ pub(crate) struct StartFailure<'a> {
 impl<'a> Response<'a> {
     pub(crate) fn start(
         conn: ConnRef<'a>,
-        request: Request,
+        request: FcgiRequest,
         body: Box<dyn Read + Send + 'a>,
     ) -> Result<Response<'a>, Error> {
         Response::try_start(conn, request, body).map_err(|f| f.error)
@@ -400,7 +429,7 @@ impl<'a> Response<'a> {
 
     pub(crate) fn try_start(
         mut conn: ConnRef<'a>,
-        mut request: Request,
+        mut request: FcgiRequest,
         body: Box<dyn Read + Send + 'a>,
     ) -> Result<Response<'a>, StartFailure<'a>> {
         if conn.state != ConnState::Idle {
@@ -409,8 +438,24 @@ impl<'a> Response<'a> {
                 retry: None,
             });
         }
+        // A kept connection the backend closed while it was idle (php-fpm recycling a
+        // child, a reload): seen before any byte is written, so certainly not run.
+        if conn.requests > 0 && !conn.is_reusable() {
+            return Err(StartFailure {
+                error: Error::NotSent(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the backend closed the kept connection while it was idle",
+                )),
+                retry: Some(Box::new((request, body))),
+            });
+        }
         conn.state = ConnState::Busy;
         conn.requests += 1;
+        conn.note_start();
+        let (backend, addr) = match &conn {
+            ConnRef::Pooled(p) => (Some(p.backend()), p.address().clone()),
+            ConnRef::Borrowed(c) => (None, c.address().clone()),
+        };
         // One request at a time per connection, so always id 1, as nginx and Apache use.
         let id = 1;
         let mut wbuf = Vec::new();
@@ -431,7 +476,13 @@ impl<'a> Response<'a> {
         let mut ex = Exchange::new(id, &mut request, body, wbuf, &conn.config);
         let mut link = Link::Direct(conn);
         match ex.read_head(&mut link) {
-            Ok(head) => Ok(Response { ex, head, link }),
+            Ok(head) => Ok(Response {
+                ex,
+                head,
+                link,
+                backend,
+                addr,
+            }),
             Err(error) => {
                 let Link::Direct(mut conn) = link else {
                     unreachable!()
@@ -440,18 +491,9 @@ impl<'a> Response<'a> {
                     conn.state = ConnState::Broken;
                     let _ = conn.sock.shutdown(std::net::Shutdown::Both);
                 }
-                let closed = match &error {
-                    Error::BackendClosed { .. } => true,
-                    Error::Io(e) => matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::BrokenPipe
-                            | io::ErrorKind::ConnectionAborted
-                    ),
-                    _ => false,
-                };
-                let retry = if closed && !ex.body_touched && ex.records_seen == 0 {
+                let retry = if !ex.body_touched && ex.records_seen == 0 {
                     request.on_stderr = ex.on_stderr.take();
+                    request.on_record = ex.on_record.take();
                     ex.body.take().map(|b| Box::new((request, b)))
                 } else {
                     None
@@ -466,9 +508,16 @@ impl<'a> Response<'a> {
         shared: std::sync::Arc<super::mux::MuxShared>,
         mut ex: Exchange<'a>,
     ) -> Result<Response<'a>, Error> {
+        let addr = shared.addr.clone();
         let mut link = Link::Mux(shared);
         match ex.read_head(&mut link) {
-            Ok(head) => Ok(Response { ex, head, link }),
+            Ok(head) => Ok(Response {
+                ex,
+                head,
+                link,
+                backend: None,
+                addr,
+            }),
             Err(e) => {
                 if let Link::Mux(shared) = &link {
                     super::mux::release(shared, ex.id, ex.end.is_none());
@@ -478,14 +527,53 @@ impl<'a> Response<'a> {
         }
     }
 
+    /// Sets the pool's index of the backend that serves this response.
+    pub(super) fn set_backend(&mut self, backend: usize) {
+        self.backend = Some(backend);
+    }
+
+    /// The index (in the order added to the [`super::PoolBuilder`]) of the backend that
+    /// answered, for a response from a [`super::Pool`]; `None` on a caller's own connection.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use fcgi::client::{Backend, Pool, FcgiRequest};
+    /// let pool = Pool::builder()
+    ///     .backend(Backend::new("127.0.0.1:9000".parse()?))
+    ///     .backend(Backend::new("127.0.0.1:9001".parse()?))
+    ///     .build();
+    /// let resp = pool.send(FcgiRequest::new(), std::io::empty())?;
+    /// println!("served by backend #{:?} at {}", resp.backend(), resp.address());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn backend(&self) -> Option<usize> {
+        self.backend
+    }
+
+    /// The address of the backend that answered.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
+    /// let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
+    /// let resp = conn.send(FcgiRequest::new(), std::io::empty())?;
+    /// assert_eq!(resp.address().to_string(), "127.0.0.1:9000");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn address(&self) -> &super::Address {
+        &self.addr
+    }
+
     /// The parsed CGI response head.
     ///
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// # let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// let resp = conn.send(Request::new(), std::io::empty())?;
+    /// let resp = conn.send(FcgiRequest::new(), std::io::empty())?;
     /// for (name, value) in resp.head().headers() {
     ///     println!("{name}: {value}");
     /// }
@@ -500,9 +588,9 @@ impl<'a> Response<'a> {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// # let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// let resp = conn.send(Request::new(), std::io::empty())?;
+    /// let resp = conn.send(FcgiRequest::new(), std::io::empty())?;
     /// if resp.status() == 404 { eprintln!("not found") }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -515,9 +603,9 @@ impl<'a> Response<'a> {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// # let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// let resp = conn.send(Request::new(), std::io::empty())?;
+    /// let resp = conn.send(FcgiRequest::new(), std::io::empty())?;
     /// println!("{:?}", resp.header("Content-Type"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -531,9 +619,9 @@ impl<'a> Response<'a> {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// # let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// let resp = conn.send(Request::new(), std::io::empty())?;
+    /// let resp = conn.send(FcgiRequest::new(), std::io::empty())?;
     /// let resp_stderr = String::from_utf8_lossy(resp.stderr()).into_owned();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -546,9 +634,9 @@ impl<'a> Response<'a> {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// # let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// let resp = conn.send(Request::new().stderr_limit(0), std::io::empty())?;
+    /// let resp = conn.send(FcgiRequest::new().stderr_limit(0), std::io::empty())?;
     /// println!("{} stderr bytes dropped so far", resp.stderr_dropped());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -561,9 +649,9 @@ impl<'a> Response<'a> {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// # let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// let mut resp = conn.send(Request::new(), std::io::empty())?;
+    /// let mut resp = conn.send(FcgiRequest::new(), std::io::empty())?;
     /// std::io::copy(&mut resp, &mut std::io::sink())?;
     /// assert!(resp.app_status().is_some());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -577,10 +665,10 @@ impl<'a> Response<'a> {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// use fcgi::protocol::ProtocolStatus;
     /// # let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// let mut resp = conn.send(Request::new(), std::io::empty())?;
+    /// let mut resp = conn.send(FcgiRequest::new(), std::io::empty())?;
     /// resp.finish()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -593,9 +681,9 @@ impl<'a> Response<'a> {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// # let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// let resp = conn.send(Request::new(), std::io::empty())?;
+    /// let resp = conn.send(FcgiRequest::new(), std::io::empty())?;
     /// assert!(resp.stdout_bytes() > 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -613,9 +701,9 @@ impl<'a> Response<'a> {
     /// # Example
     ///
     /// ```no_run
-    /// # use fcgi::client::{Config, Connection, Request};
+    /// # use fcgi::client::{Config, Connection, FcgiRequest};
     /// # let mut conn = Connection::connect(&"127.0.0.1:9000".parse()?, &Config::default())?;
-    /// let status = conn.send(Request::new(), std::io::empty())?.finish()?;
+    /// let status = conn.send(FcgiRequest::new(), std::io::empty())?.finish()?;
     /// assert_eq!(status, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -654,7 +742,14 @@ impl<'a> Response<'a> {
                 self.ex.opos = 0;
                 Ok(Some(()))
             }
-            Ok(Event::End) => self.ex.end_result().map(|_| None),
+            Ok(Event::End) => {
+                // The last record is read: a pooled connection goes back to the pool now,
+                // whatever the caller does with this response afterwards.
+                if matches!(self.link, Link::Direct(ConnRef::Pooled(_))) {
+                    self.link = Link::Released;
+                }
+                self.ex.end_result().map(|_| None)
+            }
             Err(e) => {
                 self.ex.failed = true;
                 match &mut self.link {
@@ -663,6 +758,7 @@ impl<'a> Response<'a> {
                         let _ = conn.sock.shutdown(std::net::Shutdown::Both);
                     }
                     Link::Mux(shared) => super::mux::release(shared, self.ex.id, true),
+                    Link::Released => {}
                 }
                 Err(e)
             }
@@ -729,6 +825,17 @@ impl Drop for Response<'_> {
             // On a shared connection only this request is aborted; its later records are
             // discarded and the others go on.
             Link::Mux(shared) => super::mux::release(shared, self.ex.id, true),
+            Link::Released => {}
         }
+    }
+}
+
+/// Reports each whole record in `wire` as sent.
+fn trace_sent(f: &mut super::RecordSink, mut wire: &[u8]) {
+    while let Ok(crate::protocol::Status::Complete((rec, used))) =
+        crate::protocol::decode_record(wire)
+    {
+        f(super::Direction::Sent, &rec.header, rec.content);
+        wire = &wire[used..];
     }
 }

@@ -106,6 +106,7 @@ impl PhpFpm {
              pm = static\n\
              pm.max_children = {max_children}\n\
              pm.status_path = /fpm-status\n\
+             ping.path = /fpm-ping\n\
              catch_workers_output = yes\n\
              request_terminate_timeout = 60s\n\
              {extra}\n\
@@ -117,6 +118,7 @@ impl PhpFpm {
              pm = static\n\
              pm.max_children = {max_children}\n\
              pm.status_path = /fpm-status\n\
+             ping.path = /fpm-ping\n\
              catch_workers_output = yes\n\
              request_terminate_timeout = 60s\n\
              {extra}\n"
@@ -204,6 +206,20 @@ impl PhpFpm {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+
+    /// The master's process id.
+    pub fn master_pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `sig` (e.g. "USR2", a graceful reload) to the master only.
+    pub fn signal_master(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.master_pid().to_string())
+            .stderr(Stdio::null())
+            .status();
     }
 
     /// Kills the master and every worker at once (SIGKILL to the process group).
@@ -369,6 +385,24 @@ echo str_repeat("a", 100000), "\n";
 flush();
 sleep(intval($_GET['s'] ?? '20'));
 echo "late";
+"#,
+        ),
+        (
+            "hello.php",
+            r#"<?php
+echo "Hello, World!";
+"#,
+        ),
+        (
+            "count.php",
+            r#"<?php
+// Records each run (ID and pid) in runs.log before it sleeps, so that a test can kill the
+// worker mid-request and count how many times the request ran.
+$line = ($_SERVER['HTTP_X_ID'] ?? '-') . " " . getmypid() . "\n";
+file_put_contents(__DIR__ . '/runs.log', $line, FILE_APPEND | LOCK_EX);
+usleep(intval($_GET['ms'] ?? '3000') * 1000);
+header('Content-Type: text/plain');
+echo "ran";
 "#,
         ),
         (
