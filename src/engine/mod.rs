@@ -178,6 +178,9 @@ enum Pumped {
 struct Listening {
     listener: Listener,
     nonblocking: bool,
+    /// A connection was accepted after the last edge: more may wait in the queue with no
+    /// edge to come (several arrivals before a waiter took the edge give one event).
+    more: AtomicBool,
 }
 
 /// The reactor; see the module documentation.
@@ -243,6 +246,7 @@ impl Engine {
                 Listening {
                     nonblocking: crate::sys::is_nonblocking(l.as_fd()),
                     listener: l,
+                    more: AtomicBool::new(false),
                 }
             })
             .collect();
@@ -329,6 +333,9 @@ impl Engine {
                 }
                 continue;
             }
+            if let Some(job) = self.accept_leftovers() {
+                return Ok(self.hand_out(job));
+            }
             self.waiters.fetch_add(1, Ordering::SeqCst);
             if self.ready_len.load(Ordering::SeqCst) > 0 {
                 self.waiters.fetch_sub(1, Ordering::SeqCst);
@@ -359,7 +366,7 @@ impl Engine {
                     None
                 }
                 k if k & LISTENER_BASE != 0 => self.accept((k & !LISTENER_BASE) as usize),
-                k => self.on_event(k, ev),
+                k => self.on_event(k),
             };
             if let Some(job) = job {
                 return Ok(self.hand_out(job));
@@ -449,6 +456,29 @@ impl Engine {
         self.accepted(res)
     }
 
+    /// A free thread, before it waits: connections that arrived together with the last
+    /// accepted one got no edge of their own; take one of them, if any.
+    fn accept_leftovers(&self) -> Option<Job> {
+        let n = self.listeners.read().len();
+        for i in 0..n {
+            // Until one brings a request for this thread, or the queue is empty.
+            loop {
+                let more = self
+                    .listeners
+                    .read()
+                    .get(i)
+                    .is_some_and(|l| l.more.load(Ordering::Acquire));
+                if !more || !*self.listening.lock() {
+                    break;
+                }
+                if let Some(job) = self.accept(i) {
+                    return Some(job);
+                }
+            }
+        }
+        None
+    }
+
     fn accept(&self, i: usize) -> Option<Job> {
         let res = {
             let ls = self.listeners.read();
@@ -458,9 +488,12 @@ impl Engine {
             {
                 // A blocking listener whose connection another process took meanwhile:
                 // accepting would block this thread.
+                l.more.store(false, Ordering::Release);
                 return None;
             }
-            epoll::accept(l.listener.as_fd())
+            let r = epoll::accept(l.listener.as_fd());
+            l.more.store(r.is_ok(), Ordering::Release);
+            r
         };
         self.accepted(res)
     }
@@ -547,7 +580,7 @@ impl Engine {
 
     // ---- connection events ----
 
-    fn on_event(&self, key: u64, ev: epoll::Ready) -> Option<Job> {
+    fn on_event(&self, key: u64) -> Option<Job> {
         let conn = {
             let mut t = self.table.lock();
             let e = t.get(key)?;
@@ -559,7 +592,7 @@ impl Engine {
             Arc::clone(&e.conn)
         };
         self.counters.parked.fetch_sub(1, Ordering::Relaxed);
-        self.drive(conn, ev.writable())
+        self.drive(conn, false)
     }
 
     fn phase(&self, conn: &Conn) -> Phase {
@@ -573,7 +606,11 @@ impl Engine {
     /// the socket has and feeds the machine, until a request is ready for this thread or
     /// the connection waits in the poller again (or closes). Other requests that became
     /// ready (multiplexed connections) are queued for other threads.
-    fn drive(&self, conn: Arc<Conn>, _writable: bool) -> Option<Job> {
+    ///
+    /// `drained`: the socket was read to its end since the last edge the engine could have
+    /// missed (a request just finished after a short read), so reading it again now would
+    /// only give `EAGAIN`; new bytes will raise an event.
+    fn drive(&self, conn: Arc<Conn>, mut drained: bool) -> Option<Job> {
         loop {
             let mut phase = self.phase(&conn);
             if conn.has_pending() {
@@ -609,7 +646,7 @@ impl Engine {
                 }
                 _ => {}
             }
-            let pumped = self.pump(&conn);
+            let pumped = self.pump(&conn, std::mem::take(&mut drained));
             if conn.has_pending() && !matches!(pumped, Pumped::Job(_)) {
                 // Replies the peer has not taken yet: wait for room first.
                 if let Pumped::Close { .. } = pumped {
@@ -664,11 +701,11 @@ impl Engine {
     }
 
     /// Feeds the connection's input to its machine, reading the socket without blocking.
-    fn pump(&self, conn: &Arc<Conn>) -> Pumped {
+    fn pump(&self, conn: &Arc<Conn>, drained: bool) -> Pumped {
         let lim = &self.shared.limits;
         let pool = &self.shared.bufs;
         let mut rs = conn.read.lock();
-        let mut drained = false;
+        let mut drained = drained && !rs.maybe_more;
         let result = loop {
             if rs.stalled.is_some() {
                 break Pumped::Stalled;
@@ -881,15 +918,17 @@ impl Engine {
         if !entry.busy {
             self.counters.parked.fetch_sub(1, Ordering::Relaxed);
         }
-        {
+        let running = {
             let mut rs = conn.read.lock();
+            let running = rs.machine.active() > 0;
             for (_, b) in rs.routes.drain(..) {
                 b.abort();
             }
-        }
-        if Arc::strong_count(conn) > 2 {
-            // Requests still hold it (multiplexed): make their I/O fail now, and stop its
-            // events, since the descriptor stays open until they drop it.
+            running
+        };
+        if running && self.shared.limits.multiplex {
+            // Requests of other threads still hold it: make their I/O fail now, and stop
+            // its events, since the descriptor stays open until they drop it.
             conn.shutdown_both();
             if entry.interest.is_some() {
                 let _ = self.epoll.delete(conn.as_fd());
@@ -953,7 +992,7 @@ impl Engine {
             Ok(true) => {
                 // The peer reads slowly: the poller finishes the output; no thread waits.
                 if !self.park(conn, Phase::Flush { keep }) {
-                    return self.drive(Arc::clone(conn), true);
+                    return self.drive(Arc::clone(conn), false);
                 }
                 return None;
             }
@@ -966,7 +1005,7 @@ impl Engine {
         if let Some(e) = self.table.lock().get(conn.key) {
             e.phase = Phase::Idle;
         }
-        self.drive(Arc::clone(conn), false)
+        self.drive(Arc::clone(conn), true)
     }
 
     /// Ends a request of a multiplexed connection: its id is released first (the web
@@ -1066,7 +1105,7 @@ impl Engine {
             return false;
         }
         loop {
-            match self.pump(conn) {
+            match self.pump(conn, false) {
                 Pumped::Close { clean } => {
                     self.close(conn, !clean);
                     return true;

@@ -20,8 +20,12 @@ pub(crate) const CONN_OUT: u32 = CONN | libc::EPOLLOUT as u32;
 /// Nothing but errors and hang-ups (always reported): a connection whose thread reads it
 /// directly for a while.
 pub(crate) const QUIET: u32 = libc::EPOLLET as u32;
-/// Readable, level-triggered, one waiter of one epoll set woken per event: a listener.
-pub(crate) const LISTENER: u32 = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+/// Readable, edge-triggered, and exclusive across epoll sets: a listener. Edge-triggered,
+/// because a level-triggered registration is put back on the ready list when a waiter
+/// takes it and wakes the next waiter of the same set, and so on, before the first one has
+/// accepted: every idle thread would try `accept` for each connection. Exclusive, so one
+/// of several processes sharing the socket (whichever has a waiting thread) is woken.
+pub(crate) const LISTENER: u32 = (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32;
 /// Readable, level-triggered: the wake-up and timer descriptors.
 pub(crate) const LEVEL: u32 = libc::EPOLLIN as u32;
 
@@ -35,14 +39,8 @@ pub(crate) struct Epoll {
 #[derive(Copy, Clone, Debug)]
 pub(crate) struct Ready {
     pub(crate) key: u64,
+    #[allow(dead_code)] // kept for debugging output
     pub(crate) flags: u32,
-}
-
-impl Ready {
-    /// Room to write (or an error, which the write will report).
-    pub(crate) fn writable(&self) -> bool {
-        self.flags & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
-    }
 }
 
 impl Epoll {
