@@ -250,10 +250,14 @@ print_verdicts() {
     printf '%s\n' "${VERDICTS[@]}"
 }
 
-# pass_if AWK_CONDITION: prints PASS if the (numeric) condition holds, else FAIL; a value
-# that is not a number ("inf", "none") fails.
+# pass_if AWK_CONDITION: prints PASS if the (numeric) condition holds, else FAIL. The
+# words inf and none (peers.py's "never") stand for an infinitely large number there.
 pass_if() {
-    if awk "BEGIN { exit !($1) }" 2>/dev/null; then echo PASS; else echo FAIL; fi
+    if awk -v inf=1e308 -v none=1e308 "BEGIN { exit !($1) }" 2>/dev/null; then
+        echo PASS
+    else
+        echo FAIL
+    fi
 }
 
 # all_pass VERDICT...: PASS when every argument is PASS.

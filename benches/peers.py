@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """peers.py: the special FastCGI clients of the engine measurements (issue 7).
 
-Loopback TCP only; ADDR is HOST:PORT. Every subcommand ends with one line on stdout,
+Loopback TCP only; ADDR is HOST:PORT. "Answered" means served: END_REQUEST with
+FCGI_REQUEST_COMPLETE and no 5xx Status header (a refusal, 503 + FCGI_OVERLOADED, is not). Every subcommand ends with one line on stdout,
 "RESULT key=value ...", which benches/common.sh (peers_result) turns into R_key variables;
 details go to stderr. Requests are FastCGI RESPONDER requests with a few CGI params; -p
 NAME=VALUE adds params (SLEEP_MS and BODY_BYTES drive tests/c/engine_app.c and
@@ -84,6 +85,7 @@ class Response:
         self.buf = b""
         self.stdout = bytearray()
         self.done = False
+        self.protocol_status = None
 
     def feed(self, data):
         self.buf += data
@@ -96,8 +98,22 @@ class Response:
                 self.stdout += self.buf[8 : 8 + clen]
             elif rtype == END:
                 self.done = True
+                self.protocol_status = self.buf[12] if clen >= 5 else None
             self.buf = self.buf[total:]
         return self.done
+
+    def status(self):
+        """The HTTP status the application answered (its Status header, else 200)."""
+        head = bytes(self.stdout).split(b"\r\n\r\n", 1)[0]
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"status:"):
+                return int(line.split()[1])
+        return 200
+
+    def ok(self):
+        """Served: FCGI_REQUEST_COMPLETE and not an HTTP 5xx (a refusal is 503 and
+        FCGI_OVERLOADED)."""
+        return self.protocol_status == 0 and self.status() < 500
 
     def pid(self):
         body = bytes(self.stdout).split(b"\r\n\r\n", 1)[-1]
@@ -130,6 +146,8 @@ def one_request(addr, payload, timeout, sock=None):
             if not data:
                 return False, time.monotonic() - t0, "connection closed before END_REQUEST"
             r.feed(data)
+        if not r.ok():
+            return False, time.monotonic() - t0, f"refused (FastCGI status {r.protocol_status}, HTTP {r.status()})"
         return True, time.monotonic() - t0, r
     except socket.timeout:
         return False, time.monotonic() - t0, "timeout"
@@ -202,7 +220,7 @@ def cmd_probe(a):
     payload = request_bytes(base_params(a.p))
     end = time.monotonic() + a.budget
     lat = []
-    attempted = answered = fails_in_row = 0
+    attempted = answered = refused = fails_in_row = 0
     first_error = ""
     while attempted < a.n and time.monotonic() < end and fails_in_row < a.stop_after:
         ok, secs, r = one_request(addr, payload, a.t)
@@ -213,6 +231,7 @@ def cmd_probe(a):
             lat.append(secs)
         else:
             fails_in_row += 1
+            refused += r.startswith("refused")
             first_error = first_error or r
             lat.append(float("inf"))
         if a.interval:
@@ -222,6 +241,7 @@ def cmd_probe(a):
     result(
         attempted=attempted,
         answered=answered,
+        refused=refused,
         p50_ms=fmt_ms(percentile(lat, 0.50)),
         p99_ms=fmt_ms(percentile(lat, 0.99)),
         max_ms=fmt_ms(lat[-1] if lat else float("inf")),
@@ -240,7 +260,7 @@ def cmd_until(a):
             result(first_ok_s=f"{time.monotonic() - t0:.2f}", tries=tries)
             return
         if r != "timeout":
-            time.sleep(0.05)
+            time.sleep(0.05)  # refused or reset: not at once again
     result(first_ok_s="none", tries=tries)
 
 
@@ -301,7 +321,7 @@ def open_many(addr, n, payload, want_response, timeout, rcvbuf=None, srcs=None, 
                     if not data:
                         finish(c, "failed")
                     elif c.resp.feed(data):
-                        finish(c, "answered")
+                        finish(c, "answered" if c.resp.ok() else "refused")
             except BlockingIOError:
                 pass
             except OSError:
