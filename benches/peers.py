@@ -268,21 +268,24 @@ class Conn:
     __slots__ = ("sock", "out", "want", "resp", "state")
 
 
-def open_many(addr, n, payload, want_response, timeout, rcvbuf=None, srcs=None, window=256):
+def open_many(addr, n, payload, want_response, timeout, rcvbuf=None, srcs=None, window=256, stall=5.0):
     """Opens n connections, sends payload on each and, if want_response, reads its answer.
-    Returns the Conn list (state: sent, answered, failed, or where the deadline found it)."""
+    Gives up after timeout seconds, or after stall seconds without any connection moving on.
+    Returns the Conn list (state: sent, answered, refused, failed, or where it was left)."""
     sel = selectors.DefaultSelector()
     conns = []
     active = 0
     deadline = time.monotonic() + timeout
+    moved = time.monotonic()
 
     def finish(c, state):
-        nonlocal active
+        nonlocal active, moved
         sel.unregister(c.sock)
         c.state = state
         active -= 1
+        moved = time.monotonic()
 
-    while (len(conns) < n or active) and time.monotonic() < deadline:
+    while (len(conns) < n or active) and time.monotonic() < min(deadline, moved + stall):
         while len(conns) < n and active < window:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if rcvbuf:
