@@ -374,12 +374,12 @@ peers_run() {
 # until it has sent everything (its RESULT line, at most 60 s); the RESULT becomes R_key
 # variables. Sets HOLD_PID; stop it with forget.
 peers_hold() {
-    local name=$1 i line kv
+    local name=$1 line kv
     shift
     setsid python3 "$PEERS" hold "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
     HOLD_PID=$!
     PIDS+=("$HOLD_PID")
-    for i in $(seq 600); do
+    for _ in $(seq 600); do
         line=$(grep '^RESULT ' "$TMP/$name.out" 2>/dev/null) && break
         kill -0 "$HOLD_PID" 2>/dev/null || die "peers.py hold exited: $(cat "$TMP/$name.err")"
         sleep 0.1

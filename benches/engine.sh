@@ -6,11 +6,15 @@
 # PASS/FAIL, the command that reproduces the row) as markdown; exits 1 if a row failed or a
 # script could not run. About 7 minutes today on 2 shared cores (the failing cases wait
 # for their time limits), less once they pass.
+# shellcheck disable=SC2154 # R_* variables: set by peers_run and peers_hold (common.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ALL="balance poll slow fdlimit idle syscalls ratios"
-[ $# -gt 0 ] || set -- $ALL
+if [ $# = 0 ]; then
+    read -ra args <<<"$ALL"
+    set -- "${args[@]}"
+fi
 export ENGINE_VERDICTS=$TMP/verdicts.md
 : >"$ENGINE_VERDICTS"
 broken=()

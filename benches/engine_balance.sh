@@ -12,6 +12,7 @@
 #   - examples/sleep (the Rust server) started 4 times with FCGI_WORKERS=1.
 # Each case runs ROUNDS times (default 2) with fresh processes; the verdict needs every round.
 # About 10 s per round and case when the target is met (a 30 s limit per request otherwise).
+# shellcheck disable=SC2154 # R_* variables: set by peers_run and peers_hold (common.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

@@ -11,6 +11,7 @@
 # after the close. Against the Rust server (examples/hello) and a single-threaded C program
 # (tests/c/engine_app.c) on our libfcgi.so.0; the classic libfcgi is the reference.
 # About 15 s per case.
+# shellcheck disable=SC2154 # R_* variables: set by peers_run and peers_hold (common.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

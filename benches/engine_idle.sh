@@ -18,6 +18,7 @@
 #     connection may multiplex). Target: at most 2 more threads than before.
 # The descriptor limit is raised to its hard limit (root may raise that: see NOFILE). About
 # 1 minute.
+# shellcheck disable=SC2154 # R_* variables: set by peers_run and peers_hold (common.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

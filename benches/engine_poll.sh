@@ -8,6 +8,7 @@
 # request (default 5). Target: 20 of 20 answered, on our libfcgi.so.0; the classic libfcgi
 # is the reference. ROUNDS (default 2) rounds, fresh processes each; the verdict needs every
 # round. About 1 s per round when all are answered, TIMEOUT otherwise.
+# shellcheck disable=SC2154 # R_* variables: set by peers_run and peers_hold (common.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -16,8 +17,8 @@ LIMIT=${TIMEOUT_PER_REQUEST:-5}
 build_engine
 
 one_case() {
-    local label=$1 lib=$2 ref=$3 round measured=() verdicts=() v joined
-    for round in $(seq "$ROUNDS"); do
+    local label=$1 lib=$2 ref=$3 measured=() verdicts=() v joined
+    for _ in $(seq "$ROUNDS"); do
         free_port
         start_app poll "$PORT" "$lib" "$TMP/engine_app" -p
         peers_run burst "127.0.0.1:$PORT" -n 20 -t "$LIMIT" -p SLEEP_MS=10

@@ -15,6 +15,7 @@
 #   big.c (1 MiB answers), new connection and kept alive c=1, and through nginx c=1: >= 0.95
 # Requests that failed are shown (errors). About 2 minutes with the defaults. ONLY (a regex on
 # the row label) runs some rows; NGINX=0 leaves out the nginx row.
+# shellcheck disable=SC2154 # R_* variables: set by peers_run and peers_hold (common.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

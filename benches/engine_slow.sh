@@ -16,6 +16,7 @@
 #     all). Target: one answered within WT + 2 s of the peers' requests. The same with one
 #     such peer against the single-threaded C program on our libfcgi.so.0.
 # About 1.5 minutes today (the failing cases wait for their limits), less when they pass.
+# shellcheck disable=SC2154 # R_* variables: set by peers_run and peers_hold (common.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

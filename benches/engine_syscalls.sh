@@ -8,6 +8,7 @@
 # connection at most 5, for the Rust server (examples/hello) and a C program
 # (benches/c/hello.c) on our libfcgi.so.0; the same C program on the classic libfcgi is the
 # reference. Also prints each case's calls per request by name. About 30 s.
+# shellcheck disable=SC2154 # R_* variables: set by peers_run and peers_hold (common.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -18,11 +19,11 @@ build_engine
 # count_calls PID MODE: strace -c over N requests in MODE (k or K); sets PER (calls per
 # request) and BY_NAME ("name per-request, ...", the calls of at least 0.05 per request).
 count_calls() {
-    local pid=$1 mode=$2 addr=127.0.0.1:$PORT out=$TMP/strace.out i spid
+    local pid=$1 mode=$2 addr=127.0.0.1:$PORT out=$TMP/strace.out spid
     "$BENCH" -n 500 -c 1 "-$mode" -t 5 "$addr" >/dev/null 2>&1 || die "warm-up failed"
     setsid strace -f -c -p "$pid" -o "$out" 2>"$TMP/strace.err" &
     spid=$!
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         grep -q attached "$TMP/strace.err" && break
         sleep 0.05
     done
