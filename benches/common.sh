@@ -227,3 +227,186 @@ machine() {
     echo "- $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-3)"
 }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- The engine measurements of issue 7 (benches/engine.sh and the engine_*.sh it runs) ----
+
+PEERS=$ROOT/benches/peers.py
+VERDICTS=()
+
+# verdict CRITERION TARGET MEASURED PASS|FAIL|INFO COMMAND: one row of the report table;
+# also appended to $ENGINE_VERDICTS when set (benches/engine.sh collects them there).
+verdict() {
+    local row="| $1 | $2 | $3 | **$4** | \`$5\` |"
+    [ "$4" = INFO ] && row="| $1 | $2 | $3 | $4 | \`$5\` |"
+    VERDICTS+=("$row")
+    [ -z "${ENGINE_VERDICTS:-}" ] || printf '%s\n' "$row" >>"$ENGINE_VERDICTS"
+    say "$1: $3 ($4)"
+}
+
+# print_verdicts: the table of every verdict of this script, in markdown, on stdout.
+print_verdicts() {
+    echo "| criterion | target | measured | verdict | reproduce |"
+    echo "|---|---|---|---|---|"
+    printf '%s\n' "${VERDICTS[@]}"
+}
+
+# pass_if AWK_CONDITION: prints PASS if the (numeric) condition holds, else FAIL. The
+# words inf and none (peers.py's "never") stand for an infinitely large number there.
+pass_if() {
+    if awk -v inf=1e308 -v none=1e308 "BEGIN { exit !($1) }" 2>/dev/null; then
+        echo PASS
+    else
+        echo FAIL
+    fi
+}
+
+# all_pass VERDICT...: PASS when every argument is PASS.
+all_pass() {
+    local v
+    for v in "$@"; do [ "$v" = PASS ] || {
+        echo FAIL
+        return
+    }; done
+    echo PASS
+}
+
+# build_engine: the release library, examples and fcgi-bench; our library as
+# $TMP/lib/libfcgi.so.0; tests/c/engine_app.c and benches/c/hello.c compiled once against
+# our headers as $TMP/engine_app and $TMP/hello (the loader picks the library at run time).
+# Sets CLASSIC (Debian's libfcgi.so.0).
+build_engine() {
+    local tool
+    for tool in cargo cc spawn-fcgi python3; do
+        command -v "$tool" >/dev/null || die "'$tool' is not installed"
+    done
+    CLASSIC=$(ldconfig -p | awk '/libfcgi\.so\.0 / { print $NF; exit }')
+    [ -n "$CLASSIC" ] || die "Debian's libfcgi.so.0 is not installed (apt-get install libfcgi0ldbl libfcgi-dev)"
+    say "building (cargo build --release --lib --examples --bin fcgi-bench)"
+    (cd "$ROOT" && cargo build --release --quiet --lib --examples --bin fcgi-bench) || die "cargo build failed"
+    mkdir -p "$TMP/lib"
+    cp "$ROOT/target/release/libfcgi.so" "$TMP/lib/libfcgi.so.0"
+    ln -sf libfcgi.so.0 "$TMP/lib/libfcgi.so"
+    cc -O2 -Wall -I"$ROOT/include" -o "$TMP/engine_app" "$ROOT/tests/c/engine_app.c" \
+        -L"$TMP/lib" -lfcgi -lpthread || die "cannot compile tests/c/engine_app.c"
+    cc -O2 -Wall -I"$ROOT/include" -o "$TMP/hello" "$ROOT/benches/c/hello.c" \
+        -L"$TMP/lib" -lfcgi || die "cannot compile benches/c/hello.c"
+    EXAMPLES=$ROOT/target/release/examples
+}
+
+# lib_env ours|classic|rust: the env(1) arguments that make the loader take that library.
+lib_env() {
+    case $1 in
+    ours) echo "LD_LIBRARY_PATH=$TMP/lib" ;;
+    *) echo "-u LD_LIBRARY_PATH" ;;
+    esac
+}
+
+# check_lib PID ours|classic|rust: dies unless PID mapped that libfcgi.so.0 (rust: none).
+check_lib() {
+    local pid=$1 lib=$2 want i
+    case $lib in
+    ours) want=$TMP/lib/libfcgi.so.0 ;;
+    classic) want=$(readlink -f "$CLASSIC") ;;
+    *) return 0 ;;
+    esac
+    for i in $(seq 50); do
+        grep -q "$want" "/proc/$pid/maps" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    die "process $pid ($lib) did not load $want: $(grep libfcgi "/proc/$pid/maps" 2>/dev/null)"
+}
+
+# spawn_app NAME PORT COUNT ours|classic|rust CMD...: COUNT processes of CMD sharing one
+# listening socket on 127.0.0.1:PORT as fd 0 (spawn-fcgi -F COUNT; each child leads its own
+# session), on the given library. Waits for the port, checks each process's library, adds the
+# processes to PIDS (stopped by PID on exit). Sets APP_PIDS. Set environment with env(1) in
+# CMD; the children's output goes where spawn-fcgi sends it (nowhere).
+spawn_app() {
+    local name=$1 port=$2 count=$3 lib=$4 pid prog
+    shift 4
+    prog=$(command -v "$1") || die "$1: not found"
+    shift
+    set -- "$prog" "$@" # spawn-fcgi does not search PATH
+    # shellcheck disable=SC2046
+    env $(lib_env "$lib") spawn-fcgi -a 127.0.0.1 -p "$port" -F "$count" -P "$TMP/$name.pids" \
+        -- "$@" >"$TMP/$name.log" 2>&1 </dev/null || die "spawn-fcgi failed: $(cat "$TMP/$name.log")"
+    mapfile -t APP_PIDS <"$TMP/$name.pids"
+    [ "${#APP_PIDS[@]}" = "$count" ] || die "spawn-fcgi started ${#APP_PIDS[@]} of $count processes"
+    PIDS+=("${APP_PIDS[@]}")
+    wait_port "$port" "${APP_PIDS[0]}" "$name"
+    for pid in "${APP_PIDS[@]}"; do
+        check_lib "$pid" "$lib"
+    done
+}
+
+# start_app NAME PORT ours|classic|rust CMD...: one process of CMD listening on fd 0
+# (spawn-fcgi -n, so its stdout and stderr go to $TMP/NAME.log); sets APP_PID.
+start_app() {
+    local name=$1 port=$2 lib=$3 prog
+    shift 3
+    prog=$(command -v "$1") || die "$1: not found"
+    shift
+    set -- "$prog" "$@" # spawn-fcgi does not search PATH
+    # shellcheck disable=SC2046
+    start "$name" "$port" env $(lib_env "$lib") spawn-fcgi -n -a 127.0.0.1 -p "$port" -- "$@"
+    APP_PID=$LAST_PID
+    check_lib "$APP_PID" "$lib"
+}
+
+# stop_all PID...: stops each (see stop) and removes it from PIDS.
+stop_all() {
+    local p
+    for p in "$@"; do forget "$p"; done
+}
+
+# peers_run ARGS...: benches/peers.py ARGS (stderr to $TMP/peers.err); the last RESULT line
+# becomes R_key variables.
+peers_run() {
+    local line kv
+    line=$(python3 "$PEERS" "$@" 2>"$TMP/peers.err" | grep '^RESULT ' | tail -1) ||
+        die "peers.py $* failed: $(tail -5 "$TMP/peers.err")"
+    for kv in ${line#RESULT }; do
+        printf -v "R_${kv%%=*}" '%s' "${kv#*=}"
+    done
+}
+
+# peers_hold NAME ARGS...: benches/peers.py hold ARGS in the background (its own session),
+# until it has sent everything (its RESULT line, at most 60 s); the RESULT becomes R_key
+# variables. Sets HOLD_PID; stop it with forget.
+peers_hold() {
+    local name=$1 line kv
+    shift
+    setsid python3 "$PEERS" hold "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
+    HOLD_PID=$!
+    PIDS+=("$HOLD_PID")
+    for _ in $(seq 600); do
+        line=$(grep '^RESULT ' "$TMP/$name.out" 2>/dev/null) && break
+        kill -0 "$HOLD_PID" 2>/dev/null || die "peers.py hold exited: $(cat "$TMP/$name.err")"
+        sleep 0.1
+    done
+    [ -n "$line" ] || die "peers.py hold $* not ready after 60 s"
+    for kv in ${line#RESULT }; do
+        printf -v "R_${kv%%=*}" '%s' "${kv#*=}"
+    done
+}
+
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() {
+    # Fields after the ")" that ends the command name: state is 1, utime 12, stime 13.
+    sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# cpu_percent PID SECS: PID's CPU use over the next SECS seconds, in % of one core.
+cpu_percent() {
+    local a b hz
+    hz=$(getconf CLK_TCK)
+    a=$(cpu_ticks "$1")
+    sleep "$2"
+    b=$(cpu_ticks "$1")
+    awk -v d=$((b - a)) -v hz="$hz" -v s="$2" 'BEGIN { printf "%.1f", 100 * d / hz / s }'
+}
+
+# status_field PID FIELD: a field of /proc/PID/status (first word: kB for VmRSS).
+status_field() {
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod capi;
+pub mod engine;
 pub mod http;
 pub mod peers;
 
