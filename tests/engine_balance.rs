@@ -94,7 +94,6 @@ fn one_request_per_process(lib: Lib, make: impl Fn() -> Command) {
 }
 
 #[test]
-#[ignore = "issue 7: fails until the new engine lands"]
 fn four_c_processes_on_our_library_take_one_request_each() {
     if !have_tools(
         &["cc"],
@@ -124,7 +123,6 @@ fn four_c_processes_on_the_classic_library_take_one_request_each() {
 }
 
 #[test]
-#[ignore = "issue 7: fails until the new engine lands"]
 fn four_rust_servers_with_one_worker_take_one_request_each() {
     let exe = example_path("sleep");
     one_request_per_process(Lib::Rust, || {

@@ -70,7 +70,6 @@ fn hello(dir: &std::path::Path, env: &[(&str, &str)]) -> (App, u16, u32) {
 }
 
 #[test]
-#[ignore = "issue 7: fails until the new engine lands"]
 fn idle_multiplexed_connections_add_no_thread() {
     let dir = temp_dir();
     let (_app, port, pid) = hello(dir.path(), &[("FCGI_MPXS_CONNS", "1")]);
@@ -97,7 +96,6 @@ fn idle_kept_connections_add_no_thread() {
 }
 
 #[test]
-#[ignore = "issue 7: fails until the new engine lands"]
 fn idle_connections_cost_at_most_16_kib_each_over_fill_close_cycles() {
     const CYCLES: usize = 5;
     let limit = raise_fd_limit();

@@ -16,7 +16,6 @@ use support::peers::example_path;
 use support::{temp_dir, wait_until, Addr, Proc};
 
 #[test]
-#[ignore = "issue 7: fails until the new engine lands"]
 fn out_of_descriptors_the_server_does_not_spin_and_recovers() {
     let dir = temp_dir();
     let addr = Addr::free_tcp();

@@ -67,7 +67,6 @@ fn answered_of_20(test: &str, classic: bool) -> Option<usize> {
 }
 
 #[test]
-#[ignore = "issue 7: fails until the new engine lands"]
 fn poll_before_accept_on_our_library_answers_all_20() {
     if let Some(n) = answered_of_20("poll_before_accept_on_our_library_answers_all_20", false) {
         assert_eq!(n, 20, "requests answered within 10 s");

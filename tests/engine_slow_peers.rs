@@ -27,7 +27,6 @@ fn slow_peer(port: u16) -> TcpStream {
 }
 
 #[test]
-#[ignore = "issue 7: fails until the new engine lands"]
 fn a_request_is_served_while_100_slow_peers_hold_connections() {
     let server = common::TestServer::start(common::config(4), |req| {
         req.stdout()
@@ -44,7 +43,6 @@ fn a_request_is_served_while_100_slow_peers_hold_connections() {
 }
 
 #[test]
-#[ignore = "issue 7: fails until the new engine lands"]
 fn one_slow_peer_does_not_stall_a_single_threaded_c_program_on_our_library() {
     let test = "one_slow_peer_does_not_stall_a_single_threaded_c_program_on_our_library";
     if !have_tools(&["cc"], test) {
@@ -85,7 +83,6 @@ fn non_reading_peer(port: u16, bytes: usize) -> TcpStream {
 }
 
 #[test]
-#[ignore = "issue 7: fails until the new engine lands"]
 fn peers_that_never_read_lose_their_workers_at_the_write_deadline() {
     let dir = temp_dir();
     let app = App::start(
