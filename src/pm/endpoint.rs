@@ -172,11 +172,7 @@ pub fn answer(
 ) -> io::Result<bool> {
     match route(paths, req) {
         Route::Ping => {
-            let page = Page {
-                content_type: "text/plain",
-                body: paths.ping_response.clone(),
-            };
-            send_page(req, &page)?;
+            send_page(req, &Page::new("text/plain", paths.ping_response.clone()))?;
             Ok(true)
         }
         Route::Status(q) => {

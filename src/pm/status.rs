@@ -306,6 +306,20 @@ pub struct Page {
     pub body: String,
 }
 
+impl Page {
+    /// A page with this content type and body (the ping page, an error page).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let p = fcgi::pm::status::Page::new("text/plain", "pong".into());
+    /// assert_eq!(p.body, "pong");
+    /// ```
+    pub fn new(content_type: &'static str, body: String) -> Page {
+        Page { content_type, body }
+    }
+}
+
 /// The response headers php-fpm sends with status and ping pages (besides
 /// `Content-Type`): they must never be cached.
 ///

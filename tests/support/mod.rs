@@ -6,6 +6,7 @@
 pub mod capi;
 pub mod http;
 pub mod peers;
+pub mod pm;
 
 use std::fs::File;
 use std::io::{self, Write};
