@@ -97,12 +97,19 @@ impl Pm {
     /// Writes `conf` to `dir/fcgi-pm.conf` and starts `fcgi-pm -F -O -y` on it; waits
     /// until `listen` accepts connections.
     pub fn start(dir: &Path, conf: &str, listen: Addr) -> Pm {
+        let mut m = Pm::spawn(dir, conf, listen);
+        let listen = m.listen.clone();
+        m.proc.wait_accepts(&listen);
+        m
+    }
+
+    /// As [`Pm::start`], without waiting for the socket.
+    pub fn spawn(dir: &Path, conf: &str, listen: Addr) -> Pm {
         let path = dir.join("fcgi-pm.conf");
         std::fs::write(&path, conf).unwrap();
         let mut cmd = Command::new(binary());
         cmd.arg("-F").arg("-O").arg("-y").arg(&path);
-        let mut proc = Proc::spawn("fcgi-pm", cmd, dir.join("fcgi-pm.log"));
-        proc.wait_accepts(&listen);
+        let proc = Proc::spawn("fcgi-pm", cmd, dir.join("fcgi-pm.log"));
         Pm {
             proc,
             conf: path,

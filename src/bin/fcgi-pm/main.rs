@@ -131,7 +131,7 @@ fn set_limit(resource: libc::__rlimit_resource_t, v: u64) {
 /// Forks into the background; the parent waits until the child says it started (or why
 /// not) and exits with that. Returns the write end of that report pipe in the child.
 #[cfg(target_os = "linux")]
-fn daemonize() -> std::io::Result<std::fs::File> {
+fn daemonize(keep_stderr: bool) -> std::io::Result<std::fs::File> {
     use std::io::Read;
     use std::os::fd::FromRawFd;
     let mut fds = [0; 2];
@@ -158,7 +158,10 @@ fn daemonize() -> std::io::Result<std::fs::File> {
                 if null >= 0 {
                     libc::dup2(null, 0);
                     libc::dup2(null, 1);
-                    if null > 1 {
+                    if !keep_stderr {
+                        libc::dup2(null, 2);
+                    }
+                    if null > 2 {
                         libc::close(null);
                     }
                 }
@@ -266,7 +269,7 @@ fn main() -> ExitCode {
     };
     let mut report = None;
     if daemon {
-        match daemonize() {
+        match daemonize(target == config::LogTarget::Stderr) {
             Ok(w) => report = Some(w),
             Err(e) => {
                 eprintln!("fcgi-pm: ERROR: fork: {e}");

@@ -213,6 +213,7 @@ impl Manager {
             pid_file,
         };
         m.sync_listen_watches();
+        m.publish();
         Ok(m)
     }
 
@@ -340,8 +341,10 @@ impl Manager {
     }
 
     pub fn start(&mut self) {
+        let now = Instant::now();
         for p in &mut self.pools {
             p.start();
+            p.observe(now);
         }
         self.watch_outputs();
         self.publish();
@@ -478,6 +481,7 @@ impl Manager {
                     for p in &mut self.pools {
                         p.reopen_logs();
                     }
+                    log::notice("logs reopened");
                 }
                 libc::SIGUSR2 => {
                     log::notice("received SIGUSR2, reloading the configuration");

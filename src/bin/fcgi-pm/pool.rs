@@ -135,6 +135,7 @@ pub struct PoolRt {
 impl PoolRt {
     pub fn new(cfg: Pool, plan: Plan, listener: Rc<Listener>) -> PoolRt {
         let slowlog = open_slowlog(&cfg);
+        let lq = listener.queue().unwrap_or((0, 0));
         PoolRt {
             cfg,
             plan,
@@ -147,7 +148,7 @@ impl PoolRt {
             max_active: 0,
             max_children_reached: 0,
             slow_requests: 0,
-            lq: (0, 0),
+            lq,
             max_lq: 0,
             start_epoch: epoch_now(),
             slowlog,
