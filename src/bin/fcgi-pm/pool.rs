@@ -597,6 +597,13 @@ impl PoolRt {
                 }
             }
             Pm::Dynamic => {
+                log::debug(&format!(
+                    "[pool {}] currently {} active children, {idle_n} spare children, {} running children. Spawning rate {}",
+                    self.name(),
+                    self.live().count() as u32 - idle_n,
+                    self.running(),
+                    self.spawn_rate
+                ));
                 if idle_n > self.cfg.max_spare_servers {
                     if let Some((pid, _)) = oldest_idle {
                         self.stop_child(pid, StopReason::Idle, None);
