@@ -14,7 +14,11 @@ use support::{temp_dir, Addr};
 
 const T: Duration = Duration::from_secs(20);
 
-fn slow_requests(listen: &Addr, n: usize, ms: u64) -> Vec<thread::JoinHandle<Result<pm::Reply, String>>> {
+fn slow_requests(
+    listen: &Addr,
+    n: usize,
+    ms: u64,
+) -> Vec<thread::JoinHandle<Result<pm::Reply, String>>> {
     (0..n)
         .map(|i| {
             let a = listen.clone();
@@ -49,15 +53,27 @@ fn dynamic_pool_follows_a_ramp_within_its_spare_bounds() {
 
     // Step 1: four requests at once. The pool grows until one child is spare again.
     let step1 = slow_requests(&listen, 4, 8000);
-    let j = wait_status(&status, T, |j| j.num("active processes") == 4 && j.num("idle processes") >= 1);
+    let j = wait_status(&status, T, |j| {
+        j.num("active processes") == 4 && j.num("idle processes") >= 1
+    });
     let grew = t0.elapsed();
-    assert_eq!((j.num("active processes"), j.num("idle processes")), (4, 1), "{j:?}");
+    assert_eq!(
+        (j.num("active processes"), j.num("idle processes")),
+        (4, 1),
+        "{j:?}"
+    );
     assert_eq!(j.num("total processes"), 5);
 
     // Step 2: two more: six busy is pm.max_children, and no spare is possible.
     let step2 = slow_requests(&listen, 2, 4000);
-    let j = wait_status(&status, T, |j| j.num("active processes") == 6 && j.num("max children reached") >= 1);
-    assert_eq!(j.num("total processes"), 6, "never more than pm.max_children: {j:?}");
+    let j = wait_status(&status, T, |j| {
+        j.num("active processes") == 6 && j.num("max children reached") >= 1
+    });
+    assert_eq!(
+        j.num("total processes"),
+        6,
+        "never more than pm.max_children: {j:?}"
+    );
     assert!(j.num("max children reached") >= 1, "{j:?}");
     for c in step1.into_iter().chain(step2) {
         assert_eq!(c.join().unwrap().expect("request").status, 200);
@@ -66,7 +82,11 @@ fn dynamic_pool_follows_a_ramp_within_its_spare_bounds() {
     let t1 = Instant::now();
     let j = wait_status(&status, T, |j| j.num("total processes") == 2);
     let shrank = t1.elapsed();
-    assert_eq!((j.num("idle processes"), j.num("active processes")), (2, 0), "{j:?}");
+    assert_eq!(
+        (j.num("idle processes"), j.num("active processes")),
+        (2, 0),
+        "{j:?}"
+    );
     // Four spares were stopped, each by a maintenance pass of its own (one per second).
     let log = m.proc.log();
     let mut stops: Vec<&str> = log
@@ -76,7 +96,10 @@ fn dynamic_pool_follows_a_ramp_within_its_spare_bounds() {
         .collect();
     assert_eq!(stops.len(), 4, "{log}");
     stops.dedup();
-    assert!(stops.len() >= 3, "one spare stopped per second, not all at once: {log}");
+    assert!(
+        stops.len() >= 3,
+        "one spare stopped per second, not all at once: {log}"
+    );
     assert_eq!(m.children().len(), 2);
     eprintln!("dynamic ramp: 2 -> 5 children in {grew:?} (4 busy + 1 spare), 6 at max_children, back to 2 spares in {shrank:?}");
 }
@@ -126,7 +149,10 @@ fn ondemand_pool_starts_children_for_waiting_connections_and_stops_idle_ones() {
     let j = wait_status(&status, T, |j| j.num("total processes") == 0);
     let gone = t1.elapsed();
     assert_eq!(j.num("total processes"), 0, "{j:?}");
-    assert!(gone >= Duration::from_secs(1), "not before the idle timeout: {gone:?}");
+    assert!(
+        gone >= Duration::from_secs(1),
+        "not before the idle timeout: {gone:?}"
+    );
     assert!(support::wait_until(T, || m.children().is_empty()));
     // And a new connection starts one again.
     assert_eq!(get(&listen, "again", T).unwrap().status, 200);

@@ -35,9 +35,18 @@ fn behind_nginx(unix: bool) {
     let addr = nginx.addr;
 
     let resp = http::get(addr, "/some/path?a=1&b=two").expect("GET");
-    assert_eq!(resp.status, 200, "GET: {}\n{}", resp.text(), nginx.proc.log());
+    assert_eq!(
+        resp.status,
+        200,
+        "GET: {}\n{}",
+        resp.text(),
+        nginx.proc.log()
+    );
     let pid: u32 = resp.header("X-Pid").unwrap().parse().unwrap();
-    assert!(m.children().contains(&pid), "answered by a child of the pool");
+    assert!(
+        m.children().contains(&pid),
+        "answered by a child of the pool"
+    );
     let echo = Echo::parse(&resp.body);
     echo.assert_param("REQUEST_METHOD", "GET");
     echo.assert_param("QUERY_STRING", "a=1&b=two");
@@ -47,13 +56,30 @@ fn behind_nginx(unix: bool) {
     echo.assert_param("GATEWAY_INTERFACE", "CGI/1.1");
     echo.assert_param("REMOTE_ADDR", "127.0.0.1");
     echo.assert_param("SERVER_PORT", &addr.port().to_string());
-    let first: Vec<&str> = echo.params.iter().take(4).map(|(n, _)| n.as_str()).collect();
-    assert_eq!(first, ["QUERY_STRING", "REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH"]);
+    let first: Vec<&str> = echo
+        .params
+        .iter()
+        .take(4)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        first,
+        [
+            "QUERY_STRING",
+            "REQUEST_METHOD",
+            "CONTENT_TYPE",
+            "CONTENT_LENGTH"
+        ]
+    );
     assert!(echo.body.is_empty());
 
     for (i, len) in [0, 1, 64 * 1024, 8 * 1024 * 1024].into_iter().enumerate() {
         if let Err(e) = http::try_post_echo(addr, "/post", &pattern(len, i as u32)) {
-            panic!("{e}\nnginx log:\n{}\nfcgi-pm log:\n{}", nginx.proc.log(), m.proc.log());
+            panic!(
+                "{e}\nnginx log:\n{}\nfcgi-pm log:\n{}",
+                nginx.proc.log(),
+                m.proc.log()
+            );
         }
     }
 
