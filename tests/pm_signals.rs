@@ -401,3 +401,72 @@ fn allowed_clients_are_passed_on_and_enforced() {
     .unwrap();
     assert!(s.connect_timeout(&to, Duration::from_secs(2)).is_ok());
 }
+
+#[test]
+fn pool_settings_reach_the_child() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        support::shout("*** SKIP pool_settings_reach_the_child: needs root (user = nobody) ***");
+        return;
+    }
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm settings") else {
+        return;
+    };
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let listen = Addr::free_tcp();
+    let conf = pm::pool(
+        "www",
+        &listen,
+        &app,
+        &format!(
+            "pm = static\npm.max_children = 1\nuser = nobody\nchdir = {}\nrlimit_files = 123\n\
+             env[GREETING] = hello $pool\nenv[FROM_MANAGER] = $PATH\n",
+            work.display()
+        ),
+    );
+    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let kid = m.wait_children(1, T)[0];
+    let status = std::fs::read_to_string(format!("/proc/{kid}/status")).unwrap();
+    let (uid, _, _) = nobody();
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string())), "{status}");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{kid}/cwd")).unwrap(),
+        work
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{kid}/limits")).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("123")),
+        "{limits}"
+    );
+    let env = String::from_utf8_lossy(&std::fs::read(format!("/proc/{kid}/environ")).unwrap())
+        .replace('\0', "\n");
+    assert!(env.lines().any(|l| l == "GREETING=hello www"), "{env}");
+    let path = std::env::var("PATH").unwrap_or_default();
+    assert!(
+        env.lines().any(|l| l == format!("FROM_MANAGER={path}")),
+        "{env}"
+    );
+    assert!(
+        !env.lines().any(|l| l.starts_with("HOME=")),
+        "clear_env: {env}"
+    );
+    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+}
+
+fn nobody() -> (u32, u32, String) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .expect("user nobody");
+    let f: Vec<&str> = line.split(':').collect();
+    (
+        f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+        f[0].to_string(),
+    )
+}

@@ -182,7 +182,6 @@ pub struct Global {
     pub emergency_restart_threshold: u32,
     pub emergency_restart_interval: Duration,
     pub process_control_timeout: Duration,
-    pub process_max: u32,
     pub rlimit_files: Option<u64>,
     pub rlimit_core: Option<Limit>,
 }
@@ -199,7 +198,6 @@ impl Default for Global {
             emergency_restart_threshold: 0,
             emergency_restart_interval: Duration::ZERO,
             process_control_timeout: Duration::ZERO,
-            process_max: 0,
             rlimit_files: None,
             rlimit_core: None,
         }
@@ -650,7 +648,6 @@ impl Parser<'_> {
             "emergency_restart_threshold" => g.emergency_restart_threshold = int(v)? as u32,
             "emergency_restart_interval" => g.emergency_restart_interval = time(v)?,
             "process_control_timeout" => g.process_control_timeout = time(v)?,
-            "process.max" => g.process_max = int(v)? as u32,
             "rlimit_files" => g.rlimit_files = Some(int(v)?),
             "rlimit_core" => g.rlimit_core = Some(limit(v)?),
             _ => {
@@ -946,12 +943,12 @@ const GLOBAL_KEYS: &[&str] = &[
     "emergency_restart_threshold",
     "emergency_restart_interval",
     "process_control_timeout",
-    "process.max",
     "rlimit_files",
     "rlimit_core",
     "include",
 ];
 const GLOBAL_UNSUPPORTED: &[&str] = &[
+    "process.max",
     "log_limit",
     "log_buffering",
     "process.priority",
