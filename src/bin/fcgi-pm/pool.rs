@@ -495,6 +495,9 @@ impl PoolRt {
                 self.stop_child(pid, StopReason::MaxRequests, None);
             }
         }
+        if self.cfg.pm() == Pm::Ondemand {
+            self.ondemand_fill(false);
+        }
         if self.respawn_at.is_none() && self.cfg.pm() == Pm::Static {
             let live = self.live().count();
             let want = self.cfg.max_children as usize;
@@ -658,14 +661,31 @@ impl PoolRt {
             self.warn_max();
             return;
         }
-        // Fresh knowledge of who is idle.
+        // Fresh knowledge of who is idle and of what waits.
         self.observe(now);
-        if self.live().any(|c| !c.obs.busy) {
+        self.ondemand_fill(true);
+    }
+
+    /// ondemand: as many children as connections wait beyond the idle ones (edges that
+    /// arrive together are one event), and one when an event finds none idle.
+    fn ondemand_fill(&mut self, event: bool) {
+        let idle = self.live().filter(|c| !c.obs.busy).count() as u64;
+        let queued = self.lq.0;
+        let mut need = queued.saturating_sub(idle);
+        if event && idle == 0 {
+            need = need.max(1);
+        }
+        if need == 0 {
+            return;
+        }
+        let room = (self.cfg.max_children as usize).saturating_sub(self.running()) as u64;
+        if room == 0 {
+            self.warn_max();
             return;
         }
         self.warn_max_children = false;
         if self.respawn_at.is_none() {
-            self.spawn_n(1);
+            self.spawn_n(need.min(room) as usize);
         }
     }
 
