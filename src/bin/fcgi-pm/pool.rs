@@ -340,7 +340,9 @@ impl PoolRt {
     pub fn reaped(&mut self, pid: u32, status: libc::c_int, stopping_all: bool) -> Option<bool> {
         let i = self.children.iter().position(|c| c.pid == pid)?;
         let c = self.children.remove(i);
-        self.accepted_dead += c.obs.requests;
+        // The scoreboard has the last word: requests served since the last look count too.
+        let last = c.board.as_ref().map(Board::read).filter(|v| v.attached);
+        self.accepted_dead += last.map_or(c.obs.requests, |v| v.requests.max(c.obs.requests));
         let lived = c.started.elapsed();
         let how = describe(status);
         let crashed = libc::WIFSIGNALED(status)
