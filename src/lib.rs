@@ -7,7 +7,9 @@
 //!   keep-alive and multiplexed connections, and a CGI fallback;
 //! - [`client`]: a blocking FastCGI client with a connection pool (PHP-FPM or any FastCGI
 //!   application as the backend), used by the `cgi-fcgi` and `fcgi-bench` tools;
-//! - [`protocol`]: the wire format, with no I/O: records, bodies, name-value pairs.
+//! - [`protocol`]: the wire format, with no I/O: records, bodies, name-value pairs;
+//! - [`pm`]: what the `fcgi-pm` process manager shares with its children and with Rust
+//!   servers: the scoreboard, and the php-fpm-style status document.
 //!
 //! # Example
 //!
@@ -28,6 +30,7 @@ compile_error!("fcgi is Linux-only: its engine is built on epoll, eventfd and ti
 mod cgi;
 pub mod client;
 mod engine;
+pub mod pm;
 pub mod protocol;
 pub mod server;
 mod sys;

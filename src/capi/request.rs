@@ -183,6 +183,11 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
         Ok(a) => a,
         Err(e) => return negative_errno(&e),
     };
+    // fcgi-pm hook (src/pm/scoreboard.rs): pm.max_requests reached, end every accept loop.
+    if crate::pm::scoreboard::should_exit() {
+        acceptor.shutdown();
+        return -libc::EINTR;
+    }
     let accepted = if acceptor.engine().nonblocking() {
         acceptor.try_accept()
     } else {
@@ -195,6 +200,7 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
         Err(e) => return negative_errno(&e),
     };
     let mut req = Box::new(req);
+    crate::pm::scoreboard::request_started_with(|n| req.param_bytes(n)); // fcgi-pm hook
     let role = req.role();
     let role_name = role.name().as_bytes().to_vec();
     let params = ParamsBlock::new(
@@ -253,6 +259,7 @@ pub(crate) fn finish_core(ext: &mut RequestExt, app_status: c_int) -> bool {
     };
     req.set_app_status(app_status);
     let _ = acceptor.finish(*req);
+    crate::pm::scoreboard::request_finished(); // fcgi-pm hook
     true
 }
 

@@ -642,10 +642,11 @@ impl Server {
         for i in 0..config.workers {
             let engine = Arc::clone(&engine);
             let handler = Arc::clone(&handler);
+            let control = Arc::clone(&control);
             threads.push(
                 thread::Builder::new()
                     .name(format!("fcgi-worker-{i}"))
-                    .spawn(move || worker(&engine, &*handler))?,
+                    .spawn(move || worker(&engine, &*handler, &control))?,
             );
         }
         // This thread only waits for the word to stop (a signal or a handle): no timer.
@@ -664,7 +665,7 @@ impl Server {
 }
 
 /// A worker thread: takes requests from the engine until it stops.
-fn worker(engine: &Arc<Engine>, handler: &dyn Handler) {
+fn worker(engine: &Arc<Engine>, handler: &dyn Handler, control: &Control) {
     loop {
         let job = match engine.next(true) {
             Ok(job) => job,
@@ -677,7 +678,14 @@ fn worker(engine: &Arc<Engine>, handler: &dyn Handler) {
         let mut next = Some(job);
         while let Some(job) = next {
             let mut req = Request::from_job(engine, job);
+            // fcgi-pm scoreboard hooks (src/pm/scoreboard.rs): request start and end, and a
+            // clean stop after pm.max_requests. No-ops unless started by fcgi-pm.
+            crate::pm::scoreboard::request_started_with(|n| req.param_bytes(n));
             req.run(handler);
+            crate::pm::scoreboard::request_finished();
+            if crate::pm::scoreboard::should_exit() {
+                control.request_shutdown();
+            }
             next = req.finish().1;
         }
     }

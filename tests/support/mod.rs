@@ -7,6 +7,7 @@ pub mod capi;
 pub mod engine;
 pub mod http;
 pub mod peers;
+pub mod pm;
 
 use std::fs::File;
 use std::io::{self, Write};

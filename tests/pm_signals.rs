@@ -1,0 +1,472 @@
+//! `fcgi-pm`'s signals and life cycle, as php-fpm's: SIGUSR2 reloads with no request lost,
+//! SIGQUIT finishes requests then stops, SIGTERM stops fast, SIGUSR1 reopens the log;
+//! crash restarts and `emergency_restart_threshold`; `-t`, `-D`; workers' output; and
+//! `listen.allowed_clients`.
+
+mod support;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::pm::{self, get, App, Lib, Pm};
+use support::{temp_dir, wait_until, Addr};
+
+const T: Duration = Duration::from_secs(20);
+
+fn classic(dir: &std::path::Path, test: &str) -> Option<App> {
+    App::build(dir, Lib::Classic, test)
+}
+
+#[test]
+fn sigusr2_during_a_load_of_120_requests_answers_all_of_them() {
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm reload") else {
+        return;
+    };
+    let listen = Addr::free_tcp();
+    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 4\n");
+    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let first = m.wait_children(4, T);
+    // The reload reads the file again: three children from now on.
+    std::fs::write(
+        &m.conf,
+        conf.replace("max_children = 4", "max_children = 3"),
+    )
+    .unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (a, done) = (listen.clone(), Arc::clone(&done));
+            thread::spawn(move || {
+                (0..15)
+                    .map(|i| {
+                        let r = get(&a, &format!("sleep=40&c={c}&i={i}"), T);
+                        done.fetch_add(1, Ordering::SeqCst);
+                        r
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    assert!(wait_until(T, || done.load(Ordering::SeqCst) >= 30));
+    m.signal(libc::SIGUSR2);
+    let mut answered = 0;
+    let mut late_pids = std::collections::BTreeSet::new();
+    for c in clients {
+        for (i, r) in c.join().unwrap().into_iter().enumerate() {
+            let r = r.unwrap_or_else(|e| panic!("a request was lost: {e}; log:\n{}", m.proc.log()));
+            assert_eq!(r.status, 200);
+            answered += 1;
+            if i == 14 {
+                late_pids.insert(r.pid);
+            }
+        }
+    }
+    assert_eq!(answered, 120);
+    let after = m.wait_children(3, T);
+    assert!(
+        after.iter().all(|p| !first.contains(p)),
+        "{first:?} -> {after:?}"
+    );
+    assert!(
+        late_pids.iter().all(|p| !first.contains(p)),
+        "the last requests ran on new children"
+    );
+    let log = m.proc.log();
+    assert!(
+        log.contains("received SIGUSR2, reloading the configuration"),
+        "{log}"
+    );
+    assert!(log.contains("configuration reloaded"), "{log}");
+}
+
+#[test]
+fn a_broken_configuration_on_reload_keeps_the_running_one() {
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm reload broken") else {
+        return;
+    };
+    let listen = Addr::free_tcp();
+    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 2\n");
+    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let before = m.wait_children(2, T);
+    std::fs::write(&m.conf, format!("{conf}pm.max_chldren = 3\n")).unwrap();
+    m.signal(libc::SIGUSR2);
+    assert!(wait_until(T, || m.proc.log().contains("reload failed")));
+    assert!(m
+        .proc
+        .log()
+        .contains("unknown directive 'pm.max_chldren' (did you mean 'pm.max_children'?)"));
+    assert_eq!(m.children(), before);
+    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+}
+
+#[test]
+fn sigquit_finishes_the_running_request_then_stops() {
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm sigquit") else {
+        return;
+    };
+    let listen = Addr::free_tcp();
+    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 2\n");
+    let mut m = Pm::start(dir.path(), &conf, listen.clone());
+    let kids = m.wait_children(2, T);
+    let a = listen.clone();
+    let slow = thread::spawn(move || get(&a, "sleep=1000", T));
+    // Wait until a child holds it.
+    assert!(wait_until(T, || std::fs::read_dir(format!(
+        "/proc/{}/fd",
+        kids[0]
+    ))
+    .map(|d| d.count())
+    .unwrap_or(0)
+        > 0));
+    thread::sleep(Duration::from_millis(200));
+    m.signal(libc::SIGQUIT);
+    let r = slow
+        .join()
+        .unwrap()
+        .expect("the request in flight is answered");
+    assert_eq!(r.status, 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || !m.proc.is_running()),
+        "{}",
+        m.proc.log()
+    );
+    assert!(m.proc.log().contains("exiting, bye-bye!"));
+    assert!(!listen.accepts(), "the socket is closed");
+}
+
+#[test]
+fn sigterm_stops_fast() {
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm sigterm") else {
+        return;
+    };
+    let listen = Addr::free_tcp();
+    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 2\n");
+    let mut m = Pm::start(dir.path(), &conf, listen.clone());
+    m.wait_children(2, T);
+    let a = listen.clone();
+    let slow = thread::spawn(move || get(&a, "sleep=8000", T));
+    thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    m.signal(libc::SIGTERM);
+    assert!(
+        wait_until(Duration::from_secs(3), || !m.proc.is_running()),
+        "{}",
+        m.proc.log()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(slow.join().unwrap().is_err(), "the 8 s request was cut");
+}
+
+#[test]
+fn crashes_are_restarted_and_the_threshold_reloads_the_pool() {
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm crash") else {
+        return;
+    };
+    let listen = Addr::free_tcp();
+    let conf = format!(
+        "[global]\nemergency_restart_threshold = 3\nemergency_restart_interval = 30s\n{}",
+        pm::pool(
+            "www",
+            &listen,
+            &app,
+            "pm = static\npm.max_children = 2\ncatch_workers_output = yes\n"
+        )
+    );
+    let m = Pm::start(dir.path(), &conf, listen.clone());
+    m.wait_children(2, T);
+    // What a worker writes to its stderr lands in the manager's log.
+    assert_eq!(
+        get(&listen, "say=hello-from-the-child", T).unwrap().status,
+        200
+    );
+    assert!(
+        wait_until(T, || m
+            .proc
+            .log()
+            .contains("said into stderr: \"hello-from-the-child\"")),
+        "{}",
+        m.proc.log()
+    );
+    for i in 0..3 {
+        assert!(get(&listen, "crash=1", T).is_err(), "crash {i}");
+        // The crashed child is replaced (after 1 s when it died that young).
+        m.wait_children(2, Duration::from_secs(5));
+    }
+    let log = m.proc.log();
+    assert!(log.contains("exited on signal 11 (SIGSEGV"), "{log}");
+    assert!(
+        wait_until(T, || m.proc.log().contains(
+            "failed processes threshold (3 in 30 sec) is reached, initiating reload"
+        )),
+        "{}",
+        m.proc.log()
+    );
+    assert!(wait_until(T, || m
+        .proc
+        .log()
+        .contains("configuration reloaded")));
+    m.wait_children(2, T);
+    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+}
+
+#[test]
+fn sigusr1_reopens_the_error_log() {
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm sigusr1") else {
+        return;
+    };
+    let listen = Addr::free_tcp();
+    let log = dir.path().join("pm-error.log");
+    let conf = format!(
+        "[global]\nerror_log = {}\n{}",
+        log.display(),
+        pm::pool("www", &listen, &app, "pm = static\npm.max_children = 1\n")
+    );
+    // Without -O the error_log directive applies.
+    let path = dir.path().join("fcgi-pm.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut cmd = Command::new(pm::binary());
+    cmd.arg("-F").arg("-y").arg(&path);
+    let mut proc = support::Proc::spawn("fcgi-pm", cmd, dir.path().join("stderr.log"));
+    proc.wait_accepts(&listen);
+    assert!(wait_until(T, || support::read_lossy(&log)
+        .contains("ready to handle connections")));
+    let rotated = dir.path().join("pm-error.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(proc.pid() as i32, libc::SIGUSR1) };
+    assert!(
+        wait_until(T, || support::read_lossy(&log).contains("logs reopened")),
+        "{}",
+        support::read_lossy(&rotated)
+    );
+    assert!(support::read_lossy(&rotated).contains("ready to handle connections"));
+}
+
+#[test]
+fn test_flag_checks_the_file_and_names_the_line() {
+    let dir = temp_dir();
+    let path = dir.path().join("bad.conf");
+    std::fs::write(
+        &path,
+        "[www]\nlisten = 127.0.0.1:9\npm = static\npm.max_kids = 2\ncommand = /bin/true\n",
+    )
+    .unwrap();
+    let out = Command::new(pm::binary())
+        .args(["-t", "-y"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "[{}:4] unknown directive 'pm.max_kids'",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("test failed"), "{err}");
+
+    std::fs::write(
+        &path,
+        "[www]\nlisten = 127.0.0.1:9\npm = static\npm.max_children = 2\ncommand = /bin/true\n",
+    )
+    .unwrap();
+    let out = Command::new(pm::binary())
+        .args(["-t", "-y"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("test is successful"));
+
+    std::fs::write(
+        &path,
+        "[www]\nlisten = 127.0.0.1:9\npm = static\npm.max_children = 2\ncommand = /no/such/program\n",
+    )
+    .unwrap();
+    let out = Command::new(pm::binary())
+        .args(["-t", "-y"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("'/no/such/program' is not an executable file"));
+}
+
+/// A daemon's pid, killed with its children when dropped.
+struct Daemon(u32);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the daemon this test started; its children follow
+        // (PR_SET_PDEATHSIG).
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
+#[test]
+fn daemonize_writes_the_pid_file_and_stops_on_sigterm() {
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm daemon") else {
+        return;
+    };
+    let listen = Addr::free_tcp();
+    let pidfile = dir.path().join("pm.pid");
+    let conf = format!(
+        "[global]\npid = {}\nerror_log = {}/err.log\ndaemonize = yes\n{}",
+        pidfile.display(),
+        dir.path().display(),
+        pm::pool("www", &listen, &app, "pm = static\npm.max_children = 1\n")
+    );
+    let path = dir.path().join("fcgi-pm.conf");
+    std::fs::write(&path, conf).unwrap();
+    let t0 = Instant::now();
+    let out = Command::new(pm::binary())
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _guard = Daemon(pid);
+    assert!(wait_until(T, || listen.accepts()));
+    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    assert!(wait_until(
+        Duration::from_secs(5),
+        || !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z"))
+    ));
+    assert!(!pidfile.exists(), "the pid file is removed at exit");
+}
+
+#[test]
+fn allowed_clients_are_passed_on_and_enforced() {
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm allowed") else {
+        return;
+    };
+    let listen = Addr::free_tcp();
+    let conf = pm::pool(
+        "www",
+        &listen,
+        &app,
+        "pm = static\npm.max_children = 1\nlisten.allowed_clients = 127.0.0.2\n",
+    );
+    let m = Pm::spawn(dir.path(), &conf, listen.clone());
+    let kids = m.wait_children(1, T);
+    let env = std::fs::read(format!("/proc/{}/environ", kids[0])).unwrap();
+    assert!(
+        env.split(|b| *b == 0)
+            .any(|v| v == b"FCGI_WEB_SERVER_ADDRS=127.0.0.2"),
+        "{}",
+        String::from_utf8_lossy(&env)
+    );
+    // From 127.0.0.1 the connection is never established.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let to = socket2::SockAddr::from(listen.tcp());
+    assert!(s.connect_timeout(&to, Duration::from_millis(500)).is_err());
+    // From 127.0.0.2 it is, and the child answers.
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&socket2::SockAddr::from(std::net::SocketAddr::from((
+        [127, 0, 0, 2],
+        0,
+    ))))
+    .unwrap();
+    assert!(s.connect_timeout(&to, Duration::from_secs(2)).is_ok());
+}
+
+#[test]
+fn pool_settings_reach_the_child() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        support::shout("*** SKIP pool_settings_reach_the_child: needs root (user = nobody) ***");
+        return;
+    }
+    let dir = temp_dir();
+    let Some(app) = classic(dir.path(), "pm settings") else {
+        return;
+    };
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let listen = Addr::free_tcp();
+    let conf = pm::pool(
+        "www",
+        &listen,
+        &app,
+        &format!(
+            "pm = static\npm.max_children = 1\nuser = nobody\nchdir = {}\nrlimit_files = 123\n\
+             env[GREETING] = hello $pool\nenv[FROM_MANAGER] = $PATH\n",
+            work.display()
+        ),
+    );
+    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let kid = m.wait_children(1, T)[0];
+    let status = std::fs::read_to_string(format!("/proc/{kid}/status")).unwrap();
+    let (uid, _, _) = nobody();
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string())), "{status}");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{kid}/cwd")).unwrap(),
+        work
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{kid}/limits")).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("123")),
+        "{limits}"
+    );
+    let env = String::from_utf8_lossy(&std::fs::read(format!("/proc/{kid}/environ")).unwrap())
+        .replace('\0', "\n");
+    assert!(env.lines().any(|l| l == "GREETING=hello www"), "{env}");
+    let path = std::env::var("PATH").unwrap_or_default();
+    assert!(
+        env.lines().any(|l| l == format!("FROM_MANAGER={path}")),
+        "{env}"
+    );
+    assert!(
+        !env.lines().any(|l| l.starts_with("HOME=")),
+        "clear_env: {env}"
+    );
+    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+}
+
+fn nobody() -> (u32, u32, String) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .expect("user nobody");
+    let f: Vec<&str> = line.split(':').collect();
+    (
+        f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+        f[0].to_string(),
+    )
+}
