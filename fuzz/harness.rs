@@ -270,3 +270,11 @@ pub fn connection(data: &[u8]) {
         "the server stopped serving after this input"
     );
 }
+
+/// `machine`: the connection state machine with no socket. Byte 0 picks multiplexing and
+/// small limits, byte 1 the size of the pieces the rest is fed in. The machine must not
+/// panic, must give the same events, replies and errors however the input is cut, and must
+/// give back its whole heads budget (the checks live in the crate: `fcgi::__fuzz_machine`).
+pub fn machine(data: &[u8]) {
+    fcgi::__fuzz_machine(data)
+}

@@ -35,6 +35,13 @@ pub mod protocol;
 pub mod server;
 mod sys;
 
+/// The checks of the fuzz target `machine` (the connection state machine, without
+/// sockets), for `fuzz/` and the replay of its saved inputs. Not part of the API.
+#[doc(hidden)]
+pub fn __fuzz_machine(data: &[u8]) {
+    engine::machine::fuzz_check(data)
+}
+
 // The libfcgi C ABI (libfcgi.so.0 / libfcgi.a); private, its symbols are exported anyway.
 mod capi;
 

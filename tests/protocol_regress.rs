@@ -11,11 +11,12 @@ mod harness;
 /// A fuzz target's checks over one input.
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 4] = [
+const TARGETS: [(&str, Check); 5] = [
     ("record", harness::record),
     ("params", harness::params),
     ("bodies", harness::bodies),
     ("connection", harness::connection),
+    ("machine", harness::machine),
 ];
 
 /// Documentation files that may sit next to the inputs.

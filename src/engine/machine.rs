@@ -753,3 +753,119 @@ fn after_content(h: &Header) -> Cursor {
         FRESH
     }
 }
+
+/// What a run of a machine produced, owned, with stream content coalesced per request
+/// and stream (so how the input was cut does not show): for tests and fuzzing.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub(crate) enum Seen {
+    Head(u16, Role, bool, Vec<(Vec<u8>, Vec<u8>)>),
+    Data(u16, Which, Vec<u8>),
+    End(u16, Which),
+    Abort(u16),
+    Blocked,
+    Error(String),
+}
+
+/// Feeds `input` to `m` in pieces of at most `piece` bytes, as a reader would, and
+/// collects the events and the output bytes. Checks the machine's promises on the way:
+/// `NeedMore` uses all it was given, an event's data lies within what was used.
+pub(crate) fn trace(
+    lim: &Limits,
+    m: &mut Machine,
+    input: &[u8],
+    piece: usize,
+) -> (Vec<Seen>, Vec<u8>) {
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut out = Vec::new();
+    let mut pending: &[u8] = &[];
+    let mut rest = input;
+    loop {
+        if pending.is_empty() {
+            if rest.is_empty() {
+                break;
+            }
+            let n = piece.max(1).min(rest.len());
+            pending = &rest[..n];
+            rest = &rest[n..];
+        }
+        match m.advance(lim, pending, usize::MAX) {
+            Err(e) => {
+                seen.push(Seen::Error(e.to_string()));
+                break;
+            }
+            Ok(Progress::NeedMore(used)) => {
+                assert_eq!(used, pending.len(), "NeedMore uses all it was given");
+                pending = &[];
+            }
+            Ok(Progress::Blocked(_)) => {
+                seen.push(Seen::Blocked);
+                break;
+            }
+            Ok(Progress::Event(used, ev)) => {
+                assert!(used <= pending.len());
+                let data = &pending[..used];
+                pending = &pending[used..];
+                match ev {
+                    Event::Head(h) => seen.push(Seen::Head(
+                        h.id,
+                        h.role,
+                        h.keep_conn,
+                        h.params
+                            .iter()
+                            .map(|p| (p.name.to_vec(), p.value.to_vec()))
+                            .collect(),
+                    )),
+                    Event::Data { id, which, len } => {
+                        assert!(len > 0 && len <= used);
+                        let bytes = &data[used - len..];
+                        match seen.last_mut() {
+                            Some(Seen::Data(i, w, v)) if *i == id && *w == which => {
+                                v.extend_from_slice(bytes)
+                            }
+                            _ => seen.push(Seen::Data(id, which, bytes.to_vec())),
+                        }
+                    }
+                    Event::End { id, which } => seen.push(Seen::End(id, which)),
+                    Event::Abort { id } => seen.push(Seen::Abort(id)),
+                }
+            }
+        }
+        out.extend(m.take_output());
+    }
+    out.extend(m.take_output());
+    (seen, out)
+}
+
+/// The fuzz target `machine` (and its saved inputs' replay): byte 0 picks multiplexing and
+/// small limits, byte 1 the size of the pieces; the rest is the connection's input. The
+/// machine must never panic, must give the same events, replies and errors however the
+/// input is cut, and must give back every byte of the heads budget.
+pub(crate) fn fuzz_check(data: &[u8]) {
+    let (Some(&mode), Some(&piece)) = (data.first(), data.get(1)) else {
+        return;
+    };
+    let input = &data[2..];
+    let mut lim = Limits::new(mode & 1 != 0, 2, 8);
+    lim.max_reqs_per_conn = 1 + (mode as usize >> 1) % 4;
+    if mode & 0x40 != 0 {
+        lim.params = ParamsLimits {
+            max_bytes: 64,
+            max_pairs: 4,
+        };
+        lim.head_budget = 100;
+    }
+    let whole = trace(&lim, &mut Machine::new(), input, usize::MAX);
+    let mut m = Machine::new();
+    let cut = trace(&lim, &mut m, input, piece as usize);
+    assert_eq!(whole, cut, "the same input cut in pieces of {piece}");
+    m.release(&lim);
+    assert_eq!(
+        lim.head_bytes.load(Ordering::Relaxed),
+        0,
+        "heads budget given back"
+    );
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
