@@ -185,6 +185,15 @@ impl<'a> Exchange<'a> {
 
     /// Sends what can be sent without blocking: queued bytes, then more of the body.
     fn pump_stdin(&mut self, conn: &mut Connection) -> Result<(), Error> {
+        if !self.sent_any && self.wpos == 0 && !self.end_queued && !self.body_touched {
+            // The head and the first piece of the body (for an empty body, its end) go out
+            // in one write, as web servers send them: one segment, one wake-up of the
+            // application. An empty body stays untouched, so a request that turns out not
+            // sent can still be sent again.
+            let mut first = Vec::new();
+            self.next_stdin_record(&mut first)?;
+            self.wbuf.extend_from_slice(&first);
+        }
         loop {
             if self.wpos < self.wbuf.len() {
                 match conn.write_some(&self.wbuf[self.wpos..]) {
