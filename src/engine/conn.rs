@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,8 +97,14 @@ impl InBuf {
     }
 
     /// One `recv` into the free room: `Ok(0)` at end of stream, `WouldBlock` when
-    /// nothing is there. `full` tells whether the read filled the room (more may wait).
-    fn recv(&mut self, fd: BorrowedFd<'_>, pool: &BufPool) -> io::Result<(usize, bool)> {
+    /// nothing is there (or, with `wait`, nothing came within the receive timeout). `full`
+    /// tells whether the read filled the room (more may wait).
+    fn recv(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        pool: &BufPool,
+        wait: bool,
+    ) -> io::Result<(usize, bool)> {
         if self.data.capacity() == 0 {
             self.data = pool.take();
             self.pos = 0;
@@ -118,7 +124,7 @@ impl InBuf {
         // reports before they become part of the vector.
         let n = unsafe {
             let spare = std::slice::from_raw_parts_mut(self.data.as_mut_ptr().add(len), room);
-            let r = epoll::recv(fd, spare);
+            let r = epoll::recv(fd, spare, wait);
             if let Ok(n) = r {
                 self.data.set_len(len + n);
             }
@@ -151,7 +157,7 @@ impl ReadSide {
         fd: BorrowedFd<'_>,
         pool: &BufPool,
     ) -> io::Result<bool> {
-        match self.buf.recv(fd, pool) {
+        match self.buf.recv(fd, pool, false) {
             Ok((0, _)) => {
                 self.eof = true;
                 self.buf.release(pool);
@@ -173,18 +179,17 @@ impl ReadSide {
         }
     }
 
-    /// Reads, waiting up to `timeout` without progress: `Ok(0)` at end of stream.
+    /// Reads, waiting up to the read timeout without progress: `Ok(0)` at end of stream.
     /// `before_wait` runs before the thread would block.
     pub(crate) fn fill_blocking(
         &mut self,
-        fd: &impl AsFd,
+        conn: &Conn,
         pool: &BufPool,
-        timeout: Option<Duration>,
         before_wait: &mut dyn FnMut(),
     ) -> io::Result<usize> {
-        let fd = fd.as_fd();
+        let mut wait = false;
         loop {
-            match self.buf.recv(fd, pool) {
+            match self.buf.recv(conn.as_fd(), pool, wait) {
                 Ok((n, full)) => {
                     self.maybe_more = full;
                     if n == 0 {
@@ -194,10 +199,12 @@ impl ReadSide {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.maybe_more = false;
-                    before_wait();
-                    if !epoll::wait_fd(fd, false, timeout)? {
+                    if wait {
                         return Err(timed_out("read"));
                     }
+                    before_wait();
+                    conn.prepare_wait(false)?;
+                    wait = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -225,6 +232,8 @@ pub(crate) struct Conn {
     write: Mutex<Vec<u8>>,
     /// A write failed or timed out, or the peer is gone: later writes fail at once.
     pub(crate) broken: AtomicBool,
+    /// Which of the socket's timeouts are set (1: receive, 2: send), on first need.
+    timeouts: AtomicU8,
     pub(crate) read: Mutex<ReadSide>,
     pub(crate) shared: Arc<Shared>,
 }
@@ -250,6 +259,7 @@ impl Conn {
             key,
             write: Mutex::new(Vec::new()),
             broken: AtomicBool::new(false),
+            timeouts: AtomicU8::new(0),
             read: Mutex::new(ReadSide {
                 machine: Machine::new(),
                 buf: InBuf::default(),
@@ -260,6 +270,22 @@ impl Conn {
             }),
             shared,
         }
+    }
+
+    /// Before a thread blocks in a call on this socket: sets the socket's receive (or send)
+    /// timeout to the engine's, once per connection (most connections never need it).
+    fn prepare_wait(&self, write: bool) -> io::Result<()> {
+        let bit = if write { 2 } else { 1 };
+        if self.timeouts.load(Ordering::Relaxed) & bit == 0 {
+            let t = if write {
+                self.shared.write_timeout
+            } else {
+                self.shared.read_timeout
+            };
+            epoll::set_timeout(self.fd.as_fd(), write, t)?;
+            self.timeouts.fetch_or(bit, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     pub(crate) fn is_broken(&self) -> bool {
@@ -289,15 +315,19 @@ impl Conn {
                 .map(|b| IoSlice::new(b)),
         );
         let mut rest = &mut slices[..];
+        let mut wait = false;
         while !rest.is_empty() {
-            match epoll::send(self.fd.as_fd(), rest) {
+            match epoll::send(self.fd.as_fd(), rest, wait) {
                 Ok(n) => IoSlice::advance_slices(&mut rest, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match epoll::wait_fd(self.fd.as_fd(), true, self.shared.write_timeout) {
-                        Ok(true) => {}
-                        Ok(false) => return self.fail(timed_out("write")),
-                        Err(e) => return self.fail(e),
+                    if wait {
+                        // A blocking send that made no progress for the write timeout.
+                        return self.fail(timed_out("write"));
                     }
+                    if let Err(e) = self.prepare_wait(true) {
+                        return self.fail(e);
+                    }
+                    wait = true;
                 }
                 Err(e) => return self.fail(e),
             }
@@ -327,7 +357,7 @@ impl Conn {
             .collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
-            match epoll::send(self.fd.as_fd(), rest) {
+            match epoll::send(self.fd.as_fd(), rest, false) {
                 Ok(n) => IoSlice::advance_slices(&mut rest, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return self.fail(e),
@@ -343,7 +373,7 @@ impl Conn {
     pub(crate) fn flush(&self) -> io::Result<bool> {
         let mut pending = self.write.lock();
         while !pending.is_empty() {
-            match epoll::send(self.fd.as_fd(), &[IoSlice::new(&pending)]) {
+            match epoll::send(self.fd.as_fd(), &[IoSlice::new(&pending)], false) {
                 Ok(n) => {
                     pending.drain(..n);
                 }
@@ -389,21 +419,23 @@ impl Conn {
     }
 }
 
-/// Reads into `buf` from `conn`'s socket, waiting up to `timeout` without progress (a
-/// request's large read that bypasses the read buffer). `Ok(0)` at end of stream.
+/// Reads into `buf` from `conn`'s socket, waiting up to the read timeout without progress
+/// (a request's large read that bypasses the read buffer). `Ok(0)` at end of stream.
 pub(crate) fn recv_blocking(
     conn: &Conn,
     buf: &mut [u8],
-    timeout: Option<Duration>,
     before_wait: &mut dyn FnMut(),
 ) -> io::Result<usize> {
+    let mut wait = false;
     loop {
-        match epoll::recv(conn.as_fd(), buf) {
+        match epoll::recv(conn.as_fd(), buf, wait) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                before_wait();
-                if !epoll::wait_fd(conn.as_fd(), false, timeout)? {
+                if wait {
                     return Err(timed_out("read"));
                 }
+                before_wait();
+                conn.prepare_wait(false)?;
+                wait = true;
             }
             r => return r,
         }

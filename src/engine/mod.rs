@@ -822,7 +822,7 @@ impl Engine {
     fn drain_closing(&self, conn: &Arc<Conn>) -> bool {
         let mut buf = [0u8; 4096];
         loop {
-            match epoll::recv(conn.as_fd(), &mut buf) {
+            match epoll::recv(conn.as_fd(), &mut buf, false) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,

@@ -706,7 +706,6 @@ impl Input {
                         return Err(aborted_error());
                     }
                     let pool = &engine.shared.bufs;
-                    let timeout = engine.shared.read_timeout;
                     let mut before_wait = || {
                         if !muted {
                             muted = true;
@@ -726,7 +725,6 @@ impl Input {
                             let r = crate::engine::conn::recv_blocking(
                                 conn,
                                 &mut buf[..n],
-                                timeout,
                                 &mut before_wait,
                             );
                             if let Ok(n) = r {
@@ -737,7 +735,7 @@ impl Input {
                             }
                             r
                         }
-                        None => rs.fill_blocking(conn.as_ref(), pool, timeout, &mut before_wait),
+                        None => rs.fill_blocking(conn, pool, &mut before_wait),
                     };
                     match r {
                         Ok(0) => {

@@ -206,8 +206,10 @@ pub(crate) enum Peer {
     Local,
 }
 
-/// `accept4(fd, SOCK_NONBLOCK | SOCK_CLOEXEC)`: a new non-blocking connection and its
-/// peer, from the address `accept4` reports (no extra `getpeername`).
+/// `accept4(fd, SOCK_CLOEXEC)`: a new connection and its peer, from the address `accept4`
+/// reports (no extra `getpeername`). The socket stays blocking, as libfcgi's are: the
+/// engine asks for non-blocking calls one by one (`MSG_DONTWAIT`), and a thread that must
+/// wait does so in the call itself, under the socket's own timeouts ([`set_timeout`]).
 pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, Peer)> {
     // SAFETY: sockaddr_storage is plain data; accept4 writes at most `len` bytes into it.
     unsafe {
@@ -217,7 +219,7 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, Peer)> {
             fd.as_raw_fd(),
             (&mut addr as *mut libc::sockaddr_storage).cast(),
             &mut len,
-            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::SOCK_CLOEXEC,
         );
         if s < 0 {
             return Err(io::Error::last_os_error());
@@ -238,11 +240,13 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, Peer)> {
     }
 }
 
-/// `recv(fd, buf, 0)` on a non-blocking socket: `WouldBlock` when nothing is there.
-pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+/// `recv(fd, buf)`: with `wait` false (`MSG_DONTWAIT`), `WouldBlock` when nothing is
+/// there; with `wait`, blocks up to the socket's receive timeout (then `WouldBlock`).
+pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], wait: bool) -> io::Result<usize> {
+    let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
     loop {
         // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the call.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
         match cvt(n) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             r => return r,
@@ -251,8 +255,10 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// `sendmsg(fd, bufs, MSG_NOSIGNAL)`: a gathered write that never raises SIGPIPE (a C
-/// program may not ignore it). `WouldBlock` when the socket has no room.
-pub(crate) fn send(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+/// program may not ignore it). With `wait` false (`MSG_DONTWAIT`), `WouldBlock` when the
+/// socket has no room; with `wait`, blocks up to the socket's send timeout.
+pub(crate) fn send(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>], wait: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | if wait { 0 } else { libc::MSG_DONTWAIT };
     // SAFETY: msghdr is plain data; every field the kernel reads is set below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // IoSlice is guaranteed ABI-compatible with iovec on Unix.
@@ -260,12 +266,39 @@ pub(crate) fn send(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<u
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     loop {
         // SAFETY: `msg` points at `bufs`, which outlive the call; sendmsg only reads them.
-        let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
         match cvt(n) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             r => return r,
         }
     }
+}
+
+/// Sets a socket's receive (`write` false) or send timeout: how long one blocking call may
+/// wait without progress; `None` waits forever.
+pub(crate) fn set_timeout(fd: BorrowedFd<'_>, write: bool, t: Option<Duration>) -> io::Result<()> {
+    let t = t.unwrap_or(Duration::ZERO);
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        // A timeout under a microsecond would read as "forever".
+        tv_usec: (t.subsec_micros() as libc::suseconds_t).max(if t.is_zero() { 0 } else { 1 }),
+    };
+    let opt = if write {
+        libc::SO_SNDTIMEO
+    } else {
+        libc::SO_RCVTIMEO
+    };
+    // SAFETY: `tv` is a valid option value that lives across the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    cvt(rc as isize).map(drop)
 }
 
 /// Waits until `fd` is readable (`write` false) or writable, up to `timeout`; false when
