@@ -301,6 +301,20 @@ impl Machine {
                         return Ok(Progress::Event(used, ev));
                     }
                 }
+                Cursor::Header { have: 0, .. } if input.len() - used >= HEADER_LEN => {
+                    // A whole header in the input: decode it in place.
+                    let head: &[u8; HEADER_LEN] =
+                        input[used..used + HEADER_LEN].try_into().expect("8 bytes");
+                    let h = Header::decode(head).map_err(ConnError::Protocol)?;
+                    used += HEADER_LEN;
+                    if self.blocks(lim, &h) {
+                        self.cursor = Cursor::Held(h);
+                        return Ok(Progress::Blocked(used));
+                    }
+                    if let Some(ev) = self.on_header(lim, h)? {
+                        return Ok(Progress::Event(used, ev));
+                    }
+                }
                 Cursor::Header { buf, have } => {
                     let rest = &input[used..];
                     if rest.is_empty() {

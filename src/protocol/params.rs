@@ -232,6 +232,16 @@ impl ParamsDecoder {
         while !input.is_empty() {
             match &mut self.state {
                 State::Failed(e) => return Err(*e),
+                State::Lengths { got: 0, .. } if lengths_len(input).is_some() => {
+                    // Both lengths are in this piece: read them in one step.
+                    let used = lengths_len(input).expect("checked");
+                    let (name, value) = parse_lengths(&input[..used]).expect("complete");
+                    input = &input[used..];
+                    if let Err(e) = self.start_pair(name, value) {
+                        self.state = State::Failed(e);
+                        return Err(e);
+                    }
+                }
                 State::Lengths { lens, got } => {
                     lens[*got] = input[0];
                     *got += 1;
@@ -250,6 +260,12 @@ impl ParamsDecoder {
                     remaining,
                 } => {
                     let take = (*remaining).min(input.len());
+                    if self.params.bytes.capacity() - self.params.bytes.len() < take {
+                        // Room for the rest of the piece at once (bytes received already,
+                        // never past the limit), not one growth step per pair.
+                        let room = self.limits.max_bytes - self.params.bytes.len();
+                        self.params.bytes.reserve(input.len().min(room));
+                    }
                     self.params.bytes.extend_from_slice(&input[..take]);
                     input = &input[take..];
                     *remaining -= take;
@@ -351,6 +367,13 @@ fn parse_length(b: &[u8]) -> Option<(usize, usize)> {
         let n = u32::from_be_bytes(*four) & 0x7fff_ffff;
         Some((n as usize, 4))
     }
+}
+
+/// How many bytes the two length fields at the front of `b` take, if `b` holds them all.
+fn lengths_len(b: &[u8]) -> Option<usize> {
+    let first = if *b.first()? & 0x80 == 0 { 1 } else { 4 };
+    let second = if *b.get(first)? & 0x80 == 0 { 1 } else { 4 };
+    (b.len() >= first + second).then_some(first + second)
 }
 
 /// Both lengths of a pair, once `b` holds all their bytes.

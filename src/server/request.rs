@@ -932,6 +932,10 @@ impl Write for Output {
             }
         }
         if self.buf.is_empty() {
+            // Room for this write and some more (plus the record's end and END_REQUEST,
+            // which `take_final` appends) at once, not one growth step per write.
+            self.buf
+                .reserve(HEADER_LEN + data.len().clamp(1024, OUT_CAP) + 2 * HEADER_LEN);
             self.buf.resize(HEADER_LEN, 0);
         }
         if self.pending() + data.len() > OUT_CAP {
