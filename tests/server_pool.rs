@@ -390,9 +390,8 @@ fn silent_and_idle_connections_are_closed_after_the_idle_timeout() {
     let mut silent = srv.connect(); // never sends a byte
     let mut kept = srv.connect();
     assert_eq!(kept.request(1, true, &[], b"x").body(), b"\nx");
-    eventually("both connections open", || {
-        srv.stats.snapshot().connections_open == 2
-    });
+    // (The silent one may not even be accepted: the kernel holds a TCP connection that
+    // sent nothing back from accept for a moment, TCP_DEFER_ACCEPT. Either way it must end.)
     assert!(
         silent.closed_by_server(),
         "a silent connection holds no slot forever"
