@@ -44,6 +44,9 @@ pub(crate) struct Limits {
     pub(crate) params: ParamsLimits,
     /// Bytes of params that heads in progress may hold together, over every connection.
     pub(crate) head_budget: usize,
+    /// Bytes of params that the heads in progress of one connection may hold together (a
+    /// multiplexed connection's requests share it).
+    pub(crate) conn_head_budget: usize,
     /// Bytes of params heads in progress hold now.
     pub(crate) head_bytes: AtomicUsize,
     /// Answered as `FCGI_MAX_CONNS`.
@@ -62,6 +65,7 @@ impl Limits {
             max_reqs_per_conn: 32,
             params: ParamsLimits::default(),
             head_budget: 64 << 20,
+            conn_head_budget: ParamsLimits::default().max_bytes,
             head_bytes: AtomicUsize::new(0),
             max_conns,
             max_reqs: AtomicUsize::new(max_reqs),
@@ -619,19 +623,39 @@ impl Machine {
             return Ok(None);
         };
         let keep = self.active[i].keep;
-        let State::Head { dec, charged } = &mut self.active[i].state else {
+        if !matches!(self.active[i].state, State::Head { .. }) {
             return Ok(None);
-        };
+        }
         if !end {
-            if !lim.charge(piece.len()) {
+            // This connection's other heads in progress (a multiplexed connection's), with
+            // this one, share one budget; one head alone is bounded by the params limits.
+            let (mine, others) = self
+                .active
+                .iter()
+                .enumerate()
+                .fold((0, 0), |(m, o), (j, a)| match a.state {
+                    State::Head { charged, .. } if j == i => (m + charged, o),
+                    State::Head { charged, .. } => (m, o + charged),
+                    State::Running { .. } => (m, o),
+                });
+            let over = if others > 0 && others + mine + piece.len() > lim.conn_head_budget {
+                Some(("this connection's", lim.conn_head_budget))
+            } else if !lim.charge(piece.len()) {
+                Some(("all connections'", lim.head_budget))
+            } else {
+                None
+            };
+            if let Some((whose, budget)) = over {
                 self.remove(lim, i);
                 self.notes.push(format!(
-                    "request {id}: the heads in progress hold {} bytes of params, the budget; refused (503)",
-                    lim.head_budget
+                    "request {id}: {whose} heads in progress would hold more than {budget} bytes of params; refused (503)"
                 ));
                 self.refuse_overloaded(lim, id, keep);
                 return Ok(None);
             }
+            let State::Head { dec, charged } = &mut self.active[i].state else {
+                unreachable!("checked above")
+            };
             *charged += piece.len();
             if let Err(e) = dec.feed(piece) {
                 self.remove(lim, i);
@@ -641,6 +665,9 @@ impl Machine {
             }
             return Ok(None);
         }
+        let State::Head { dec, charged } = &mut self.active[i].state else {
+            unreachable!("checked above")
+        };
         let params = dec.finish().map_err(ConnError::Protocol)?;
         lim.refund(*charged);
         let a = &mut self.active[i];

@@ -533,3 +533,34 @@ mod split_invariance {
         }
     }
 }
+
+#[test]
+fn the_heads_of_one_multiplexed_connection_share_one_budget() {
+    let mut l = mpx();
+    l.max_reqs_per_conn = 8;
+    l.conn_head_budget = 40;
+    let mut m = Machine::new();
+    // Two heads in progress of 24 bytes each: the second passes the connection's 40.
+    let half = |id| {
+        let mut pair = vec![1u8, 21, b'N'];
+        pair.extend_from_slice(&[b'v'; 21]);
+        record(RecordType::Params, id, &pair) // 24 bytes of params content
+    };
+    let wire = cat(&[
+        begin(1, 1, true),
+        half(1),
+        begin(2, 1, true),
+        half(2),
+        params(1, &[]),
+    ]);
+    let (seen, out) = run(&l, &mut m, &wire, usize::MAX);
+    assert_eq!(seen.len(), 1, "request 1 completes: {seen:?}");
+    assert!(matches!(&seen[0], Seen::Head(1, ..)));
+    assert!(out.ends_with(&end_request(2, 0, ProtocolStatus::Overloaded)));
+    assert_eq!(l.refused.load(Ordering::Relaxed), 1);
+    // One head alone is bounded by the params limits only (1 MiB by default), not 40.
+    let mut m = Machine::new();
+    let wire = cat(&[begin(3, 1, true), half(3), half(3), params(3, &[])]);
+    let (seen, _) = run(&l, &mut m, &wire, usize::MAX);
+    assert!(matches!(&seen[..], [Seen::Head(3, ..)]), "{seen:?}");
+}

@@ -172,6 +172,8 @@ impl Config {
         let mut limits = Limits::new(self.multiplex, self.workers, self.max_conns);
         limits.max_reqs_per_conn = self.max_reqs_per_conn.max(1);
         limits.params = self.params;
+        // A multiplexed connection's heads in progress share what one request may hold.
+        limits.conn_head_budget = self.params.max_bytes;
         limits.head_budget = self.head_budget;
         Options {
             limits,
