@@ -453,8 +453,24 @@ fn value(b: &[u8], i: &mut usize) -> Result<Json, String> {
 }
 
 /// The libfcgi a process mapped, from `/proc/PID/maps`: "classic", "ours" or "none".
+///
+/// A child just forked may not have run its program yet: this waits (up to 10 s) until the
+/// process is no longer the manager (`exec` done) and the dynamic loader has mapped libc.
 pub fn mapped_libfcgi(pid: u32) -> String {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let execd = !exe.to_string_lossy().contains("fcgi-pm");
+        let loaded = maps.contains("libfcgi.so") || (execd && maps.contains("libc.so"));
+        if loaded || std::time::Instant::now() >= deadline {
+            return mapped_libfcgi_now(&maps);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn mapped_libfcgi_now(maps: &str) -> String {
     let lines: Vec<&str> = maps.lines().filter(|l| l.contains("libfcgi.so")).collect();
     if lines
         .iter()
