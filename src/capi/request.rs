@@ -74,6 +74,8 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     opts.count_threads = true;
     opts.external_stop = Some(os::shutdown_pending);
     opts.classic_accept = true;
+    // The program may exit right after FCGX_Finish_r: its last write completes first.
+    opts.write_completion = false;
     let acceptor = Arc::new(Acceptor::with_options(listener, opts)?);
     os::register_wake_fd(acceptor.engine().wake_fd());
     table.push((listen_sock, Arc::clone(&acceptor)));

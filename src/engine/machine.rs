@@ -760,6 +760,14 @@ impl Machine {
         self.active.len()
     }
 
+    /// Requests handed out and not finished.
+    pub(crate) fn running(&self) -> usize {
+        self.active
+            .iter()
+            .filter(|a| matches!(a.state, State::Running { .. }))
+            .count()
+    }
+
     /// Whether the connection is between records with no request in progress: closing it
     /// now loses nothing, and an idle timeout may close it.
     pub(crate) fn is_idle(&self) -> bool {

@@ -61,6 +61,10 @@ pub(crate) struct Options {
     pub(crate) external_stop: Option<fn() -> bool>,
     /// Count the distinct threads that call [`Engine::next`] as `FCGI_MAX_REQS`.
     pub(crate) count_threads: bool,
+    /// Finish a request's output from the poller when the peer reads slowly (the Rust
+    /// server, which lives until its drain). Off for the C library: a program may exit
+    /// right after `FCGX_Finish_r`, so the last write completes before it returns.
+    pub(crate) write_completion: bool,
     /// A C program's accept loop: with one thread, one blocking listener and no
     /// connection to watch, wait in `accept(2)` itself, as libfcgi does (the kernel hands
     /// each connection to exactly one waiting process, and a signal interrupts the wait).
@@ -211,6 +215,7 @@ pub(crate) struct Engine {
     external_stop: Option<fn() -> bool>,
     count_threads: bool,
     classic_accept: bool,
+    write_completion: bool,
 }
 
 thread_local! {
@@ -280,6 +285,7 @@ impl Engine {
             external_stop: opts.external_stop,
             count_threads: opts.count_threads,
             classic_accept: opts.classic_accept,
+            write_completion: opts.write_completion,
         });
         engine.update_listening();
         Ok(engine)
@@ -838,14 +844,27 @@ impl Engine {
     fn park(&self, conn: &Arc<Conn>, phase: Phase) -> bool {
         let now = Instant::now();
         let deadline = match phase {
-            Phase::Head => self.shared.read_timeout.map(|t| now + t),
+            Phase::Head => {
+                // One deadline for the whole head, kept across the events that bring it.
+                let kept = self
+                    .table
+                    .lock()
+                    .get(conn.key)
+                    .filter(|e| e.phase == Phase::Head)
+                    .and_then(|e| e.deadline);
+                kept.or_else(|| self.shared.read_timeout.map(|t| now + t))
+            }
             Phase::Idle => self.idle_timeout.map(|t| now + t),
             Phase::Mpx => {
-                let idle = conn.read.lock().machine.active() == 0;
-                if idle {
+                let rs = conn.read.lock();
+                if rs.machine.running() > 0 {
+                    None // its requests' threads have their own deadlines
+                } else if rs.machine.is_idle() {
                     self.idle_timeout.map(|t| now + t)
                 } else {
-                    None
+                    // Only heads arriving: one deadline for them, kept across events.
+                    let kept = self.table.lock().get(conn.key).and_then(|e| e.deadline);
+                    kept.or_else(|| self.shared.read_timeout.map(|t| now + t))
                 }
             }
             Phase::Flush { .. } => self.shared.write_timeout.map(|t| now + t),
@@ -983,7 +1002,12 @@ impl Engine {
             (keep, clean)
         };
         let keep = keep && !self.stopping.load(Ordering::Acquire) && !conn.is_broken();
-        match conn.write_or_queue(tail) {
+        let written = if self.write_completion {
+            conn.write_or_queue(tail)
+        } else {
+            conn.write_all(tail).map(|()| false)
+        };
+        match written {
             Err(_) => {
                 self.counters.aborted.fetch_add(1, Ordering::Relaxed);
                 self.close(conn, false);
@@ -1246,16 +1270,56 @@ impl Engine {
         self.wake.notify();
     }
 
-    /// Waits until every request handed out has finished, or `deadline` passes; returns
-    /// whether they all finished.
-    pub(crate) fn wait_finished(&self, deadline: Instant) -> bool {
-        let mut jobs = self.jobs.lock();
-        while *jobs > 0 {
-            if self.jobs_done.wait_until(&mut jobs, deadline).timed_out() {
-                return *jobs == 0;
+    /// After [`Engine::stop`], from the stopping thread: waits until every request handed
+    /// out has finished, and drives what the engine still owes (responses going out to slow
+    /// readers, connections closing) until it is done, or until `deadline`. Returns whether
+    /// everything finished.
+    pub(crate) fn drain(&self, deadline: Instant) -> bool {
+        const STEP: Duration = Duration::from_millis(100);
+        loop {
+            let jobs = *self.jobs.lock();
+            if jobs == 0 && !self.owes_output() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            if self.waiters.load(Ordering::SeqCst) == 0 {
+                // Every idle worker has seen the stop and left: the wake-up has done its
+                // work, and must not keep this wait from sleeping.
+                self.wake.drain();
+            }
+            let ev = match self.epoll.wait_one(Some((deadline - now).min(STEP))) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => continue,
+                Err(_) => return false,
+            };
+            match ev.key {
+                WAKE => {}
+                TIMER => {
+                    self.timer.drain();
+                    self.on_timer();
+                }
+                k if k & LISTENER_BASE != 0 => {}
+                k => {
+                    if let Some(job) = self.on_event(k) {
+                        // A request that came after the stop: nobody serves it now.
+                        self.close(&job.conn, true);
+                    }
+                }
             }
         }
-        true
+    }
+
+    /// Whether a connection still has output for a slow reader, or is closing.
+    fn owes_output(&self) -> bool {
+        self.table
+            .lock()
+            .slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .any(|e| matches!(e.phase, Phase::Flush { .. } | Phase::Closing))
     }
 }
 

@@ -52,7 +52,9 @@ impl Acceptor {
     /// ```
     pub fn new(listener: Listener, config: Config) -> io::Result<Acceptor> {
         listener.set_nonblocking(true)?;
-        let opts = config.engine_options(super::AllowList::from_env()?);
+        let mut opts = config.engine_options(super::AllowList::from_env()?);
+        // The caller may exit right after `finish`: its last write completes first.
+        opts.write_completion = false;
         Acceptor::with_options(listener, opts)
     }
 
@@ -96,8 +98,9 @@ impl Acceptor {
             .map(|job| Request::from_job(&self.engine, job))
     }
 
-    /// Ends a request from [`Acceptor::accept`]: flushes its output, sends END_REQUEST,
-    /// and hands the connection back (a request dropped without this is ended the same
+    /// Ends a request from [`Acceptor::accept`]: flushes its output, sends END_REQUEST
+    /// (waiting, up to the write timeout, for the web server to take it), and hands the
+    /// connection back (a request dropped without this is ended the same
     /// way, with a 500 if it sent nothing).
     ///
     /// # Errors

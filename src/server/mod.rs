@@ -185,6 +185,7 @@ impl Config {
             external_stop: None,
             count_threads: false,
             classic_accept: false,
+            write_completion: true,
         }
     }
 }
@@ -656,7 +657,7 @@ impl Server {
             wait_for_stop(signal_pipe.as_ref(), &control.stop)?;
         }
         engine.stop();
-        let finished = engine.wait_finished(Instant::now() + config.shutdown_timeout);
+        let finished = engine.drain(Instant::now() + config.shutdown_timeout);
         if finished {
             for t in threads {
                 let _ = t.join();
