@@ -77,8 +77,9 @@ pub enum Address {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Syntax {
-    /// The crate's own: [`Server::bind`](crate::Server::bind), [`Listener::bind`]
-    /// (crate::server::Listener::bind), the client's `"...".parse::<Address>()`.
+    /// The crate's own: [`Server::bind`](crate::Server::bind),
+    /// [`Listener::bind`](crate::server::Listener::bind), the client's
+    /// `"...".parse::<Address>()`.
     ///
     /// * `IP:PORT` and `[IPv6]:PORT` (numeric: host names are not resolved);
     /// * `:PORT` and `*:PORT`: every IPv4 interface (`0.0.0.0`; connecting to it reaches
