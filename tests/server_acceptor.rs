@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use common::*;
+use fcgi::protocol::ProtocolStatus;
 use fcgi::server::{Acceptor, Listener};
 
 fn acceptor() -> (Arc<Acceptor>, String) {
@@ -91,6 +92,54 @@ fn many_threads_accept_on_one_listener() {
     assert!(
         served.iter().filter(|&&n| n > 0).count() >= 2,
         "work spread over threads: {served:?}"
+    );
+}
+
+#[test]
+fn a_request_dropped_without_finish_still_gets_end_request() {
+    let (a, addr) = acceptor();
+    let mut c = Raw::connect(&addr);
+    // Nothing written: a 500, app status 1, exactly one END_REQUEST, and the kept
+    // connection serves the next request.
+    c.send(&Raw::request_bytes(1, true, &[], b""));
+    drop(a.accept().unwrap());
+    let r = c.response(1);
+    assert!(r.text().starts_with("Status: 500"), "{}", r.text());
+    assert_eq!(r.protocol_status(), ProtocolStatus::RequestComplete);
+    assert_eq!(r.end.unwrap().app_status, 1);
+    // Something written: it stays as it is (no 500 after it), and the request ends.
+    c.send(&Raw::request_bytes(2, true, &[], b""));
+    let mut req = a.accept().unwrap();
+    req.stdout()
+        .write_all(b"Status: 202 Accepted\r\n\r\npartial")
+        .unwrap();
+    drop(req);
+    let r = c.response(2);
+    assert_eq!(r.text(), "Status: 202 Accepted\r\n\r\npartial");
+    assert!(r.stdout_ended);
+    // Dropped by a panic while its output is only buffered: a 500, as for a handler
+    // that panics.
+    c.send(&Raw::request_bytes(3, true, &[], b""));
+    let a2 = Arc::clone(&a);
+    let panicked = std::thread::spawn(move || {
+        let mut req = a2.accept().unwrap();
+        req.stdout()
+            .write_all(b"Status: 200 OK\r\n\r\nhalf")
+            .unwrap();
+        panic!("the application fails while holding the request");
+    })
+    .join();
+    assert!(panicked.is_err());
+    let r = c.response(3);
+    assert!(r.text().starts_with("Status: 500"), "{}", r.text());
+    assert_eq!(r.end.unwrap().app_status, 1);
+    // The connection is still usable: no second END_REQUEST is in the way.
+    c.send(&Raw::request_bytes(4, false, &[], b"z"));
+    serve_one(&a);
+    assert_eq!(c.response(4).body(), b"\nz");
+    assert!(
+        c.record().is_none(),
+        "one END_REQUEST per request, then close"
     );
 }
 

@@ -95,7 +95,10 @@ fn bind_errors_name_the_address() {
     let live = dir.join("live.sock");
     let _held = Listener::bind_unix(&live, 0o600, 16).unwrap();
     let e = Listener::bind_unix(&live, 0o600, 16).unwrap_err();
-    assert!(e.to_string().starts_with(&live.display().to_string()), "{e}");
+    assert!(
+        e.to_string().starts_with(&live.display().to_string()),
+        "{e}"
+    );
 }
 
 #[test]

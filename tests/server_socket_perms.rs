@@ -49,7 +49,11 @@ fn unix_socket_mode_owner_and_group() {
     // The builder wins over the environment.
     let opts = BindOptions::from_env().unwrap().mode(0o660);
     let s = Server::bind_with(path, &opts).unwrap();
-    assert_eq!(mode(&sock), 0o660, "BindOptions::mode beats the environment");
+    assert_eq!(
+        mode(&sock),
+        0o660,
+        "BindOptions::mode beats the environment"
+    );
     drop(s);
 
     // A malformed mode is an error naming the variable, not a silent default.

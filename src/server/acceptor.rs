@@ -97,8 +97,9 @@ impl Acceptor {
     }
 
     /// Ends a request from [`Acceptor::accept`]: flushes its output, sends END_REQUEST,
-    /// and hands the connection back (a request dropped without this is ended the same
-    /// way, with a 500 if it sent nothing).
+    /// and hands the connection back. A request dropped without this is ended the same
+    /// way: what it wrote goes out, with a 500 only if nothing was written (dropped by a
+    /// panic's unwinding: a 500 unless bytes already reached the web server).
     ///
     /// # Errors
     ///
