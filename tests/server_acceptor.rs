@@ -54,15 +54,31 @@ fn single_threaded_accept_loop_never_stalls_behind_kept_alive_connections() {
 
 #[test]
 fn many_threads_accept_on_one_listener() {
+    // Four threads accept on one acceptor; each round sends four requests at once and each
+    // handler waits at a barrier for the other three. A thread holding a request cannot
+    // accept another, so a round completes only when four different threads each hold
+    // one: every thread serves exactly one request per round, whatever the scheduling.
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 10;
     let (a, addr) = acceptor();
-    let servers: Vec<_> = (0..4)
+    let round = Rendezvous::new(THREADS);
+    let servers: Vec<_> = (0..THREADS)
         .map(|_| {
             let a = Arc::clone(&a);
+            let round = round.clone();
             std::thread::spawn(move || {
                 let mut served = 0;
                 while let Ok(mut req) = a.accept() {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                    echo(&mut req).unwrap();
+                    eprintln!(
+                        "got {:?} {:?}",
+                        std::thread::current().id(),
+                        std::time::Instant::now()
+                    );
+                    if round.wait() {
+                        echo(&mut req).unwrap();
+                    } else {
+                        req.respond(500, &[], b"no full round").unwrap();
+                    }
                     a.finish(req).unwrap();
                     served += 1;
                 }
@@ -70,28 +86,29 @@ fn many_threads_accept_on_one_listener() {
             })
         })
         .collect();
-    let clients: Vec<_> = (0..40)
-        .map(|i| {
-            let addr = addr.clone();
-            std::thread::spawn(move || {
-                let mut c = Raw::connect(&addr);
-                let body = format!("c{i}");
-                assert_eq!(
-                    c.request(1, false, &[], body.as_bytes()).body(),
-                    format!("\n{body}").as_bytes()
-                );
+    for r in 0..ROUNDS {
+        let clients: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let addr = addr.clone();
+                std::thread::spawn(move || {
+                    let mut c = Raw::connect(&addr);
+                    let body = format!("r{r}c{i}");
+                    assert_eq!(
+                        c.request(1, false, &[], body.as_bytes()).body(),
+                        format!("\n{body}").as_bytes()
+                    );
+                })
             })
-        })
-        .collect();
-    for c in clients {
-        c.join().unwrap();
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
     }
     a.shutdown();
     let served: Vec<usize> = servers.into_iter().map(|s| s.join().unwrap()).collect();
-    assert_eq!(served.iter().sum::<usize>(), 40);
-    assert!(
-        served.iter().filter(|&&n| n > 0).count() >= 2,
-        "work spread over threads: {served:?}"
+    assert_eq!(
+        served, [ROUNDS; THREADS],
+        "one request per thread per round"
     );
 }
 
