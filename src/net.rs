@@ -39,6 +39,12 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 /// The listen backlog used when none is configured, as php-fpm and fcgiwrap use.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(fcgi::net::BindOptions::default().backlog, fcgi::net::DEFAULT_BACKLOG);
+/// ```
 pub const DEFAULT_BACKLOG: i32 = 511;
 
 /// Where a FastCGI application listens: a TCP address or a Unix socket path.
