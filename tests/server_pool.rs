@@ -385,9 +385,9 @@ fn silent_and_idle_connections_are_closed_after_the_idle_timeout() {
     let mut silent = srv.connect(); // never sends a byte
     let mut kept = srv.connect();
     assert_eq!(kept.request(1, true, &[], b"x").body(), b"\nx");
-    eventually("both connections open", || {
-        srv.stats.snapshot().connections_open == 2
-    });
+    // (No check that both are open at one moment: under load the silent one may already
+    // be gone when the kept one is served. The server closing it proves it was accepted:
+    // a connection still in the listen queue sees no EOF.)
     assert!(
         silent.closed_by_server(),
         "a silent connection holds no slot forever"
