@@ -8,6 +8,8 @@
 //! - [`client`]: a blocking FastCGI client with a connection pool (PHP-FPM or any FastCGI
 //!   application as the backend), used by the `cgi-fcgi` and `fcgi-bench` tools;
 //! - [`protocol`]: the wire format, with no I/O: records, bodies, name-value pairs;
+//! - [`net`]: addresses (the crate's syntax and libfcgi's), binding and connecting, shared
+//!   by the server, the client, the C library and `cgi-fcgi`;
 //! - [`pm`]: what the `fcgi-pm` process manager shares with its children and with Rust
 //!   servers: the scoreboard, and the php-fpm-style status document.
 //!
@@ -30,6 +32,7 @@ compile_error!("fcgi is Linux-only: its engine is built on epoll, eventfd and ti
 mod cgi;
 pub mod client;
 mod engine;
+pub mod net;
 pub mod pm;
 pub mod protocol;
 pub mod server;

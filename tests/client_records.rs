@@ -923,16 +923,23 @@ fn pool_waiters_are_served_in_arrival_order() {
     let order = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let mut threads = Vec::new();
     for i in 0..5 {
-        let pool = pool.clone();
+        let pool2 = pool.clone();
         let order = order.clone();
         threads.push(std::thread::spawn(move || {
-            let conn = pool.get().unwrap();
+            let conn = pool2.get().unwrap();
             order.lock().push(i);
-            std::thread::sleep(Duration::from_millis(20));
             drop(conn);
         }));
-        // Let each waiter queue before the next arrives.
-        std::thread::sleep(Duration::from_millis(50));
+        // Each waiter is in the queue before the next one arrives: arrival order is known,
+        // not guessed from sleeps.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pool.waiting() != i + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waiter {i} never queued"
+            );
+            std::thread::yield_now();
+        }
     }
     drop(first);
     for t in threads {

@@ -5,8 +5,12 @@
 mod support;
 
 use std::io::{BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use fcgi::protocol::{decode_record, ParamsDecoder, ParamsLimits, RecordType, Status};
 
 use support::http::{self, concurrent_posts, post_echo, Echo, Request};
 use support::peers::{App, Haproxy, HaproxyConf};
@@ -127,19 +131,170 @@ fn echo_over_unix_socket_keep_conn() {
     concurrent_posts(s.haproxy.addr, 16, Duration::from_secs(20));
 }
 
-/// With `option get-values` HAProxy asks the app for FCGI_MAX_CONNS, FCGI_MAX_REQS and
-/// FCGI_MPXS_CONNS on each new connection and sends no request before the answer: an app
-/// that does not answer GET_VALUES never serves a request here.
+/// With `option get-values` HAProxy asks the app for FCGI_MAX_REQS and FCGI_MPXS_CONNS on
+/// each new connection and sends no request before the answer. A tap
+/// between HAProxy and the app records the start of each connection both ways, so the test
+/// sees the question on the wire and the app's answer (not just requests that work).
 #[test]
 fn get_values_answered() {
-    let Some(mut s) = stack(false, &[], |c| {
-        c.keep_conn = true;
-        c.get_values = true;
-    }) else {
+    let Some(_) = require_peer("haproxy") else {
         return;
+    };
+    let dir = temp_dir();
+    let app_addr = Addr::free_tcp();
+    let app = App::start(
+        "echo",
+        dir.path(),
+        app_addr.clone(),
+        &[("FCGI_WORKERS", "5")],
+    );
+    let tap = Tap::start(app_addr.tcp());
+    let mut conf = HaproxyConf::new(Addr::Tcp(tap.addr));
+    conf.keep_conn = true;
+    conf.get_values = true;
+    let Some(haproxy) = Haproxy::start(dir.path(), &conf) else {
+        return;
+    };
+    let mut s = Stack {
+        haproxy,
+        app,
+        _dir: dir,
     };
     exercise(&mut s);
     concurrent_posts(s.haproxy.addr, 16, Duration::from_secs(20));
+
+    let conns = tap.conns.lock().unwrap().clone();
+    assert!(!conns.is_empty(), "HAProxy never connected through the tap");
+    for (i, (up, down)) in conns.iter().enumerate() {
+        // HAProxy's first record on each connection: GET_VALUES (type 9, id 0) naming
+        // FCGI_MAX_REQS and FCGI_MPXS_CONNS (HAProxy 2.6 does not ask FCGI_MAX_CONNS).
+        let asked = first_record(up).unwrap_or_else(|| panic!("conn {i}: no record"));
+        assert_eq!(
+            asked.0,
+            RecordType::GetValues,
+            "conn {i}: HAProxy's first record"
+        );
+        let names: Vec<String> = pairs(&asked.1).into_iter().map(|(n, _)| n).collect();
+        for want in ["FCGI_MAX_REQS", "FCGI_MPXS_CONNS"] {
+            assert!(names.iter().any(|n| n == want), "conn {i}: asked {names:?}");
+        }
+        // Its requests come only after the answer; the app's first record is the answer
+        // with the real limits (5 workers, no multiplexing).
+        let answer = first_record(down).unwrap_or_else(|| panic!("conn {i}: no answer"));
+        assert_eq!(
+            answer.0,
+            RecordType::GetValuesResult,
+            "conn {i}: app's first record"
+        );
+        let values = pairs(&answer.1);
+        let value = |n: &str| values.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(value("FCGI_MAX_REQS"), Some("5"), "conn {i}: {values:?}");
+        assert_eq!(value("FCGI_MPXS_CONNS"), Some("0"), "conn {i}: {values:?}");
+        // Exactly what was asked is answered (spec 4.1).
+        let answered: Vec<&String> = values.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            answered.len(),
+            names.len(),
+            "conn {i}: {values:?} for {names:?}"
+        );
+    }
+}
+
+/// The first record in `bytes`: its type and content.
+fn first_record(bytes: &[u8]) -> Option<(RecordType, Vec<u8>)> {
+    match decode_record(bytes).ok()? {
+        Status::Complete((rec, _)) => Some((rec.header.record_type, rec.content.to_vec())),
+        Status::Partial(_) => None,
+    }
+}
+
+/// The name-value pairs of a GET_VALUES(_RESULT) body.
+fn pairs(body: &[u8]) -> Vec<(String, String)> {
+    let mut d = ParamsDecoder::new(ParamsLimits::default());
+    d.feed(body).expect("name-value pairs");
+    d.finish()
+        .expect("complete pairs")
+        .iter()
+        .map(|p| {
+            (
+                String::from_utf8_lossy(p.name).into_owned(),
+                String::from_utf8_lossy(p.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Bytes kept from the start of each direction of a tapped connection.
+const TAP_KEEP: usize = 4096;
+
+/// Per tapped connection: the first bytes (HAProxy to app, app to HAProxy).
+type Taps = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+
+/// A TCP relay that records the first [`TAP_KEEP`] bytes each way of every connection.
+struct Tap {
+    addr: std::net::SocketAddr,
+    conns: Taps,
+}
+
+impl Tap {
+    fn start(upstream: std::net::SocketAddr) -> Tap {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns: Taps = Arc::default();
+        let all = Arc::clone(&conns);
+        // Ends with the test process (it only ever waits in accept).
+        thread::spawn(move || {
+            for client in l.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let slot = {
+                    let mut all = all.lock().unwrap();
+                    all.push((Vec::new(), Vec::new()));
+                    all.len() - 1
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let a = Arc::clone(&all);
+                thread::spawn(move || pump(client, server, &a, slot, true));
+                let a = Arc::clone(&all);
+                thread::spawn(move || pump(s2, c2, &a, slot, false));
+            }
+        });
+        Tap { addr, conns }
+    }
+}
+
+/// Copies `from` to `to` until EOF (then half-closes `to`), keeping the first bytes.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    all: &Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+    slot: usize,
+    upstream: bool,
+) {
+    use std::io::Read;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        {
+            let mut all = all.lock().unwrap();
+            let kept = if upstream {
+                &mut all[slot].0
+            } else {
+                &mut all[slot].1
+            };
+            let room = TAP_KEEP.saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
 }
 
 /// Opens `n` requests at once and keeps them open: each upload is held part-sent until all

@@ -3,7 +3,9 @@
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use fcgi::protocol::{
@@ -75,8 +77,57 @@ fn oversized_params_are_refused_with_431_and_the_connection_stays_in_sync() {
     );
 }
 
+/// This test binary's allocator: the system's, with the largest single request seen.
+/// No test here has reason to ask for more than a few MiB at once; the decoder that sized a
+/// buffer from a hostile length would ask for gigabytes.
+struct Measuring;
+
+static LARGEST_ALLOC: AtomicUsize = AtomicUsize::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+fn note(size: usize) {
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
+    LARGEST_ALLOC.fetch_max(size, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Measuring {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: forwarded contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: forwarded contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        // SAFETY: forwarded contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Measuring = Measuring;
+
+/// Far below the 2 GiB a hostile length announces, far above any honest buffer here.
+const ALLOC_CEILING: usize = 64 << 20;
+
 #[test]
 fn hostile_pair_length_does_not_allocate_and_is_refused() {
+    // The measure works: an allocation in this process is seen.
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let probe = std::hint::black_box(vec![0u8; 1 << 20]);
+    assert!(ALLOCS.load(Ordering::Relaxed) > before);
+    assert!(LARGEST_ALLOC.load(Ordering::Relaxed) >= probe.len());
+    drop(probe);
+
     let srv = TestServer::start(config(2), echo);
     let mut c = srv.connect();
     let mut b = Raw::begin_bytes(1, Role::Responder, false);
@@ -90,6 +141,12 @@ fn hostile_pair_length_does_not_allocate_and_is_refused() {
     c.send(&b);
     let r = c.response(1);
     assert!(r.text().starts_with("Status: 431 "));
+    // Both lengths were refused before anything was sized from them.
+    let largest = LARGEST_ALLOC.load(Ordering::Relaxed);
+    assert!(
+        largest < ALLOC_CEILING,
+        "largest single allocation {largest} bytes: sized from the hostile length"
+    );
     let mut after = srv.connect();
     assert_eq!(after.request(1, false, &[], b"z").body(), b"\nz");
 }

@@ -72,6 +72,36 @@ fn ipv6_loopback() {
 }
 
 #[test]
+fn bind_errors_name_the_address() {
+    // TCP: the port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let e = fcgi::Server::bind(&addr).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(
+        e.to_string().starts_with(&format!("{addr}: ")),
+        "the message names {addr}: {e}"
+    );
+    // Unix: the directory does not exist.
+    let dir = temp_dir("bind-errors");
+    let path = dir.join("missing/app.sock");
+    let e = Listener::bind(path.to_str().unwrap()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    assert!(
+        e.to_string().starts_with(&format!("{}: ", path.display())),
+        "the message names the path: {e}"
+    );
+    // A live socket: the path, and who holds it.
+    let live = dir.join("live.sock");
+    let _held = Listener::bind_unix(&live, 0o600, 16).unwrap();
+    let e = Listener::bind_unix(&live, 0o600, 16).unwrap_err();
+    assert!(
+        e.to_string().starts_with(&live.display().to_string()),
+        "{e}"
+    );
+}
+
+#[test]
 fn unix_socket_with_mode_stale_socket_replaced_live_one_refused() {
     let dir = temp_dir("unix");
     let path = dir.join("app.sock");

@@ -8,7 +8,10 @@
 //! cgi-fcgi -connect CONNNAME APPPATH [NSERVERS]
 //! ```
 //!
-//! CONNNAME is a Unix socket path, or `host:port` when it contains a colon. As a bridge it
+//! CONNNAME is read as the classic tool reads it, in libfcgi's syntax (`fcgi::net::Syntax`):
+//! after the first colon comes a port, and `host:port` is TCP (an empty host is every
+//! interface for `-start` and the local host for `-connect`, a name is resolved, `[v6]:port`
+//! is IPv6); anything else, a port of 0 included, is a Unix socket path. As a bridge it
 //! sends the whole environment as params and `CONTENT_LENGTH` bytes of stdin, copies the
 //! application's stdout and stderr through untouched, and exits with the application status.
 //! Built on the crate's client, so records split anywhere, management records
@@ -25,16 +28,14 @@
 //! reads as clusters of short options.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, ExitCode, Stdio};
 
-use fcgi::client::{Address, Config, Connection, Error, FcgiRequest};
+use fcgi::client::{Config, Connection, Error, FcgiRequest};
+use fcgi::net::{Address, BindOptions, Existing, Syntax};
 use fcgi::protocol::ProtocolError;
-use socket2::{Domain, SockAddr, Socket, Type};
 
 const USAGE: &str = "Usage:
     cgi-fcgi -f <cmdPath> , or
@@ -139,33 +140,19 @@ fn parse(argv: &[String], args: &mut Args) -> Result<(), ()> {
     }
 }
 
-/// Where CONNNAME points: `host:port` (an empty host is the local host) or a socket path.
+/// Where CONNNAME points, in libfcgi's syntax: `OS_CreateLocalIpcFd`'s for `-start`,
+/// `OS_FcgiConnect`'s for `-connect` (through the crate's one parser).
 fn address(name: &str, for_bind: bool) -> std::io::Result<Address> {
-    let Some((host, port)) = name.rsplit_once(':') else {
-        return Ok(Address::Unix(PathBuf::from(name)));
-    };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addr: SocketAddr = if host.is_empty() {
-        let ip = if for_bind {
-            [0, 0, 0, 0]
-        } else {
-            [127, 0, 0, 1]
-        };
-        (ip, port).into()
+    let syntax = if for_bind {
+        Syntax::LibfcgiBind
     } else {
-        (host, port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))?
+        Syntax::LibfcgiConnect
     };
-    Ok(Address::Tcp(addr))
+    Address::parse_with(name.as_bytes(), syntax)
 }
 
 fn errno_exit(e: &std::io::Error) -> ExitCode {
-    ExitCode::from(e.raw_os_error().map_or(1, |n| (n & 0xff) as u8))
+    ExitCode::from(fcgi::net::os_error(e).map_or(1, |n| (n & 0xff) as u8))
 }
 
 fn connect(name: &str) -> Result<Connection, std::io::Error> {
@@ -187,29 +174,23 @@ fn start(args: &Args) -> Result<(), ExitCode> {
         errno_exit(&e)
     };
     let addr = address(&args.connect, true).map_err(fail)?;
-    let (domain, sa) = match &addr {
-        Address::Tcp(a) => (Domain::for_address(*a), SockAddr::from(*a)),
-        Address::Unix(p) => {
-            // A socket file left by an earlier run is replaced; any other file is not.
-            if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()) {
-                let _ = std::fs::remove_file(p);
-            }
-            (Domain::UNIX, SockAddr::unix(p).map_err(fail)?)
-        }
-    };
-    let sock = Socket::new(domain, Type::STREAM, None).map_err(fail)?;
-    if matches!(addr, Address::Tcp(_)) {
-        sock.set_reuse_address(true).map_err(fail)?;
-    }
-    sock.bind(&sa).map_err(fail)?;
-    sock.listen(libc::SOMAXCONN).map_err(fail)?;
+    // A socket file left by an earlier run is replaced; any other file is not. The socket
+    // is close-on-exec here: each child gets a copy on its fd 0, which exec keeps.
+    let opts = BindOptions::default()
+        .backlog(libc::SOMAXCONN)
+        .existing(Existing::ReplaceSocket)
+        .v6_only(false);
+    // The bind's errors name the address already.
+    let listener: OwnedFd = fcgi::net::bind(&addr, &opts).map_err(|e| {
+        eprintln!("cgi-fcgi: cannot listen on {e}");
+        errno_exit(&e)
+    })?;
     let executable = std::fs::metadata(&args.app)
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if !executable {
         eprintln!("{} is not executable", args.app);
         return Err(ExitCode::from(1));
     }
-    let listener: OwnedFd = sock.into();
     for _ in 0..args.servers {
         let fd = listener.try_clone().map_err(|e| errno_exit(&e))?;
         // spec 2.2: the application finds its listening socket on fd 0.

@@ -10,15 +10,13 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
 use std::os::fd::IntoRawFd;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 
-use socket2::{Domain, SockAddr, Socket, Type};
-
 use super::{errno, ffi_boundary, set_errno};
+use crate::net::{Address, BindOptions, ConnectOptions, Existing, Syntax};
 
 /// Set by SIGTERM/SIGUSR1 and `OS_ShutdownPending`: the accept loop should end.
 static SHUTDOWN_PENDING: AtomicBool = AtomicBool::new(false);
@@ -143,111 +141,21 @@ pub extern "C" fn OS_LibShutdown() {
     })
 }
 
-/// A listening address as `OS_CreateLocalIpcFd` understands it.
-#[derive(Debug, PartialEq, Eq)]
-enum BindAddr {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// A Unix socket path.
-    Unix(Vec<u8>),
-}
-
-/// Parses libfcgi's path syntax. After the first ':' comes a port, read with `atoi` and
-/// truncated to 16 bits (as libfcgi's `short`); a port of 0 means the whole string is a
-/// Unix path. `""`/`"*"` is any IPv4 address; `"[v6]:port"` is an IPv6 address.
-fn parse_bind_path(path: &[u8], resolve: bool) -> io::Result<BindAddr> {
-    let atoi_port = |s: &[u8]| -> u16 {
-        let s = CString::new(s.to_vec()).unwrap_or_default();
-        // SAFETY: a valid NUL-terminated string.
-        unsafe { libc::atoi(s.as_ptr()) as i16 as u16 }
-    };
-    if path.first() == Some(&b'[') {
-        if let Some(end) = path.iter().position(|&b| b == b']') {
-            if path.get(end + 1) == Some(&b':') {
-                let port = atoi_port(&path[end + 2..]);
-                let host = std::str::from_utf8(&path[1..end]).map_err(|_| invalid())?;
-                let ip: Ipv6Addr = host.parse().map_err(|_| invalid())?;
-                if port != 0 {
-                    return Ok(BindAddr::Tcp(SocketAddr::V6(SocketAddrV6::new(
-                        ip, port, 0, 0,
-                    ))));
-                }
-            }
-        }
-    }
-    let Some(colon) = path.iter().position(|&b| b == b':') else {
-        return Ok(BindAddr::Unix(path.to_vec()));
-    };
-    let port = atoi_port(&path[colon + 1..]);
-    if port == 0 {
-        return Ok(BindAddr::Unix(path.to_vec()));
-    }
-    let host = &path[..colon];
-    if host.is_empty() || host == b"*" {
-        return Ok(BindAddr::Tcp(SocketAddr::V4(SocketAddrV4::new(
-            Ipv4Addr::UNSPECIFIED,
-            port,
-        ))));
-    }
-    let host = std::str::from_utf8(host).map_err(|_| invalid())?;
-    if let Ok(ip) = host.parse::<Ipv4Addr>() {
-        return Ok(BindAddr::Tcp(SocketAddr::V4(SocketAddrV4::new(ip, port))));
-    }
-    if !resolve {
-        return Err(invalid());
-    }
-    // libfcgi takes a host name only if it has exactly one IPv4 address.
-    let v4: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|_| io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))?
-        .filter(SocketAddr::is_ipv4)
-        .collect();
-    match v4.as_slice() {
-        [one] => Ok(BindAddr::Tcp(*one)),
-        _ => Err(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)),
-    }
-}
-
-fn invalid() -> io::Error {
-    io::Error::from_raw_os_error(libc::EINVAL)
-}
-
-/// Socket address of a Unix path: at most 108 bytes (`sun_path`).
-fn unix_sockaddr(path: &[u8]) -> io::Result<SockAddr> {
-    if path.len() > 108 {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-    }
-    SockAddr::unix(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path))
-}
-
-/// A socket without `SOCK_CLOEXEC` (libfcgi sets no flags; programs rely on inheriting).
-fn raw_socket(domain: Domain) -> io::Result<Socket> {
-    Socket::new_raw(domain, Type::STREAM, None)
-}
-
+/// Parses `path` in libfcgi's bind syntax and binds it as `OS_CreateLocalIpcFd` does
+/// (reference §5.3), through the crate's one parser and one bind (`crate::net`): blocking,
+/// no close-on-exec (programs rely on inheriting it), whatever is at a Unix path unlinked
+/// first, no chmod (the umask decides), `SO_REUSEADDR` on TCP.
 fn create_listener(path: &[u8], backlog: c_int) -> io::Result<c_int> {
     if path.len() >= 1024 {
         return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
     }
-    let socket = match parse_bind_path(path, true)? {
-        BindAddr::Tcp(addr) => {
-            let socket = raw_socket(Domain::for_address(addr))?;
-            socket.set_reuse_address(true)?;
-            socket.bind(&addr.into())?;
-            socket
-        }
-        BindAddr::Unix(p) => {
-            let addr = unix_sockaddr(&p)?;
-            let c = CString::new(p).map_err(|_| invalid())?;
-            // SAFETY: a valid NUL-terminated path. libfcgi removes any existing file.
-            unsafe { libc::unlink(c.as_ptr()) };
-            let socket = raw_socket(Domain::UNIX)?;
-            socket.bind(&addr)?;
-            socket
-        }
-    };
-    socket.listen(backlog)?;
-    Ok(socket.into_raw_fd())
+    let addr = Address::parse_with(path, Syntax::LibfcgiBind)?;
+    let opts = BindOptions::default()
+        .backlog(backlog)
+        .existing(Existing::Unlink)
+        .cloexec(false)
+        .v6_only(false);
+    crate::net::bind(&addr, &opts).map(IntoRawFd::into_raw_fd)
 }
 
 /// Creates a listening socket for `bindPath` (syntax in `FCGX_OpenSocket`): blocking,
@@ -267,7 +175,7 @@ pub unsafe extern "C" fn OS_CreateLocalIpcFd(bindPath: *const c_char, backlog: c
         match create_listener(path, backlog) {
             Ok(fd) => fd,
             Err(e) => {
-                set_errno(e.raw_os_error().unwrap_or(libc::EINVAL));
+                set_errno(crate::net::os_error(&e).unwrap_or(libc::EINVAL));
                 -1
             }
         }
@@ -289,21 +197,14 @@ pub unsafe extern "C" fn OS_FcgiConnect(bindPath: *mut c_char) -> c_int {
         }
         // SAFETY: NUL-terminated per the contract.
         let path = unsafe { CStr::from_ptr(bindPath) }.to_bytes();
-        let target = match path.iter().position(|&b| b == b':') {
-            Some(0) => {
-                let mut with_host = b"localhost".to_vec();
-                with_host.extend_from_slice(path);
-                parse_bind_path(&with_host, true)
-            }
-            Some(_) => parse_bind_path(path, true),
-            None => Ok(BindAddr::Unix(path.to_vec())),
+        let target = Address::parse_with(path, Syntax::LibfcgiConnect);
+        let opts = ConnectOptions {
+            timeout: None,
+            cloexec: false,
+            nodelay: false,
         };
         let result = match target {
-            Ok(BindAddr::Tcp(addr)) => raw_socket(Domain::for_address(addr))
-                .and_then(|s| s.connect(&addr.into()).map(|()| s)),
-            Ok(BindAddr::Unix(p)) => unix_sockaddr(&p).and_then(|addr| {
-                raw_socket(Domain::UNIX).and_then(|s| s.connect(&addr).map(|()| s))
-            }),
+            Ok(addr) => crate::net::connect(&addr, opts),
             Err(_) => {
                 eprintln!("Unknown host: {}", String::from_utf8_lossy(path));
                 // SAFETY: exit is always safe to call.
@@ -793,43 +694,77 @@ pub extern "C" fn OS_ShutdownPending() {
 mod tests {
     use super::*;
 
+    /// `OS_CreateLocalIpcFd` reads libfcgi's syntax through the crate's one parser; each
+    /// form still gives what the former private parser gave (reference §5.3).
     #[test]
     fn bind_path_syntax_matches_libfcgi() {
-        let tcp = |s: &str| BindAddr::Tcp(s.parse().unwrap());
-        assert_eq!(
-            parse_bind_path(b":9000", false).unwrap(),
-            tcp("0.0.0.0:9000")
-        );
-        assert_eq!(
-            parse_bind_path(b"*:9000", false).unwrap(),
-            tcp("0.0.0.0:9000")
-        );
-        assert_eq!(
-            parse_bind_path(b"127.0.0.1:9000", false).unwrap(),
-            tcp("127.0.0.1:9000")
-        );
-        assert_eq!(
-            parse_bind_path(b"[::1]:9001", false).unwrap(),
-            tcp("[::1]:9001")
-        );
+        let parse = |s: &[u8]| Address::parse_with(s, Syntax::LibfcgiBind).unwrap();
+        let tcp = |s: &str| Address::Tcp(s.parse().unwrap());
+        let unix = |s: &str| Address::Unix(s.into());
+        assert_eq!(parse(b":9000"), tcp("0.0.0.0:9000"));
+        assert_eq!(parse(b"*:9000"), tcp("0.0.0.0:9000"));
+        assert_eq!(parse(b"127.0.0.1:9000"), tcp("127.0.0.1:9000"));
+        assert_eq!(parse(b"[::1]:9001"), tcp("[::1]:9001"));
         // ":70000" wraps through a 16-bit port, as libfcgi's short.
-        assert_eq!(
-            parse_bind_path(b":70000", false).unwrap(),
-            tcp("0.0.0.0:4464")
-        );
+        assert_eq!(parse(b":70000"), tcp("0.0.0.0:4464"));
         // Port 0: the whole string is a Unix path.
+        assert_eq!(parse(b"127.0.0.1:0"), unix("127.0.0.1:0"));
+        assert_eq!(parse(b"/tmp/a:b"), unix("/tmp/a:b"));
+        assert_eq!(parse(b"/tmp/s"), unix("/tmp/s"));
+        // OS_FcgiConnect: an empty host is localhost.
+        let connect = Address::parse_with(b":9000", Syntax::LibfcgiConnect).unwrap();
+        assert_eq!(connect, tcp("127.0.0.1:9000"));
+    }
+
+    #[test]
+    fn fcgi_connect_reaches_tcp_and_unix_listeners() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let spec = CString::new(format!(":{}", l.local_addr().unwrap().port())).unwrap();
+        let fd = unsafe { OS_FcgiConnect(spec.as_ptr().cast_mut()) };
+        assert!(fd >= 0, "errno {}", errno());
+        let (_peer, from) = l.accept().unwrap();
+        assert!(from.ip().is_loopback());
+        // Inherited by children, as libfcgi's.
         assert_eq!(
-            parse_bind_path(b"127.0.0.1:0", false).unwrap(),
-            BindAddr::Unix(b"127.0.0.1:0".to_vec())
+            unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC,
+            0
         );
+        OS_Close(fd, 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.sock");
+        let u = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let spec = CString::new(path.to_str().unwrap()).unwrap();
+        let fd = unsafe { OS_FcgiConnect(spec.as_ptr().cast_mut()) };
+        assert!(fd >= 0, "errno {}", errno());
+        u.accept().unwrap();
+        OS_Close(fd, 0);
+        // Nothing listens: -1 with connect's errno.
+        drop(u);
+        let fd = unsafe { OS_FcgiConnect(spec.as_ptr().cast_mut()) };
+        assert_eq!(fd, -1);
+        assert_eq!(errno(), libc::ECONNREFUSED);
+    }
+
+    #[test]
+    fn create_local_ipc_fd_is_inheritable_and_keeps_errno() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec = CString::new(format!("127.0.0.1:{free}")).unwrap();
+        let fd = unsafe { OS_CreateLocalIpcFd(spec.as_ptr(), 5) };
+        assert!(fd >= 0, "errno {}", errno());
         assert_eq!(
-            parse_bind_path(b"/tmp/a:b", false).unwrap(),
-            BindAddr::Unix(b"/tmp/a:b".to_vec())
+            unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC,
+            0
         );
-        assert_eq!(
-            parse_bind_path(b"/tmp/s", false).unwrap(),
-            BindAddr::Unix(b"/tmp/s".to_vec())
-        );
+        // The same port again: bind's errno (the crate's bind names the address in its
+        // message; the C caller still gets the errno).
+        assert_eq!(unsafe { OS_CreateLocalIpcFd(spec.as_ptr(), 5) }, -1);
+        assert_eq!(errno(), libc::EADDRINUSE);
+        OS_Close(fd, 0);
     }
 
     #[test]

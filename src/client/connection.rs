@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::Socket;
 
 use super::pool::Watch;
 use super::{Address, Config, Error, FcgiRequest, Response, TimeoutKind};
@@ -136,16 +136,6 @@ impl Connection {
     /// # Ok::<(), fcgi::client::Error>(())
     /// ```
     pub fn connect(addr: &Address, config: &Config) -> Result<Connection, Error> {
-        let (domain, sa) = match addr {
-            Address::Tcp(a) => (Domain::for_address(*a), SockAddr::from(*a)),
-            Address::Unix(p) => (
-                Domain::UNIX,
-                SockAddr::unix(p).map_err(|e| Error::Connect {
-                    addr: addr.to_string(),
-                    source: e,
-                })?,
-            ),
-        };
         let fail = |e: io::Error| {
             if e.kind() == io::ErrorKind::TimedOut {
                 Error::Timeout(TimeoutKind::Connect)
@@ -156,14 +146,12 @@ impl Connection {
                 }
             }
         };
-        let sock = Socket::new(domain, Type::STREAM.cloexec(), None).map_err(fail)?;
-        match config.connect_timeout {
-            Some(t) => sock.connect_timeout(&sa, t).map_err(fail)?,
-            None => sock.connect(&sa).map_err(fail)?,
-        }
-        if matches!(addr, Address::Tcp(_)) {
-            sock.set_nodelay(true).map_err(fail)?;
-        }
+        let opts = crate::net::ConnectOptions {
+            timeout: config.connect_timeout,
+            cloexec: true,
+            nodelay: true,
+        };
+        let sock = crate::net::connect(addr, opts).map_err(fail)?;
         sock.set_nonblocking(true).map_err(fail)?;
         Ok(Connection {
             sock,

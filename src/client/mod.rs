@@ -52,9 +52,6 @@ mod pool;
 mod response;
 
 use std::fmt;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 pub use connection::{BackendValues, Connection};
@@ -70,9 +67,10 @@ pub use response::Response;
 
 use crate::protocol::{Header, Role};
 
-/// Where a backend listens: a TCP address or a Unix socket path.
+/// Where a backend listens: the crate's one address type ([`crate::net::Address`]).
 ///
-/// Parses from `host:port` (numeric), or from `unix:/path` or any string starting with `/`.
+/// Parses in the crate's syntax ([`crate::net::Syntax::Crate`]): `IP:PORT`, `[IPv6]:PORT`,
+/// `unix:/path`, or a path starting with `/`; displayed so that it parses back.
 ///
 /// # Example
 ///
@@ -83,42 +81,7 @@ use crate::protocol::{Header, Role};
 /// let u: Address = "unix:/run/php/fpm.sock".parse().unwrap();
 /// assert_eq!(u.to_string(), "unix:/run/php/fpm.sock");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Address {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// A Unix domain socket path.
-    Unix(PathBuf),
-}
-
-impl FromStr for Address {
-    type Err = std::net::AddrParseError;
-
-    fn from_str(s: &str) -> Result<Address, Self::Err> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            return Ok(Address::Unix(path.into()));
-        }
-        if s.starts_with('/') {
-            return Ok(Address::Unix(s.into()));
-        }
-        s.parse().map(Address::Tcp)
-    }
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Address::Tcp(a) => write!(f, "{a}"),
-            Address::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
-
-impl From<SocketAddr> for Address {
-    fn from(a: SocketAddr) -> Address {
-        Address::Tcp(a)
-    }
-}
+pub use crate::net::Address;
 
 /// Connection settings: time limits, size limits and keep-alive.
 ///

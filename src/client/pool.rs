@@ -1288,6 +1288,21 @@ impl Pool {
         self.shared.close_idle(true);
     }
 
+    /// Callers waiting in [`Pool::get`] (or `send`) for a connection now, in the FIFO queue
+    /// that serves them in arrival order.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let pool = fcgi::client::Pool::builder()
+    ///     .backend(fcgi::client::Backend::new("127.0.0.1:9".parse().unwrap()))
+    ///     .build();
+    /// assert_eq!(pool.waiting(), 0);
+    /// ```
+    pub fn waiting(&self) -> usize {
+        self.shared.state.lock().queue.len()
+    }
+
     /// A snapshot of every backend's counters, in the order they were added.
     ///
     /// # Example

@@ -393,6 +393,19 @@ impl Engine {
 
     fn hand_out(&self, job: Job) -> Job {
         *self.jobs.lock() += 1;
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            // Connections that arrived together gave one edge, and this thread leaves with
+            // one of them: take the next one now for a thread that waits (the accept this
+            // thread would make when it comes back, made earlier).
+            if let Some(next) = self.accept_leftovers() {
+                self.push_ready(next);
+            }
+            // This thread may have taken the wake-up meant for a queued job (and left with
+            // another): pass it on, as pop_ready does.
+            if self.ready_len.load(Ordering::SeqCst) > 0 {
+                self.wake.notify();
+            }
+        }
         job
     }
 

@@ -86,6 +86,29 @@ impl Params {
         self.iter().find(|p| p.name == name).map(|p| p.value)
     }
 
+    /// The value of the first pair named `name`, as UTF-8: `Ok(None)` when absent,
+    /// `Err` when present but not UTF-8 (then [`Params::get`] has the bytes).
+    ///
+    /// # Errors
+    ///
+    /// The value is not valid UTF-8.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut p = fcgi::protocol::Params::default();
+    /// p.push(b"A", b"1");
+    /// p.push(b"RAW", b"\xff");
+    /// assert_eq!(p.get_str("A"), Ok(Some("1")));
+    /// assert_eq!(p.get_str("B"), Ok(None));
+    /// assert!(p.get_str("RAW").is_err());
+    /// ```
+    pub fn get_str(&self, name: &str) -> Result<Option<&str>, std::str::Utf8Error> {
+        self.get(name.as_bytes())
+            .map(std::str::from_utf8)
+            .transpose()
+    }
+
     /// The pairs in the order received.
     ///
     /// # Example

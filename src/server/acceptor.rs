@@ -100,8 +100,9 @@ impl Acceptor {
 
     /// Ends a request from [`Acceptor::accept`]: flushes its output, sends END_REQUEST
     /// (waiting, up to the write timeout, for the web server to take it), and hands the
-    /// connection back (a request dropped without this is ended the same
-    /// way, with a 500 if it sent nothing).
+    /// connection back. A request dropped without this is ended the same way: what it
+    /// wrote goes out, with a 500 only if nothing was written (dropped by a panic's
+    /// unwinding: a 500 unless bytes already reached the web server).
     ///
     /// # Errors
     ///

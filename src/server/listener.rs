@@ -4,68 +4,12 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use socket2::{Domain, SockRef, Socket, Type};
+use socket2::{SockRef, Socket};
 
-/// The listen backlog used when none is configured, as php-fpm and fcgiwrap use.
-pub const DEFAULT_BACKLOG: i32 = 511;
-
-/// Where to listen: parsed from `127.0.0.1:9000`, `[::1]:9000`, `:9000` (all IPv4
-/// interfaces), or anything else as a Unix socket path.
-///
-/// # Example
-///
-/// ```
-/// use fcgi::server::Address;
-/// assert!(matches!(Address::parse("[::1]:9000").unwrap(), Address::Tcp(a) if a.is_ipv6()));
-/// assert!(matches!(Address::parse("/run/app.sock").unwrap(), Address::Unix(_)));
-/// assert!(matches!(Address::parse(":9000").unwrap(), Address::Tcp(a) if a.port() == 9000));
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Address {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// A Unix socket path.
-    Unix(PathBuf),
-}
-
-impl Address {
-    /// Parses an address as described on [`Address`].
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for an empty string, or for `host:port` whose host is neither an IP
-    /// address nor a path (host names are not resolved: bind to an address).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// assert!(fcgi::server::Address::parse("").is_err());
-    /// ```
-    pub fn parse(s: &str) -> io::Result<Address> {
-        if s.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty address"));
-        }
-        if let Ok(a) = s.parse::<SocketAddr>() {
-            return Ok(Address::Tcp(a));
-        }
-        if let Some(port) = s.strip_prefix(':').or_else(|| s.strip_prefix("*:")) {
-            if let Ok(port) = port.parse::<u16>() {
-                return Ok(Address::Tcp(SocketAddr::from(([0, 0, 0, 0], port))));
-            }
-        }
-        if s.starts_with('/') || s.starts_with('.') || !s.contains(':') {
-            return Ok(Address::Unix(PathBuf::from(s)));
-        }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("cannot parse listen address {s:?}: use IP:PORT, [IPv6]:PORT or a socket path"),
-        ))
-    }
-}
+use crate::net::{Address, BindOptions};
 
 /// A listening socket the server accepts FastCGI connections on.
 ///
@@ -85,13 +29,16 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `addr` (see [`Address::parse`]) with the default backlog; a Unix socket gets
-    /// mode 0660.
+    /// Binds `addr` (see [`Address::parse`]) with [`BindOptions::from_env`]: the default
+    /// backlog, and a Unix socket's mode, owner and group from `FCGI_SOCKET_MODE`,
+    /// `FCGI_SOCKET_OWNER` and `FCGI_SOCKET_GROUP` when set (else the umask decides, as
+    /// with the classic libfcgi).
     ///
     /// # Errors
     ///
-    /// Any error of `socket(2)`, `bind(2)` or `listen(2)`, or a Unix path that exists and is
-    /// not a stale socket.
+    /// A malformed address or `FCGI_SOCKET_MODE`; any error of `socket(2)`, `bind(2)`,
+    /// `chmod(2)`, `chown(2)` or `listen(2)`, or a Unix path that exists and is not a stale
+    /// socket. Errors name the address: `127.0.0.1:9000: Address already in use`.
     ///
     /// # Example
     ///
@@ -105,10 +52,52 @@ impl Listener {
     /// assert!(!path.exists());
     /// ```
     pub fn bind(addr: &str) -> io::Result<Listener> {
-        match Address::parse(addr)? {
-            Address::Tcp(a) => Listener::bind_tcp(a, DEFAULT_BACKLOG),
-            Address::Unix(p) => Listener::bind_unix(&p, 0o660, DEFAULT_BACKLOG),
-        }
+        Listener::bind_with(addr, &BindOptions::from_env()?)
+    }
+
+    /// Binds `addr` (see [`Address::parse`]) as `opts` say: backlog, and for a Unix socket
+    /// its mode, owner and group (php-fpm's `listen.mode`, `listen.owner`,
+    /// `listen.group`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::bind`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("app.sock");
+    /// let opts = fcgi::net::BindOptions::default().mode(0o666);
+    /// let l = fcgi::server::Listener::bind_with(path.to_str().unwrap(), &opts).unwrap();
+    /// assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o666);
+    /// # drop(l);
+    /// ```
+    pub fn bind_with(addr: &str, opts: &BindOptions) -> io::Result<Listener> {
+        Listener::bind_address(&Address::parse(addr)?, opts)
+    }
+
+    /// Binds a parsed address as `opts` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::bind`], without the parsing.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use fcgi::net::{Address, BindOptions};
+    /// let a = Address::Tcp("127.0.0.1:0".parse().unwrap());
+    /// let l = fcgi::server::Listener::bind_address(&a, &BindOptions::default()).unwrap();
+    /// # drop(l);
+    /// ```
+    pub fn bind_address(addr: &Address, opts: &BindOptions) -> io::Result<Listener> {
+        let fd = crate::net::bind(addr, opts)?;
+        Ok(match addr {
+            Address::Tcp(_) => Listener::Tcp(TcpListener::from(fd)),
+            Address::Unix(p) => Listener::Unix(UnixListener::from(fd), Some(p.clone())),
+        })
     }
 
     /// Binds a TCP address with `SO_REUSEADDR` and the given backlog. An IPv6 address is
@@ -116,7 +105,7 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// Any error of `socket(2)`, `bind(2)` or `listen(2)`.
+    /// Any error of `socket(2)`, `bind(2)` or `listen(2)`, naming the address.
     ///
     /// # Example
     ///
@@ -125,14 +114,10 @@ impl Listener {
     /// # drop(l);
     /// ```
     pub fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        socket.set_reuse_address(true)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.bind(&addr.into())?;
-        socket.listen(backlog)?;
-        Ok(Listener::Tcp(socket.into()))
+        Listener::bind_address(
+            &Address::Tcp(addr),
+            &BindOptions::default().backlog(backlog),
+        )
     }
 
     /// Binds a Unix socket at `path` and sets its permission `mode`. A stale socket file
@@ -142,7 +127,7 @@ impl Listener {
     /// # Errors
     ///
     /// `AddrInUse` if another process listens on `path`, `AlreadyExists` if it is not a
-    /// socket, or any error of `bind(2)`, `listen(2)` or `chmod(2)`.
+    /// socket, or any error of `bind(2)`, `listen(2)` or `chmod(2)`; each names the path.
     ///
     /// # Example
     ///
@@ -154,33 +139,10 @@ impl Listener {
     /// # drop(l);
     /// ```
     pub fn bind_unix(path: &Path, mode: u32, backlog: i32) -> io::Result<Listener> {
-        use std::os::unix::fs::FileTypeExt;
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if !meta.file_type().is_socket() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} exists and is not a socket", path.display()),
-                ));
-            }
-            match UnixStream::connect(path) {
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        format!("another process listens on {}", path.display()),
-                    ))
-                }
-                Err(_) => std::fs::remove_file(path)?,
-            }
-        }
-        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        socket.bind(&socket2::SockAddr::unix(path)?)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-        socket.listen(backlog)?;
-        let fd: OwnedFd = socket.into();
-        Ok(Listener::Unix(
-            UnixListener::from(fd),
-            Some(path.to_path_buf()),
-        ))
+        Listener::bind_address(
+            &Address::Unix(path.to_path_buf()),
+            &BindOptions::default().mode(mode).backlog(backlog),
+        )
     }
 
     /// Takes over an already listening socket by descriptor, as handed over on fd 0 by

@@ -28,8 +28,9 @@ mod listener;
 mod request;
 mod response;
 
+pub use crate::net::{Address, DEFAULT_BACKLOG};
 pub use acceptor::Acceptor;
-pub use listener::{Address, AllowList, Listener, DEFAULT_BACKLOG};
+pub use listener::{AllowList, Listener};
 pub use request::{Input, Request, Stderr, Stdout};
 pub use response::reason_phrase;
 
@@ -360,11 +361,14 @@ impl Server {
         })
     }
     /// A server listening on `addr`: `127.0.0.1:9000`, `[::1]:9000`, `:9000` or a Unix
-    /// socket path (see [`Listener::bind`]).
+    /// socket path (see [`Listener::bind`]; a Unix socket's mode, owner and group come
+    /// from `FCGI_SOCKET_MODE`, `FCGI_SOCKET_OWNER`, `FCGI_SOCKET_GROUP` when set, else
+    /// the umask decides, as with the classic libfcgi; see [`Server::bind_with`]).
     ///
     /// # Errors
     ///
-    /// Binding errors, or a malformed `FCGI_WEB_SERVER_ADDRS`.
+    /// Binding errors, naming the address (`127.0.0.1:9000: Address already in use`), or
+    /// a malformed `FCGI_WEB_SERVER_ADDRS` or `FCGI_SOCKET_MODE`.
     ///
     /// # Example
     ///
@@ -374,6 +378,31 @@ impl Server {
     /// ```
     pub fn bind(addr: &str) -> io::Result<Server> {
         Server::with(vec![Listener::bind(addr)?], false)
+    }
+
+    /// A server listening on `addr` bound as `opts` say: for a Unix socket its mode, owner
+    /// and group (as php-fpm's `listen.mode`, `listen.owner`, `listen.group`), and the
+    /// backlog. [`Server::bind`] is this with [`BindOptions::from_env`]
+    /// (`FCGI_SOCKET_MODE`, `FCGI_SOCKET_OWNER`, `FCGI_SOCKET_GROUP`); start from that
+    /// to let the environment speak, from `BindOptions::default()` to ignore it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::bind`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use fcgi::net::BindOptions;
+    /// // Apache's workers (www-data) may connect; nobody else may.
+    /// let opts = BindOptions::from_env()?.mode(0o660).group("www-data");
+    /// let server = fcgi::Server::bind_with("/run/app/app.sock", &opts)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// [`BindOptions::from_env`]: crate::net::BindOptions::from_env
+    pub fn bind_with(addr: &str, opts: &crate::net::BindOptions) -> io::Result<Server> {
+        Server::with(vec![Listener::bind_with(addr, opts)?], false)
     }
 
     /// A server on an existing listener (e.g. one built by hand or from a descriptor).

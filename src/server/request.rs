@@ -101,8 +101,9 @@ impl Request {
         self.keep_conn
     }
 
-    /// The value of param `name` as UTF-8; `None` if absent or not UTF-8 (then use
-    /// [`Request::param_bytes`]).
+    /// The value of param `name` as UTF-8, for the common case; `None` if absent **or**
+    /// not UTF-8. To tell the two apart use [`Request::param_utf8`] (absent is `Ok(None)`,
+    /// not UTF-8 an error) or [`Request::param_bytes`] (any bytes).
     ///
     /// # Example
     ///
@@ -112,11 +113,36 @@ impl Request {
     /// assert_eq!(req.param("query_string"), None);
     /// ```
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.param_bytes(name.as_bytes())
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.param_utf8(name).ok().flatten()
     }
 
-    /// The raw value of param `name`.
+    /// The value of param `name` as UTF-8, telling an absent param (`Ok(None)`) from one
+    /// that is not UTF-8 (an `InvalidData` error naming it, which `?` turns into the
+    /// handler's error; or match it and answer 400).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` when the param is present and not valid UTF-8.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut req = fcgi::Request::for_test_bytes(&[(b"QUERY_STRING", b"q=\xff")], b"");
+    /// assert_eq!(req.param_utf8("HTTP_HOST").unwrap(), None);
+    /// assert!(req.param_utf8("QUERY_STRING").is_err());
+    /// assert_eq!(req.param("QUERY_STRING"), None);
+    /// assert_eq!(req.param_bytes(b"QUERY_STRING"), Some(&b"q=\xff"[..]));
+    /// ```
+    pub fn param_utf8(&self, name: &str) -> io::Result<Option<&str>> {
+        self.params.get_str(name).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("param {name} is not UTF-8: {e}"),
+            )
+        })
+    }
+
+    /// The raw value of param `name`: `None` only when absent.
     ///
     /// # Example
     ///
@@ -219,6 +245,29 @@ impl Request {
         (&mut self.input, &mut self.stdout, &mut self.stderr)
     }
 
+    /// As [`Request::split`], with the params too, so a handler reads them while it
+    /// streams its response, without copying them first (`param_bytes()` borrows the
+    /// whole request, `stdout()` needs it mutably).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// let mut req = fcgi::Request::for_test(&[("QUERY_STRING", "a=1")], b"");
+    /// let (params, _input, out, _err) = req.split_all();
+    /// out.write_all(b"Content-Type: text/plain\r\n\r\n").unwrap();
+    /// out.write_all(params.get(b"QUERY_STRING").unwrap_or_default()).unwrap();
+    /// assert!(req.test_output().ends_with(b"\r\n\r\na=1"));
+    /// ```
+    pub fn split_all(&mut self) -> (&Params, &mut Input, &mut Stdout, &mut Stderr) {
+        (
+            &self.params,
+            &mut self.input,
+            &mut self.stdout,
+            &mut self.stderr,
+        )
+    }
+
     /// Sets the application status sent in `FCGI_END_REQUEST` (a CGI program's exit code;
     /// `cgi-fcgi` exits with it). Default 0.
     ///
@@ -278,6 +327,22 @@ impl Request {
             Sink::Memory(Vec::new()),
             Sink::Memory(Vec::new()),
         )
+    }
+
+    /// As [`Request::for_test`], with params given as bytes (values that are not UTF-8).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let req = fcgi::Request::for_test_bytes(&[(b"RAW", b"\xfe")], b"");
+    /// assert_eq!(req.param_bytes(b"RAW"), Some(&b"\xfe"[..]));
+    /// ```
+    pub fn for_test_bytes(params: &[(&[u8], &[u8])], stdin: &[u8]) -> Request {
+        let mut req = Request::for_test(&[], stdin);
+        for (n, v) in params {
+            req.params.push(n, v);
+        }
+        req
     }
 
     /// What a [`Request::for_test`] request wrote to stdout so far.
@@ -372,8 +437,8 @@ impl Request {
     /// Whether stdout bytes reached the web server (so a 500 can no longer be sent).
     pub(crate) fn stdout_sent(&self) -> bool {
         match self.stdout.0.sink {
-            Sink::Records(_) => self.stdout.0.sent > 0,
-            _ => self.stdout.0.written > 0,
+            Sink::Records(_) | Sink::Local(_) => self.stdout.0.sent > 0,
+            Sink::Memory(_) => self.stdout.0.written > 0,
         }
     }
 
@@ -464,8 +529,16 @@ impl Drop for Request {
             return;
         }
         // Dropped without being finished (a pulled request the caller forgot): the web
-        // server still gets exactly one END_REQUEST, after a 500 if nothing was sent.
-        if !self.stdout_sent() && !self.input.abort_seen() {
+        // server still gets exactly one END_REQUEST. What was written goes out as it is,
+        // and a 500 only when nothing was written. Dropped by a panic's unwinding, it ends
+        // as a panicking handler's request does: a 500 unless bytes already reached the
+        // web server (buffered output is dropped).
+        let nothing = if std::thread::panicking() {
+            !self.stdout_sent()
+        } else {
+            self.stdout.0.written == 0
+        };
+        if nothing && !self.input.abort_seen() {
             self.stdout.0.discard();
             let _ = self.respond(
                 500,
@@ -869,10 +942,15 @@ impl Output {
         if self.pending() == 0 {
             return Ok(());
         }
-        self.seal();
+        if matches!(self.sink, Sink::Records(_)) {
+            self.seal();
+        }
         let r = match &mut self.sink {
             Sink::Records(conn) => conn.write_all(&[&self.buf]),
-            _ => unreachable!("only record sinks buffer"),
+            // CGI mode: the same buffering, so a failure before anything went out still
+            // gives a 500, as in FastCGI mode.
+            Sink::Local(w) => w.write_all(&self.buf[HEADER_LEN..]),
+            Sink::Memory(_) => unreachable!("memory sinks do not buffer"),
         };
         self.sent += self.pending() as u64;
         self.buf.truncate(HEADER_LEN);
@@ -912,11 +990,7 @@ impl Write for Output {
             return Ok(0);
         }
         match &mut self.sink {
-            Sink::Local(w) => {
-                let n = w.write(data)?;
-                self.written += n as u64;
-                return Ok(n);
-            }
+            Sink::Local(_) => {}
             Sink::Memory(v) => {
                 v.extend_from_slice(data);
                 self.written += data.len() as u64;
@@ -944,10 +1018,14 @@ impl Write for Output {
         if data.len() >= OUT_CAP {
             // Large writes go out directly, one maximal record at a time, without a copy.
             let piece = &data[..data.len().min(MAX_CONTENT_LEN)];
-            let mut h = Vec::with_capacity(HEADER_LEN);
-            encode_header_into(&mut h, self.record_type, self.id, piece.len() as u16);
-            if let Sink::Records(conn) = &self.sink {
-                conn.write_all(&[&h, piece])?;
+            match &mut self.sink {
+                Sink::Records(conn) => {
+                    let mut h = Vec::with_capacity(HEADER_LEN);
+                    encode_header_into(&mut h, self.record_type, self.id, piece.len() as u16);
+                    conn.write_all(&[&h, piece])?;
+                }
+                Sink::Local(w) => w.write_all(piece)?,
+                Sink::Memory(_) => unreachable!("memory sinks return above"),
             }
             self.written += piece.len() as u64;
             self.sent += piece.len() as u64;
@@ -960,9 +1038,15 @@ impl Write for Output {
 
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.sink {
-            Sink::Local(w) => w.flush(),
             Sink::Memory(_) => Ok(()),
             Sink::Records(_) => self.send_buffered(),
+            Sink::Local(_) => {
+                self.send_buffered()?;
+                match &mut self.sink {
+                    Sink::Local(w) => w.flush(),
+                    _ => Ok(()),
+                }
+            }
         }
     }
 }

@@ -44,12 +44,15 @@ pub fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// Rejects header names and values that would break the CGI head (CR, LF, or `:` in a name).
-fn check_header(name: &str, value: &str) -> io::Result<()> {
+fn check_header(name: &str, value: &[u8]) -> io::Result<()> {
     let bad_name = name.is_empty() || name.bytes().any(|b| b == b':' || b <= b' ' || b == 127);
-    if bad_name || value.bytes().any(|b| b == b'\r' || b == b'\n') {
+    if bad_name || value.iter().any(|&b| b == b'\r' || b == b'\n') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("invalid response header {name:?}: {value:?}"),
+            format!(
+                "invalid response header {name:?}: {:?}",
+                String::from_utf8_lossy(value)
+            ),
         ));
     }
     Ok(())
@@ -73,18 +76,68 @@ impl Request {
     /// assert!(req.write_head(200, &[("X", "a\r\nSet-Cookie: evil")]).is_err());
     /// ```
     pub fn write_head(&mut self, status: u16, headers: &[(&str, &str)]) -> io::Result<()> {
+        self.write_head_bytes(status, headers)
+    }
+
+    /// As [`Request::write_head`], with header values as bytes (`&[u8]`, `Vec<u8>`,
+    /// `&str`, ...): a value need not be UTF-8, e.g. a raw query string echoed back.
+    /// Values are checked for CR and LF all the same. Names stay `&str` (HTTP header
+    /// names are ASCII tokens).
+    ///
+    /// # Errors
+    ///
+    /// As [`Request::write_head`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut req = fcgi::Request::for_test_bytes(&[(b"QUERY_STRING", b"q=\xff")], b"");
+    /// let raw = req.param_bytes(b"QUERY_STRING").unwrap().to_vec();
+    /// req.write_head_bytes(200, &[("X-Query", &raw[..])]).unwrap();
+    /// assert_eq!(req.test_output(), b"Status: 200 OK\r\nX-Query: q=\xff\r\n\r\n");
+    /// assert!(req.write_head_bytes(200, &[("X", &b"a\nb"[..])]).is_err());
+    /// ```
+    pub fn write_head_bytes<V: AsRef<[u8]>>(
+        &mut self,
+        status: u16,
+        headers: &[(&str, V)],
+    ) -> io::Result<()> {
         for (n, v) in headers {
-            check_header(n, v)?;
+            check_header(n, v.as_ref())?;
         }
-        let mut head = format!("Status: {status} {}\r\n", reason_phrase(status));
+        let mut head = format!("Status: {status} {}\r\n", reason_phrase(status)).into_bytes();
         for (n, v) in headers {
-            head.push_str(n);
-            head.push_str(": ");
-            head.push_str(v);
-            head.push_str("\r\n");
+            head.extend_from_slice(n.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(v.as_ref());
+            head.extend_from_slice(b"\r\n");
         }
-        head.push_str("\r\n");
-        self.stdout().write_all(head.as_bytes())
+        head.extend_from_slice(b"\r\n");
+        self.stdout().write_all(&head)
+    }
+
+    /// As [`Request::respond`], with header values as bytes (see
+    /// [`Request::write_head_bytes`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Request::write_head`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut req = fcgi::Request::for_test(&[], b"");
+    /// req.respond_bytes(200, &[("Content-Type", &b"text/plain; charset=latin1"[..])], b"\xe9").unwrap();
+    /// assert!(req.test_output().ends_with(b"\r\n\r\n\xe9"));
+    /// ```
+    pub fn respond_bytes<V: AsRef<[u8]>>(
+        &mut self,
+        status: u16,
+        headers: &[(&str, V)],
+        body: &[u8],
+    ) -> io::Result<()> {
+        self.write_head_bytes(status, headers)?;
+        self.stdout().write_all(body)
     }
 
     /// Writes a whole response: head and body.

@@ -245,3 +245,58 @@ pub(crate) fn set_defer_accept(fd: BorrowedFd<'_>) {
     #[cfg(not(target_os = "linux"))]
     let _ = fd;
 }
+
+fn unknown(what: &str, name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("unknown {what} {name:?}"))
+}
+
+/// A user's uid, from a numeric uid or a name (`getpwnam_r`).
+pub(crate) fn lookup_uid(user: &str) -> io::Result<libc::uid_t> {
+    if let Ok(uid) = user.parse::<libc::uid_t>() {
+        return Ok(uid);
+    }
+    let name = std::ffi::CString::new(user).map_err(|_| unknown("user", user))?;
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: getpwnam_r fills a zeroed passwd with pointers into `buf`, which outlives
+    // their use; the result pointer is checked before the entry is read.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut res: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut res,
+        );
+        if rc != 0 || res.is_null() {
+            return Err(unknown("user", user));
+        }
+        Ok(pw.pw_uid)
+    }
+}
+
+/// A group's gid, from a numeric gid or a name (`getgrnam_r`).
+pub(crate) fn lookup_gid(group: &str) -> io::Result<libc::gid_t> {
+    if let Ok(gid) = group.parse::<libc::gid_t>() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(group).map_err(|_| unknown("group", group))?;
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: as in lookup_uid, for getgrnam_r.
+    unsafe {
+        let mut gr: libc::group = std::mem::zeroed();
+        let mut res: *mut libc::group = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            name.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut res,
+        );
+        if rc != 0 || res.is_null() {
+            return Err(unknown("group", group));
+        }
+        Ok(gr.gr_gid)
+    }
+}

@@ -261,6 +261,44 @@ impl Gate {
     }
 }
 
+/// A barrier for `n` parties that gives up after [`TIMEOUT`], for handlers that must
+/// prove they run at the same time: `wait` is true once all `n` arrived (each round;
+/// it can be reused), false if they did not within the timeout.
+#[derive(Clone)]
+pub struct Rendezvous {
+    n: usize,
+    /// (arrived in this round, rounds completed).
+    state: Arc<(parking_lot::Mutex<(usize, u64)>, parking_lot::Condvar)>,
+}
+
+impl Rendezvous {
+    pub fn new(n: usize) -> Rendezvous {
+        Rendezvous {
+            n,
+            state: Arc::default(),
+        }
+    }
+
+    pub fn wait(&self) -> bool {
+        let (m, cv) = &*self.state;
+        let mut g = m.lock();
+        let round = g.1;
+        g.0 += 1;
+        if g.0 == self.n {
+            *g = (0, round + 1);
+            cv.notify_all();
+            return true;
+        }
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while g.1 == round {
+            if cv.wait_until(&mut g, deadline).timed_out() {
+                return g.1 != round;
+            }
+        }
+        true
+    }
+}
+
 /// Polls `cond` until true or the timeout.
 pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + TIMEOUT;
