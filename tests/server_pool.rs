@@ -117,11 +117,19 @@ fn a_busy_server_leaves_new_connections_in_the_kernel_queue_then_serves_them() {
     eventually("the second connection in the accept queue", || {
         accept_queue_len(watch.as_fd()) == 1
     });
-    assert_eq!(stats.snapshot().connections_open, 1, "not accepted");
+    let s = stats.snapshot();
+    assert_eq!(s.connections_open, 1, "not accepted");
+    assert_eq!(
+        s.listen_queue, 1,
+        "the server's stats show the kernel's queue"
+    );
+    assert_eq!(s.max_listen_queue, 1);
+    assert_eq!(s.listen_queue_len, fcgi::server::DEFAULT_BACKLOG as u64);
     gate.open();
     assert_eq!(busy.response(1).body(), b"\nfirst");
     assert_eq!(waiting.response(1).body(), b"\nsecond");
     assert_eq!(accept_queue_len(watch.as_fd()), 0);
+    assert_eq!(stats.snapshot().listen_queue, 0);
     assert_eq!(stats.snapshot().refused, 0);
     stop.shutdown();
     t.join().unwrap().unwrap();

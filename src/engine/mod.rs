@@ -312,6 +312,16 @@ impl Engine {
         false
     }
 
+    /// Connections waiting in the listeners' kernel queues, and the queues' sizes (summed),
+    /// as the kernel reports them.
+    pub(crate) fn listen_queue(&self) -> (u64, u64) {
+        self.listeners
+            .read()
+            .iter()
+            .filter_map(|l| crate::net::diag::listen_queue(l.listener.as_fd()))
+            .fold((0, 0), |(w, b), (qw, qb)| (w + qw, b + qb))
+    }
+
     /// Whether every listener is non-blocking (a program's `O_NONBLOCK` socket).
     pub(crate) fn nonblocking(&self) -> bool {
         let ls = self.listeners.read();

@@ -792,6 +792,9 @@ pub fn server_status(name: &str, stats: &crate::server::Stats, start_time: i64) 
     s.active = stats.workers_busy as u64;
     s.max_active = stats.max_workers_busy as u64;
     s.max_children_reached = stats.refused;
+    s.listen_queue = stats.listen_queue;
+    s.max_listen_queue = stats.max_listen_queue;
+    s.listen_queue_len = stats.listen_queue_len;
     s
 }
 

@@ -226,6 +226,13 @@ pub struct Stats {
     pub panics: u64,
     /// Requests the web server aborted, or whose response it stopped reading.
     pub aborted: u64,
+    /// Connections waiting in the kernel's listen queue now (not yet accepted: accepting
+    /// waits for a free worker), from the kernel (`TCP_INFO`, sock_diag).
+    pub listen_queue: u64,
+    /// The most connections seen waiting in the listen queue, over the snapshots taken.
+    pub max_listen_queue: u64,
+    /// The size of the listen queue (the backlog).
+    pub listen_queue_len: u64,
 }
 
 /// What handles share with a server, before and while it runs.
@@ -236,6 +243,7 @@ pub(crate) struct Control {
     stopped: AtomicBool,
     pub(crate) counters: Arc<Counters>,
     engine: OnceLock<Arc<Engine>>,
+    max_listen_queue: std::sync::atomic::AtomicU64,
 }
 
 impl Control {
@@ -245,6 +253,7 @@ impl Control {
             stopped: AtomicBool::new(false),
             counters: Arc::default(),
             engine: OnceLock::new(),
+            max_listen_queue: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -312,6 +321,13 @@ impl StatsHandle {
             .engine
             .get()
             .map_or(0, |e| e.shared.limits.refused.load(Ordering::Relaxed));
+        let (listen_queue, listen_queue_len) =
+            self.0.engine.get().map_or((0, 0), |e| e.listen_queue());
+        let max_listen_queue = self
+            .0
+            .max_listen_queue
+            .fetch_max(listen_queue, Ordering::Relaxed)
+            .max(listen_queue);
         Stats {
             workers,
             workers_busy: busy,
@@ -323,6 +339,9 @@ impl StatsHandle {
             refused,
             panics: c.panics.load(Ordering::Relaxed),
             aborted: c.aborted.load(Ordering::Relaxed),
+            listen_queue,
+            max_listen_queue,
+            listen_queue_len,
         }
     }
 }

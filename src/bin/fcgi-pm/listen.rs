@@ -8,7 +8,7 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -21,28 +21,10 @@ pub struct Listener {
     pub sock: Socket,
     /// The kernel's view of where it listens (for sock_diag).
     pub local: Local,
-    /// The socket's inode (the children's fd 0 shows as `socket:[inode]`).
-    pub inode: u64,
 }
 
 /// Where a listener is, as the kernel reports its connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Local {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-fn sock_inode(fd: BorrowedFd<'_>) -> u64 {
-    // SAFETY: fstat into a zeroed plain struct.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd.as_raw_fd(), &mut st) == 0 {
-            st.st_ino
-        } else {
-            0
-        }
-    }
-}
+pub use fcgi::net::Address as Local;
 
 impl Listener {
     /// Binds `addr` for pool `p` (backlog, Unix socket owner/group/mode, allowed clients).
@@ -66,7 +48,6 @@ impl Listener {
         }
         let l = Listener {
             addr: addr.clone(),
-            inode: sock_inode(sock.as_fd()),
             sock,
             local,
         };
@@ -108,10 +89,7 @@ impl Listener {
     /// (connections waiting, queue size), from the kernel: `TCP_INFO` on a TCP listener
     /// (`tcpi_unacked`, `tcpi_sacked`), sock_diag for a Unix one.
     pub fn queue(&self) -> Option<(u64, u64)> {
-        match &self.local {
-            Local::Tcp(_) => tcp_queue(self.sock.as_fd()),
-            Local::Unix(_) => crate::diag::unix_queue(self.inode),
-        }
+        fcgi::net::diag::listen_queue(self.sock.as_fd())
     }
 
     /// Removes a Unix socket's file (when the pool goes away for good).
@@ -180,24 +158,6 @@ fn set_unix_perms(path: &Path, p: &Pool) -> io::Result<()> {
         std::os::unix::fs::chown(path, uid, gid)?;
     }
     Ok(())
-}
-
-fn tcp_queue(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
-    // SAFETY: getsockopt writes at most `len` bytes into a zeroed tcp_info.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            std::ptr::addr_of_mut!(info).cast(),
-            &mut len,
-        );
-        // For a listening socket the kernel reports the accept queue in tcpi_unacked and
-        // the backlog in tcpi_sacked.
-        (rc == 0).then_some((u64::from(info.tcpi_unacked), u64::from(info.tcpi_sacked)))
-    }
 }
 
 // Classic BPF, as SO_ATTACH_FILTER takes it.

@@ -17,7 +17,6 @@
 #[cfg(target_os = "linux")]
 mod config;
 #[cfg(target_os = "linux")]
-mod diag;
 #[cfg(target_os = "linux")]
 mod listen;
 #[cfg(target_os = "linux")]

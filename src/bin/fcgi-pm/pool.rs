@@ -395,7 +395,7 @@ impl PoolRt {
             .iter()
             .any(|c| !c.board.as_ref().is_some_and(|b| b.read().attached));
         let conns = if need_scan {
-            crate::diag::connection_inodes(&self.listener.local).ok()
+            fcgi::net::diag::connection_inodes(&self.listener.local).ok()
         } else {
             None
         };
@@ -425,7 +425,7 @@ impl PoolRt {
                     o.req_since = None;
                 }
             } else if let Some(conns) = &conns {
-                let held: HashSet<u64> = crate::diag::process_socket_inodes(c.pid)
+                let held: HashSet<u64> = fcgi::net::diag::process_socket_inodes(c.pid)
                     .into_iter()
                     .filter(|i| conns.contains(i))
                     .collect();

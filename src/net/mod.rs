@@ -25,6 +25,8 @@
 //! ));
 //! ```
 
+pub mod diag;
+
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;

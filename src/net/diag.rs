@@ -1,13 +1,23 @@
-//! The kernel's socket tables over netlink (sock_diag), as `ss` reads them: the accept
-//! queue of a Unix listening socket, and the inodes of the connections a listening socket
-//! has handed out (to tell which child holds one, for children that keep no scoreboard).
+//! The kernel's view of listening sockets, as `ss` reads it: the accept queue of a
+//! listener (`TCP_INFO` for TCP, netlink sock_diag for Unix sockets), and the inodes of the
+//! connections a listening socket has handed out (to tell which process holds one, for
+//! programs that report nothing themselves). Linux only.
+//!
+//! # Example
+//!
+//! ```
+//! let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+//! let (waiting, backlog) = fcgi::net::diag::listen_queue(std::os::fd::AsFd::as_fd(&l)).unwrap();
+//! assert_eq!(waiting, 0);
+//! assert!(backlog > 0);
+//! ```
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use crate::listen::Local;
+use super::Address as Local;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const NLM_F_REQUEST: u16 = 1;
@@ -166,8 +176,64 @@ fn attrs(msg: &[u8], skip: usize) -> Vec<(u16, &[u8])> {
     out
 }
 
+/// (connections waiting to be accepted, backlog) of a listening socket, from the kernel:
+/// `TCP_INFO` on a TCP listener (`tcpi_unacked`, `tcpi_sacked`), sock_diag for a Unix one.
+/// `None` when the kernel does not say (not a listening socket, no sock_diag).
+///
+/// # Example
+///
+/// ```
+/// let l = std::os::unix::net::UnixListener::bind(
+///     std::env::temp_dir().join(format!("fcgi-diag-doc-{}.sock", std::process::id())),
+/// ).unwrap();
+/// let q = fcgi::net::diag::listen_queue(std::os::fd::AsFd::as_fd(&l));
+/// assert_eq!(q.map(|(waiting, _)| waiting), Some(0));
+/// # std::fs::remove_file(l.local_addr().unwrap().as_pathname().unwrap()).unwrap();
+/// ```
+pub fn listen_queue(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    if let Some(q) = tcp_queue(fd) {
+        return Some(q);
+    }
+    unix_queue(socket_inode(fd)?)
+}
+
+/// The inode of a socket (`fstat`), as the kernel's socket tables name it.
+///
+/// # Example
+///
+/// ```
+/// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// assert!(fcgi::net::diag::socket_inode(std::os::fd::AsFd::as_fd(&l)).is_some());
+/// ```
+pub fn socket_inode(fd: BorrowedFd<'_>) -> Option<u64> {
+    // SAFETY: fstat into a zeroed plain struct.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd.as_raw_fd(), &mut st) == 0).then_some(st.st_ino)
+    }
+}
+
+fn tcp_queue(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    // SAFETY: getsockopt writes at most `len` bytes into a zeroed tcp_info.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::addr_of_mut!(info).cast(),
+            &mut len,
+        );
+        // For a listening socket the kernel reports the accept queue in tcpi_unacked and
+        // the backlog in tcpi_sacked.
+        (rc == 0 && u32::from(info.tcpi_state) == TCP_LISTEN)
+            .then_some((u64::from(info.tcpi_unacked), u64::from(info.tcpi_sacked)))
+    }
+}
+
 /// (connections waiting to be accepted, backlog) of the Unix listening socket `inode`.
-pub fn unix_queue(inode: u64) -> Option<(u64, u64)> {
+fn unix_queue(inode: u64) -> Option<(u64, u64)> {
     let req = UnixDiagReq {
         family: libc::AF_UNIX as u8,
         states: 1 << TCP_LISTEN,
@@ -191,6 +257,18 @@ pub fn unix_queue(inode: u64) -> Option<(u64, u64)> {
 }
 
 /// Inodes of the open connections accepted from the listener at `local`.
+///
+/// # Errors
+///
+/// Netlink errors (no sock_diag).
+///
+/// # Example
+///
+/// ```no_run
+/// let addr = fcgi::net::Address::parse("127.0.0.1:9000").unwrap();
+/// let held = fcgi::net::diag::connection_inodes(&addr).unwrap();
+/// println!("{} connections open", held.len());
+/// ```
 pub fn connection_inodes(local: &Local) -> io::Result<HashSet<u64>> {
     match local {
         Local::Tcp(addr) => {
@@ -264,7 +342,16 @@ fn unix_connections(path: &Path) -> io::Result<HashSet<u64>> {
     Ok(set)
 }
 
-/// The socket inodes among the open descriptors of process `pid`.
+/// The socket inodes among the open descriptors of process `pid` (from `/proc/PID/fd`).
+///
+/// # Example
+///
+/// ```
+/// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let mine = fcgi::net::diag::process_socket_inodes(std::process::id());
+/// let ino = fcgi::net::diag::socket_inode(std::os::fd::AsFd::as_fd(&l)).unwrap();
+/// assert!(mine.contains(&ino));
+/// ```
 pub fn process_socket_inodes(pid: u32) -> HashSet<u64> {
     let mut set = HashSet::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -291,12 +378,7 @@ mod tests {
     use std::os::fd::AsFd;
 
     fn inode_of(fd: std::os::fd::BorrowedFd<'_>) -> u64 {
-        // SAFETY: fstat into a zeroed struct.
-        unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            libc::fstat(fd.as_raw_fd(), &mut st);
-            st.st_ino
-        }
+        socket_inode(fd).unwrap()
     }
 
     #[test]
