@@ -9,6 +9,7 @@
 //!    flags never change (a classic-library process sharing the socket keeps working).
 //! 4. `FCGI_GET_VALUES` answers the threads that run `FCGX_Accept_r` and the connections the
 //!    library really holds.
+//! 6. The params limits (431 by default) are settable by environment.
 //! 8. `FCGI_ROLE` is in the C environment (fcgiapp and fcgi_stdio), and only there.
 //!
 //! Tools (cc, the classic headers and library) are required: without them a test says it
@@ -295,6 +296,84 @@ fn get_values_on_the_classic_library_for_reference() {
             other => panic!("{rt:?}: no GET_VALUES_RESULT: {other:?}"),
         }
         c.reply(1, LIMIT).unwrap();
+    }
+}
+
+// ---- 6. params limits ----
+
+/// `n` params `P_<i>=v`.
+fn many_params(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| (format!("P_{i}"), "v".to_string()))
+        .collect()
+}
+
+/// Sends one request with `params` on a new connection; the reply.
+fn ask(port: u16, params: &[(String, String)]) -> support::capi::Reply {
+    let p: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let mut c = FcgiConn::tcp(port);
+    c.send_request(1, false, &p, b"");
+    c.reply(1, LIMIT).unwrap()
+}
+
+/// Over 4096 params (or 1 MiB of them) the library answers 431 itself, the program never
+/// sees the request; `FCGI_PARAMS_MAX_PAIRS` / `FCGI_PARAMS_MAX_BYTES` raise the limits, and
+/// the classic library (no limit) serves such requests.
+#[test]
+fn params_limits_answer_431_and_are_set_by_environment() {
+    let test = "params_limits_answer_431_and_are_set_by_environment";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    let pairs_5000 = many_params(5000);
+    let big = vec![("P_BIG".to_string(), "x".repeat(1_500_000))];
+    for h in headers {
+        let exe = b.compile("params.c", h);
+
+        let (fd, port) = tcp_listener();
+        let p = start(&b, &exe, Runtime::Ours, &[], &[], fd);
+        for params in [&pairs_5000, &big] {
+            let r = ask(port, params);
+            assert!(
+                String::from_utf8_lossy(&r.stdout)
+                    .starts_with("Status: 431 Request Header Fields Too Large\r\n"),
+                "{h:?}: {:?}",
+                r.body()
+            );
+        }
+        let r = ask(port, &many_params(4095));
+        assert_eq!(
+            r.body(),
+            "entries=4096 first=FCGI_ROLE=RESPONDER role=RESPONDER p=4095\n"
+        );
+        assert_eq!(
+            p.line(),
+            "served 1",
+            "{h:?}: the refused requests never ran"
+        );
+
+        let env = [
+            ("FCGI_PARAMS_MAX_PAIRS", "10000"),
+            ("FCGI_PARAMS_MAX_BYTES", "4194304"),
+        ];
+        for rt in [Runtime::Classic, Runtime::Ours] {
+            let (fd, port) = tcp_listener();
+            let _p = start(&b, &exe, rt, &[], &env, fd);
+            assert_eq!(
+                ask(port, &pairs_5000).body(),
+                "entries=5001 first=FCGI_ROLE=RESPONDER role=RESPONDER p=5000\n",
+                "{rt:?} {h:?}"
+            );
+            assert_eq!(
+                ask(port, &big).body(),
+                "entries=2 first=FCGI_ROLE=RESPONDER role=RESPONDER p=1\n",
+                "{rt:?} {h:?}"
+            );
+        }
     }
 }
 

@@ -773,9 +773,10 @@ impl Engine {
                 Ok(Progress::NeedMore(used)) => {
                     rs.buf.consume(used);
                     if rs.machine.wants_close() {
-                        break Pumped::Close {
-                            clean: rs.buf.is_empty(),
-                        };
+                        // The machine ended a request itself (a refusal, an unknown
+                        // role): its peer may still be sending the rest of it, which
+                        // must not reset the answer. Linger.
+                        break Pumped::Close { clean: false };
                     }
                     if rs.eof {
                         if !rs.machine.is_idle() {
