@@ -9,6 +9,8 @@
 //!    flags never change (a classic-library process sharing the socket keeps working).
 //! 4. `FCGI_GET_VALUES` answers the threads that run `FCGX_Accept_r` and the connections the
 //!    library really holds.
+//! 5. `FCGI_WEB_SERVER_ADDRS`: Unix-socket peers served, IPv4-mapped entries and peers
+//!    match, a list without an address is an error the program sees.
 //! 6. The params limits (431 by default) are settable by environment.
 //! 8. `FCGI_ROLE` is in the C environment (fcgiapp and fcgi_stdio), and only there.
 //!
@@ -19,6 +21,7 @@ mod support;
 
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
 use fcgi::protocol::{encode_header_into, encode_stream_end, BeginRequestBody, RecordType, Role};
@@ -295,6 +298,166 @@ fn get_values_on_the_classic_library_for_reference() {
             }
             other => panic!("{rt:?}: no GET_VALUES_RESULT: {other:?}"),
         }
+        c.reply(1, LIMIT).unwrap();
+    }
+}
+
+// ---- 5. FCGI_WEB_SERVER_ADDRS ----
+
+/// The list is about TCP peers: a Unix-socket peer is served with it set (as classic).
+#[test]
+fn allow_list_serves_unix_socket_peers() {
+    let test = "allow_list_serves_unix_socket_peers";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("params.c", h);
+        for rt in [Runtime::Classic, Runtime::Ours] {
+            let dir = support::temp_dir();
+            let path = dir.path().join("s");
+            let l = UnixListener::bind(&path).unwrap();
+            let p = start(
+                &b,
+                &exe,
+                rt,
+                &[],
+                &[("FCGI_WEB_SERVER_ADDRS", "10.1.1.1")],
+                l.into(),
+            );
+            let mut c = FcgiConn::unix(&path);
+            c.send_request(1, false, &[], b"");
+            let r = c
+                .reply(1, LIMIT)
+                .unwrap_or_else(|e| panic!("{rt:?} {h:?}: {e}"));
+            assert!(r.body().starts_with("entries=1 "), "{:?}", r.body());
+            drop(c);
+            assert_eq!(p.line(), "served 1");
+        }
+    }
+}
+
+/// Is `peer` (connecting to `to`) served by the program with `list` set? Drops are seen as
+/// the connection closing without an answer.
+fn served_with_list(
+    b: &CBuild,
+    exe: &std::path::Path,
+    list: &str,
+    listener: TcpListener,
+    peer_to: std::net::SocketAddr,
+) -> bool {
+    let p = start(
+        b,
+        exe,
+        Runtime::Ours,
+        &[],
+        &[("FCGI_WEB_SERVER_ADDRS", list)],
+        listener.into(),
+    );
+    let mut c = FcgiConn::tcp_to(peer_to);
+    c.send_request(1, false, &[], b"");
+    let served = match c.reply(1, LIMIT) {
+        Ok(r) => {
+            assert!(r.body().starts_with("entries=1 "), "{:?}", r.body());
+            true
+        }
+        Err(e) => {
+            assert!(e.starts_with("connection closed"), "{list:?}: {e}");
+            false
+        }
+    };
+    drop(p);
+    served
+}
+
+/// IPv4-mapped IPv6 addresses match their IPv4 form, in the list and in the peer: an entry
+/// `::ffff:127.0.0.1` admits the IPv4 peer 127.0.0.1, and an entry `127.0.0.1` admits that
+/// peer seen by a dual-stack IPv6 socket as `::ffff:127.0.0.1`. Other addresses are still
+/// dropped.
+#[test]
+fn allow_list_matches_ipv4_mapped_addresses_both_ways() {
+    let test = "allow_list_matches_ipv4_mapped_addresses_both_ways";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("params.c", h);
+        for (list, want) in [
+            ("::ffff:127.0.0.1", true),
+            ("10.0.0.1, ::ffff:127.0.0.1", true),
+            ("127.0.0.1", true),
+            ("::ffff:10.0.0.1", false),
+            ("::1", false),
+        ] {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let to = l.local_addr().unwrap();
+            assert_eq!(
+                served_with_list(&b, &exe, list, l, to),
+                want,
+                "{h:?}: IPv4 peer, list {list:?}"
+            );
+        }
+        let Ok(l6) = TcpListener::bind("[::]:0") else {
+            support::shout(&format!(
+                "*** SKIP part of {test}: no IPv6 ([::]:0); the dual-stack half did NOT run ***"
+            ));
+            continue;
+        };
+        let port = l6.local_addr().unwrap().port();
+        let to: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        assert!(
+            served_with_list(&b, &exe, "127.0.0.1", l6, to),
+            "{h:?}: a v4-mapped peer on a dual-stack socket, list 127.0.0.1"
+        );
+    }
+}
+
+/// A list that names no address (`" , "`) would drop every TCP peer: FCGX_Accept_r fails
+/// with -EINVAL (and says why on stderr) instead, so the program's loop ends at once; a
+/// malformed entry does the same. An empty list means no check, as in the classic library.
+#[test]
+fn allow_list_without_an_address_is_an_error_the_program_sees() {
+    let test = "allow_list_without_an_address_is_an_error_the_program_sees";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("params.c", h);
+        for list in [" , ", ",", "localhost", "127.0.0.1, 10.0.0.300"] {
+            let (fd, _port) = tcp_listener();
+            let p = start(
+                &b,
+                &exe,
+                Runtime::Ours,
+                &[],
+                &[("FCGI_WEB_SERVER_ADDRS", list)],
+                fd,
+            );
+            let msg = p.line();
+            assert!(
+                msg.contains("FCGI_WEB_SERVER_ADDRS") && msg.contains(list.trim()),
+                "{h:?} {list:?}: {msg}"
+            );
+            assert_eq!(
+                p.line(),
+                format!("accept returned {}", -libc::EINVAL),
+                "{h:?} {list:?}"
+            );
+        }
+        let (fd, port) = tcp_listener();
+        let _p = start(
+            &b,
+            &exe,
+            Runtime::Ours,
+            &[],
+            &[("FCGI_WEB_SERVER_ADDRS", "")],
+            fd,
+        );
+        let mut c = FcgiConn::tcp(port);
+        c.send_request(1, false, &[], b"");
         c.reply(1, LIMIT).unwrap();
     }
 }

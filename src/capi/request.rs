@@ -15,6 +15,7 @@
 
 use std::ffi::c_int;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::fcgiapp::{web_server_addrs, ParamsBlock};
@@ -55,7 +56,14 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     let listener = unsafe { Listener::from_raw_fd(fd) }?;
     let allow = match web_server_addrs() {
         Some(list) if !list.as_bytes().is_empty() => {
-            Some(AllowList::parse(&String::from_utf8_lossy(list.as_bytes()))?)
+            let text = String::from_utf8_lossy(list.as_bytes()).into_owned();
+            match AllowList::parse(&text) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    report_bad_allow_list(&text, &e);
+                    return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                }
+            }
         }
         _ => None,
     };
@@ -78,6 +86,17 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     os::register_wake_fd(acceptor.engine().wake_fd());
     table.push((listen_sock, Arc::clone(&acceptor)));
     Ok(acceptor)
+}
+
+/// Says once on stderr why `FCGX_Accept_r` fails: an `FCGI_WEB_SERVER_ADDRS` that names
+/// no address, or a malformed entry, would otherwise drop every TCP peer in silence.
+fn report_bad_allow_list(list: &str, e: &io::Error) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "fcgi: FCGI_WEB_SERVER_ADDRS={list:?} refused: {e}; FCGX_Accept_r returns -EINVAL"
+        );
+    }
 }
 
 /// The error `accept(2)` would give on `fd` if it is not a listening socket: EBADF,
