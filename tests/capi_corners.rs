@@ -5,8 +5,12 @@
 //! library the loader took (`tests/c/corners.h`: only ours defines `fcgi_rs_version`), and
 //! [`CProc::spawn`] checks it.
 //!
+//! 1. `FCGX_Free(&r, 1)` after `FCGX_Finish_r` on a kept connection closes that connection
+//!    only (never a later one that reuses its descriptor number); a listening socket the
+//!    program closed and replaced is not served from a stale `dup`.
 //! 2. An `O_NONBLOCK` listening socket gives -EAGAIN at once; the program's file status
 //!    flags never change (a classic-library process sharing the socket keeps working).
+//! 3. fork after accept: the child answers and finishes, the parent detaches and lets go.
 //! 4. `FCGI_GET_VALUES` answers the threads that run `FCGX_Accept_r` and the connections the
 //!    library really holds.
 //! 5. `FCGI_WEB_SERVER_ADDRS`: Unix-socket peers served, IPv4-mapped entries and peers
@@ -24,7 +28,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use fcgi::protocol::{encode_header_into, encode_stream_end, BeginRequestBody, RecordType, Role};
+use fcgi::protocol::{
+    encode_header_into, encode_record, encode_stream_end, BeginRequestBody, RecordType, Role,
+};
 use support::capi::{both_headers, CBuild, CProc, FcgiConn, Got, Headers, Runtime};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -48,6 +54,184 @@ fn start(
     let mut cmd = b.command(exe, runtime);
     cmd.args(args).envs(env.iter().copied());
     CProc::spawn(cmd, fd0, runtime)
+}
+
+// ---- 1. FCGX_Free(&r, 1) after FCGX_Finish_r; the listening socket by identity ----
+
+/// The call order, with `FCGI_MAX_CONNS=1` (ours; the classic library ignores it):
+/// the connection the program closed must stop counting at once, so the next connection
+/// is accepted and kept. Before the fix the library held the closed descriptor number as a
+/// live connection (until its idle timeout, 300 s), and the next connection waited.
+#[test]
+fn free_after_finish_closes_that_connection_and_serves_the_next() {
+    let test = "free_after_finish_closes_that_connection_and_serves_the_next";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("free_kept.c", h);
+        for rt in [Runtime::Classic, Runtime::Ours] {
+            let (fd, port) = tcp_listener();
+            let p = start(&b, &exe, rt, &[], &[("FCGI_MAX_CONNS", "1")], fd);
+            let mut a = FcgiConn::tcp(port);
+            a.send_request(1, true, &[("QUERY_STRING", "free")], b"");
+            let r = a.reply(1, LIMIT).unwrap();
+            assert_eq!(r.body(), "n=1 q=free in=0\n", "{rt:?} {h:?}");
+            a.closed_within(LIMIT)
+                .unwrap_or_else(|e| panic!("{rt:?} {h:?}: FCGX_Free(&r, 1) closes: {e}"));
+            drop(a); // the classic library drains until the peer closes too
+            assert_eq!(p.line(), "served 1");
+
+            let mut next = FcgiConn::tcp(port);
+            for n in 2..=3 {
+                next.send_request(1, true, &[("QUERY_STRING", "keep")], b"abc");
+                let r = next.reply(1, LIMIT).unwrap_or_else(|e| {
+                    panic!("{rt:?} {h:?}: request {n} on the next connection: {e}")
+                });
+                assert_eq!(r.body(), format!("n={n} q=keep in=3\n"));
+                assert_eq!(p.line(), format!("served {n}"));
+            }
+        }
+    }
+}
+
+/// The scenario itself: the closed connection's idle timeout (1 s here) must not
+/// shut down the next connection, which got the same descriptor number and is in the
+/// middle of sending its request. Before the fix the timer closed that number at ~1 s.
+#[test]
+fn free_after_finish_leaves_the_next_connection_alive_past_the_idle_timeout() {
+    let test = "free_after_finish_leaves_the_next_connection_alive_past_the_idle_timeout";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("free_kept.c", h);
+        for rt in [Runtime::Classic, Runtime::Ours] {
+            let (fd, port) = tcp_listener();
+            let p = start(&b, &exe, rt, &[], &[("FCGI_IDLE_TIMEOUT", "1")], fd);
+            let mut a = FcgiConn::tcp(port);
+            a.send_request(1, true, &[("QUERY_STRING", "free")], b"");
+            assert_eq!(a.reply(1, LIMIT).unwrap().body(), "n=1 q=free in=0\n");
+            a.closed_within(LIMIT).unwrap();
+            drop(a);
+            assert_eq!(p.line(), "served 1");
+
+            // The next connection sends the start of a request head and stays in it (the
+            // read timeout, 60 s, applies to it, not the idle one).
+            let mut next = FcgiConn::tcp(port);
+            let mut head = Vec::new();
+            encode_header_into(&mut head, RecordType::BeginRequest, 1, 8);
+            head.extend_from_slice(
+                &BeginRequestBody {
+                    role: Role::Responder,
+                    flags: 1,
+                }
+                .encode(),
+            );
+            let mut pairs = Vec::new();
+            fcgi::protocol::encode_pair(&mut pairs, b"QUERY_STRING", b"late");
+            encode_record(&mut head, RecordType::Params, 1, &pairs);
+            next.send(&head);
+            // Past the first connection's idle timeout: nothing may happen to this one.
+            assert_eq!(
+                next.next(Duration::from_millis(2500)),
+                Got::Nothing,
+                "{rt:?} {h:?}: the connection was touched while its head was arriving"
+            );
+            let mut rest = Vec::new();
+            encode_stream_end(&mut rest, RecordType::Params, 1);
+            encode_record(&mut rest, RecordType::Stdin, 1, b"xy");
+            encode_stream_end(&mut rest, RecordType::Stdin, 1);
+            next.send(&rest);
+            let r = next
+                .reply(1, LIMIT)
+                .unwrap_or_else(|e| panic!("{rt:?} {h:?}: {e}"));
+            assert_eq!(r.body(), "n=2 q=late in=2\n");
+        }
+    }
+}
+
+/// `FCGX_Free(&r, 1)` on a request not finished gives it up as libfcgi does: what was
+/// flushed arrives, then the connection closes without END_REQUEST (a kept connection
+/// too), so the web server sees the request fail instead of a truncated answer that
+/// looks complete; the program goes on.
+#[test]
+fn free_before_finish_gives_the_request_up_without_end_request() {
+    let test = "free_before_finish_gives_the_request_up_without_end_request";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("free_kept.c", h);
+        for rt in [Runtime::Classic, Runtime::Ours] {
+            let (fd, port) = tcp_listener();
+            let p = start(&b, &exe, rt, &[], &[], fd);
+            let mut c = FcgiConn::tcp(port);
+            c.send_request(1, true, &[("QUERY_STRING", "abandon")], b"");
+            let mut stdout = Vec::new();
+            loop {
+                match c.next(LIMIT) {
+                    Got::Record(RecordType::Stdout, 1, data) => stdout.extend(data),
+                    Got::Closed => break,
+                    other => panic!("{rt:?} {h:?}: {other:?} (stdout {stdout:?})"),
+                }
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&stdout),
+                "Content-type: text/plain\r\n\r\nn=1 q=abandon in=0\n",
+                "{rt:?} {h:?}"
+            );
+            drop(c);
+            assert_eq!(p.line(), "abandoned 1");
+            let mut c = FcgiConn::tcp(port);
+            c.send_request(1, false, &[], b"");
+            assert_eq!(c.reply(1, LIMIT).unwrap().body(), "n=2 q= in=0\n");
+        }
+    }
+}
+
+/// The program closes its listening socket and opens another, which gets the same
+/// descriptor number: requests must come from the new socket, and the old one must be
+/// closed (connecting to it is refused), as with the classic library. Before the fix the
+/// library kept accepting on its `dup` of the old socket, found by number.
+#[test]
+fn a_replaced_listening_socket_is_not_served_from_a_stale_dup() {
+    let test = "a_replaced_listening_socket_is_not_served_from_a_stale_dup";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("relisten.c", h);
+        for rt in [Runtime::Classic, Runtime::Ours] {
+            let dir = support::temp_dir();
+            let one = dir.path().join("one");
+            let two = dir.path().join("two");
+            let l = UnixListener::bind(&one).unwrap();
+            let p = start(&b, &exe, rt, &[two.to_str().unwrap()], &[], l.into());
+            let mut c = FcgiConn::unix(&one);
+            c.send_request(1, false, &[], b"");
+            assert_eq!(c.reply(1, LIMIT).unwrap().body(), "first\n");
+            assert_eq!(p.line(), "listening fd=0");
+            for n in 1..=2 {
+                let mut c = FcgiConn::unix(&two);
+                c.send_request(1, false, &[], b"");
+                let r = c
+                    .reply(1, LIMIT)
+                    .unwrap_or_else(|e| panic!("{rt:?} {h:?}: on the new socket: {e}"));
+                assert_eq!(r.body(), format!("second {n}\n"));
+            }
+            let old = std::os::unix::net::UnixStream::connect(&one);
+            assert_eq!(
+                old.map_err(|e| e.kind()).err(),
+                Some(std::io::ErrorKind::ConnectionRefused),
+                "{rt:?} {h:?}: the socket the program closed still accepts connections"
+            );
+        }
+    }
 }
 
 // ---- 2. O_NONBLOCK listening sockets; the program's flags ----
@@ -152,6 +336,107 @@ fn a_classic_process_sharing_the_socket_keeps_working() {
             assert_eq!(classic.line(), format!("served {n} flags=kept"));
         }
         assert_eq!(flags(), before);
+    }
+}
+
+// ---- 3. fork after accept ----
+
+/// Parent `FCGX_Detach` + `FCGX_Free(&r, 1)`, child answers and `FCGX_Finish_r`s: the web
+/// server gets the child's answer and exactly one END_REQUEST (its exit status), then the
+/// connection closes once both processes let go; in both orders, kept connection or not.
+#[test]
+fn fork_after_accept_the_child_answers() {
+    let test = "fork_after_accept_the_child_answers";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("fork.c", h);
+        for mode in ["child-first", "parent-first"] {
+            for rt in [Runtime::Classic, Runtime::Ours] {
+                let (fd, port) = tcp_listener();
+                let p = start(&b, &exe, rt, &[mode], &[], fd);
+                let parent = p.pid();
+                for keep in [false, true] {
+                    let mut c = FcgiConn::tcp(port);
+                    c.send_request(1, keep, &[], b"hello");
+                    let what = format!("{rt:?} {h:?} {mode} keep={keep}");
+                    let r = c.reply(1, LIMIT).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    // Exactly one END_REQUEST, then the connection closes once both
+                    // processes let go of it.
+                    c.closed_within(LIMIT)
+                        .unwrap_or_else(|e| panic!("{what}: after the answer: {e}"));
+                    drop(c);
+                    let forked = p.line();
+                    let child: u32 = forked
+                        .strip_prefix("forked ")
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or_else(|| panic!("{forked:?}"));
+                    assert_eq!(
+                        r.body(),
+                        format!("child {child} of {parent}: hello\n"),
+                        "{what}"
+                    );
+                    assert_eq!((r.app_status, r.protocol_status), (7, 0), "{what}");
+                    assert_eq!(p.line(), format!("released {child} detach=0"), "{what}");
+                }
+            }
+        }
+    }
+}
+
+/// The one case fork after accept cannot support: a multiplexed connection
+/// (`FCGI_MPXS_CONNS=1`), shared by other requests, cannot go with a child. It fails
+/// loudly, never with an empty answer: the library says why on the program's stderr, the
+/// child's reads and writes fail, and the parent answers 500 with the reason on
+/// FCGI_STDERR and exit status 1.
+#[test]
+fn fork_after_accept_on_a_multiplexed_connection_fails_loudly() {
+    let test = "fork_after_accept_on_a_multiplexed_connection_fails_loudly";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("fork.c", h);
+        for mode in ["child-first", "parent-first"] {
+            let (fd, port) = tcp_listener();
+            let p = start(
+                &b,
+                &exe,
+                Runtime::Ours,
+                &[mode],
+                &[("FCGI_MPXS_CONNS", "1")],
+                fd,
+            );
+            let mut c = FcgiConn::tcp(port);
+            c.send_request(1, true, &[], b"hello");
+            let what = format!("{h:?} {mode}");
+            let r = c.reply(1, LIMIT).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(r.body(), "500 Internal Server Error\n", "{what}");
+            assert!(
+                String::from_utf8_lossy(&r.stderr).contains("multiplexed"),
+                "{what}: {r:?}"
+            );
+            assert_eq!(r.app_status, 1, "{what}");
+            // Parent and child each say why (in either order around "released").
+            let mut lines: Vec<String> = Vec::new();
+            let said =
+                |lines: &[String]| lines.iter().filter(|l| l.contains("multiplexed")).count();
+            while said(&lines) < 2 || !lines.iter().any(|l| l.starts_with("released ")) {
+                match p.line_within(LIMIT) {
+                    Some(l) => lines.push(l),
+                    None => panic!("{what}: {lines:?}"),
+                }
+            }
+            assert_eq!(said(&lines), 2, "{what}: {lines:?}");
+            assert_eq!(
+                c.next(Duration::from_millis(300)),
+                Got::Nothing,
+                "{what}: one END_REQUEST, the connection stays"
+            );
+        }
     }
 }
 

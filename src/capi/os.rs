@@ -14,7 +14,7 @@ use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs};
 use std::os::fd::IntoRawFd;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -65,16 +65,35 @@ pub(crate) fn register_wake_fd(fd: c_int) {
     }
 }
 
+/// Unregisters an engine's eventfd. With `wait`, returns only once no signal handler can
+/// still be writing it, so the caller may then close it (its number could otherwise be
+/// reused by another file, which a late write would corrupt). A forked child does not
+/// wait (a handler of a parent thread may have been running at the fork; it never ends
+/// there), and must not close the descriptor.
+pub(crate) fn unregister_wake_fd(fd: c_int, wait: bool) {
+    for slot in &WAKE_FDS {
+        let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    while wait && WAKING.load(Ordering::SeqCst) > 0 {
+        std::thread::yield_now();
+    }
+}
+
+/// Signal handlers in [`request_shutdown`] now.
+static WAKING: AtomicUsize = AtomicUsize::new(0);
+
 /// Sets the shutdown flag and wakes every waiting accept (async-signal-safe: atomics and
 /// `write(2)` only).
 fn request_shutdown() {
     SHUTDOWN_PENDING.store(true, Ordering::SeqCst);
+    WAKING.fetch_add(1, Ordering::SeqCst);
     for slot in &WAKE_FDS {
         let fd = slot.load(Ordering::SeqCst);
         if fd >= 0 {
             crate::sys::epoll::notify_raw(fd);
         }
     }
+    WAKING.fetch_sub(1, Ordering::SeqCst);
 }
 
 extern "C" fn shutdown_handler(_sig: c_int) {

@@ -306,12 +306,6 @@ impl Engine {
         false
     }
 
-    /// Whether every listener is non-blocking (a program's `O_NONBLOCK` socket).
-    pub(crate) fn nonblocking(&self) -> bool {
-        let ls = self.listeners.read();
-        !ls.is_empty() && ls.iter().all(|l| l.nonblocking)
-    }
-
     /// Blocks until a request's head is complete and returns it; the calling thread then
     /// serves it and hands it back with [`Engine::finish`]. With `wait` false, returns
     /// `WouldBlock` instead of waiting when nothing is ready.
@@ -1028,6 +1022,86 @@ impl Engine {
             self.close_if_parked(conn);
         }
         r.is_ok()
+    }
+
+    /// Closes a connection that waits in the poller between requests, because the
+    /// program asked (the C ABI's `FCGX_Free(r, 1)` after `FCGX_Finish_r` on a kept
+    /// connection); found by its key, so a later connection on the same descriptor number
+    /// is never touched. `linger`: shut down our side and drain the peer's last bytes
+    /// first, as `OS_IpcClose` does. Output still going out is sent first. Nothing happens
+    /// when the connection is gone or a thread holds it (its next request runs). Returns
+    /// whether it will close.
+    pub(crate) fn close_parked(&self, conn: &Arc<Conn>, linger: bool) -> bool {
+        {
+            let mut t = self.table.lock();
+            let Some(e) = t.get(conn.key) else {
+                return false;
+            };
+            if e.busy || !Arc::ptr_eq(&e.conn, conn) {
+                return false;
+            }
+            if let Phase::Flush { .. } = e.phase {
+                e.phase = Phase::Flush { keep: false };
+                return true;
+            }
+            e.busy = true;
+        }
+        self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+        self.close(conn, linger);
+        true
+    }
+
+    /// Ends a request of a connection that does not multiplex without END_REQUEST and
+    /// closes the connection (shut down, the peer's last bytes drained in the poller):
+    /// the program gave up on it. The calling thread holds the connection.
+    pub(crate) fn abandon(&self, conn: &Arc<Conn>) {
+        self.job_done();
+        self.counters.aborted.fetch_add(1, Ordering::Relaxed);
+        self.close(conn, true);
+    }
+
+    /// A request's connection leaves the engine without END_REQUEST and without being
+    /// shut down (the C ABI's fork support: the request was handed to a forked child,
+    /// whose copy of the descriptor now serves it). The engine stops watching it; its
+    /// descriptor closes when the request lets go of it. `in_child`: this process is the
+    /// forked child, which shares the parent's epoll set and must leave it alone.
+    pub(crate) fn forget(&self, conn: &Arc<Conn>, in_child: bool) {
+        let entry = if in_child {
+            // Locks another thread of the parent held at the fork stay held: never wait.
+            self.table.try_lock().and_then(|mut t| t.remove(conn.key))
+        } else {
+            self.job_done();
+            self.table.lock().remove(conn.key)
+        };
+        let Some(entry) = entry else { return };
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        if !entry.busy {
+            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+        }
+        if !in_child && entry.interest.is_some() {
+            let _ = self.epoll.delete(conn.as_fd());
+        }
+        drop(entry);
+        if !in_child && self.table.lock().open + 1 == self.shared.limits.max_conns {
+            self.update_listening();
+        }
+    }
+
+    /// In a forked child: lets go of every connection the engine held when the process
+    /// forked (the child's copies of their descriptors close as their last users drop
+    /// them), without a system call on what the child shares with its parent (the epoll
+    /// set, the sockets' state). Skipped if another thread held the table at the fork.
+    pub(crate) fn abandon_in_child(&self) {
+        let Some(mut t) = self.table.try_lock() else {
+            return;
+        };
+        let mut entries = Vec::new();
+        for key in 0..t.slots.len() as u64 {
+            let key = key | (u64::from(t.slots[key as usize].gen) << 32);
+            entries.extend(t.remove(key));
+        }
+        drop(t);
+        drop(entries);
     }
 
     fn close_if_parked(&self, conn: &Arc<Conn>) {
