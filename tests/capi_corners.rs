@@ -275,6 +275,56 @@ fn nonblocking_listening_socket_gives_eagain_at_once_and_keeps_its_flags() {
     }
 }
 
+/// The sockets process `pid` has open.
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The event loop's race: poll() says the listening socket is readable, FCGX_Accept_r
+/// accepts the connection before its first bytes arrive (a Unix socket has no deferred
+/// accept). The classic library then reads the head (its socket is blocking); ours must
+/// wait for that connection's head too, not return -EAGAIN and leave its request where
+/// the program never looks again (the listening socket is no longer readable).
+#[test]
+fn nonblocking_accept_waits_for_the_head_of_the_connection_it_accepted() {
+    let test = "nonblocking_accept_waits_for_the_head_of_the_connection_it_accepted";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("nonblock.c", h);
+        for rt in [Runtime::Classic, Runtime::Ours] {
+            let dir = support::temp_dir();
+            let path = dir.path().join("s");
+            let l = UnixListener::bind(&path).unwrap();
+            let p = start(&b, &exe, rt, &["nonblock"], &[], l.into());
+            assert!(p.line().starts_with("empty rc=-11 "));
+            assert_eq!(p.line(), "ready");
+            let before = sockets_of(p.pid());
+            let mut c = FcgiConn::unix(&path);
+            // The program accepts (one socket more) before the request is sent.
+            assert!(
+                support::wait_until(LIMIT, || sockets_of(p.pid()) > before),
+                "{rt:?} {h:?}: the connection was not accepted"
+            );
+            c.send_request(1, false, &[], b"");
+            let r = c
+                .reply(1, LIMIT)
+                .unwrap_or_else(|e| panic!("{rt:?} {h:?}: {e}"));
+            assert!(r.body().starts_with("n=1 "), "{:?}", r.body());
+            drop(c);
+            assert_eq!(p.line(), "served 1 flags=kept", "{rt:?} {h:?}");
+        }
+    }
+}
+
 /// A blocking listening socket shared (one open file description) by a process on our
 /// library and one on the classic library: ours must not set `O_NONBLOCK` on it (the test
 /// holds the same description and checks), so the classic one, started after ours served a

@@ -216,6 +216,10 @@ pub(crate) struct Engine {
 thread_local! {
     /// Engines (by address) this thread has asked for requests.
     static SEEN: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The last connection this thread accepted whose request head had not arrived, and
+    /// until when a non-blocking [`Engine::next`] waits for it (see there).
+    static ACCEPTED: std::cell::Cell<Option<(u64, Option<Instant>)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 fn stopped() -> io::Error {
@@ -308,7 +312,11 @@ impl Engine {
 
     /// Blocks until a request's head is complete and returns it; the calling thread then
     /// serves it and hands it back with [`Engine::finish`]. With `wait` false, returns
-    /// `WouldBlock` instead of waiting when nothing is ready.
+    /// `WouldBlock` instead of waiting when nothing is ready; but a connection this call
+    /// accepted is waited for until its request head is complete (or it closes, or the
+    /// read timeout passes), as libfcgi reads the connection it accepted: the caller (a
+    /// C event loop that polls its listening socket) would not learn of its request
+    /// otherwise, the socket being no longer readable.
     ///
     /// # Errors
     ///
@@ -316,6 +324,9 @@ impl Engine {
     pub(crate) fn next(&self, wait: bool) -> io::Result<Job> {
         if self.count_threads {
             self.count_thread();
+        }
+        if !wait {
+            ACCEPTED.with(|a| a.set(None));
         }
         loop {
             if self.is_stopping() {
@@ -338,7 +349,11 @@ impl Engine {
                 }
                 continue;
             }
-            let timeout = if wait { None } else { Some(Duration::ZERO) };
+            let timeout = if wait {
+                None
+            } else {
+                self.accepted_head_wait()
+            };
             let ev = self.epoll.wait_one(timeout);
             self.waiters.fetch_sub(1, Ordering::SeqCst);
             let Some(ev) = ev? else {
@@ -366,6 +381,21 @@ impl Engine {
                 return Ok(self.hand_out(job));
             }
         }
+    }
+
+    /// How long a non-blocking [`Engine::next`] may still wait: for the connection it
+    /// accepted, while that one waits in the poller for the rest of its head.
+    fn accepted_head_wait(&self) -> Option<Duration> {
+        let Some((key, until)) = ACCEPTED.with(|a| a.get()) else {
+            return Some(Duration::ZERO);
+        };
+        let waiting = matches!(self.table.lock().get(key), Some(e) if !e.busy);
+        let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+        if !waiting || left.is_some_and(|l| l.is_zero()) {
+            ACCEPTED.with(|a| a.set(None));
+            return Some(Duration::ZERO);
+        }
+        left
     }
 
     fn count_thread(&self) {
@@ -509,7 +539,13 @@ impl Engine {
             }
         }
         let conn = self.insert(fd);
-        self.drive(conn, false)
+        let key = conn.key;
+        let job = self.drive(conn, false);
+        if job.is_none() {
+            let until = self.shared.read_timeout.map(|t| Instant::now() + t);
+            ACCEPTED.with(|a| a.set(Some((key, until))));
+        }
+        job
     }
 
     fn accept_error(&self, e: io::Error) {
