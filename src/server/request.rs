@@ -67,7 +67,9 @@ impl fmt::Debug for Request {
 }
 
 impl Request {
-    /// The role the web server asked for (Responder, Authorizer or Filter).
+    /// The role the web server asked for (Responder, Authorizer or Filter). The C library
+    /// gives it as the param `FCGI_ROLE`, first in `envp`; here it is only this method
+    /// ([`Request::params`] holds what the web server sent).
     ///
     /// # Example
     ///
@@ -128,7 +130,8 @@ impl Request {
         self.params.get(name)
     }
 
-    /// All params, in the order the web server sent them.
+    /// All params, in the order the web server sent them (and nothing else: no
+    /// `FCGI_ROLE`, see [`Request::role`]).
     ///
     /// # Example
     ///
