@@ -216,10 +216,29 @@ pub(crate) struct Engine {
 thread_local! {
     /// Engines (by address) this thread has asked for requests.
     static SEEN: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// The last connection this thread accepted whose request head had not arrived, and
-    /// until when a non-blocking [`Engine::next`] waits for it (see there).
-    static ACCEPTED: std::cell::Cell<Option<(u64, Option<Instant>)>> =
-        const { std::cell::Cell::new(None) };
+    /// While this thread runs a non-blocking [`Engine::next`]: the connections it accepted
+    /// whose request head had not arrived, and until when it waits for them (see there).
+    static ACCEPTED: std::cell::RefCell<Option<Vec<Accepted>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A connection's key, and until when to wait for its head (None: no limit).
+type Accepted = (u64, Option<Instant>);
+
+/// Ends a non-blocking [`Engine::next`]'s list of the connections it accepted.
+struct AcceptedList;
+
+impl AcceptedList {
+    fn start() -> AcceptedList {
+        ACCEPTED.with(|a| *a.borrow_mut() = Some(Vec::new()));
+        AcceptedList
+    }
+}
+
+impl Drop for AcceptedList {
+    fn drop(&mut self) {
+        ACCEPTED.with(|a| *a.borrow_mut() = None);
+    }
 }
 
 fn stopped() -> io::Error {
@@ -325,9 +344,7 @@ impl Engine {
         if self.count_threads {
             self.count_thread();
         }
-        if !wait {
-            ACCEPTED.with(|a| a.set(None));
-        }
+        let _accepted = (!wait).then(AcceptedList::start);
         loop {
             if self.is_stopping() {
                 return Err(stopped());
@@ -383,19 +400,30 @@ impl Engine {
         }
     }
 
-    /// How long a non-blocking [`Engine::next`] may still wait: for the connection it
-    /// accepted, while that one waits in the poller for the rest of its head.
+    /// How long a non-blocking [`Engine::next`] may still wait: for the connections it
+    /// accepted, while they wait in the poller for the rest of their heads (None: no
+    /// read timeout, no limit).
     fn accepted_head_wait(&self) -> Option<Duration> {
-        let Some((key, until)) = ACCEPTED.with(|a| a.get()) else {
-            return Some(Duration::ZERO);
-        };
-        let waiting = matches!(self.table.lock().get(key), Some(e) if !e.busy);
-        let left = until.map(|u| u.saturating_duration_since(Instant::now()));
-        if !waiting || left.is_some_and(|l| l.is_zero()) {
-            ACCEPTED.with(|a| a.set(None));
-            return Some(Duration::ZERO);
-        }
-        left
+        ACCEPTED.with(|a| {
+            let mut a = a.borrow_mut();
+            let Some(list) = a.as_mut() else {
+                return Some(Duration::ZERO);
+            };
+            let now = Instant::now();
+            let mut t = self.table.lock();
+            list.retain(|&(key, until)| {
+                matches!(t.get(key), Some(e) if !e.busy) && until.is_none_or(|u| u > now)
+            });
+            if list.iter().any(|(_, until)| until.is_none()) {
+                return None;
+            }
+            Some(
+                list.iter()
+                    .filter_map(|(_, until)| *until)
+                    .min()
+                    .map_or(Duration::ZERO, |u| u.saturating_duration_since(now)),
+            )
+        })
     }
 
     fn count_thread(&self) {
@@ -542,8 +570,12 @@ impl Engine {
         let key = conn.key;
         let job = self.drive(conn, false);
         if job.is_none() {
-            let until = self.shared.read_timeout.map(|t| Instant::now() + t);
-            ACCEPTED.with(|a| a.set(Some((key, until))));
+            ACCEPTED.with(|a| {
+                if let Some(list) = a.borrow_mut().as_mut() {
+                    let until = self.shared.read_timeout.map(|t| Instant::now() + t);
+                    list.push((key, until));
+                }
+            });
         }
         job
     }
