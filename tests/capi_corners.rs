@@ -797,6 +797,83 @@ fn allow_list_without_an_address_is_an_error_the_program_sees() {
     }
 }
 
+/// The Rust entry points decide by the same rule from the same environment: a `Server`
+/// whose configuration was replaced (`config_with`) and an `Acceptor` both keep
+/// `FCGI_WEB_SERVER_ADDRS` (a 127.0.0.1 peer is dropped with `10.9.9.9`), and both refuse a
+/// list that names no address. Run in a child process of this test binary, which owns its
+/// environment.
+#[test]
+fn rust_entry_points_keep_the_environment_allow_list() {
+    const CHILD: &str = "FCGI_CORNERS_ALLOW_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return allow_list_child();
+    }
+    let test = "rust_entry_points_keep_the_environment_allow_list";
+    for list in ["10.9.9.9", " , "] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("FCGI_WEB_SERVER_ADDRS", list)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{list:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// [`rust_entry_points_keep_the_environment_allow_list`] in the child process.
+fn allow_list_child() {
+    use fcgi::server::{Acceptor, Config, Listener};
+    let std_l = || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        // SAFETY: the descriptor is handed over (into_raw_fd) to the Listener.
+        let l = unsafe { Listener::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(l)) };
+        (l.unwrap(), port)
+    };
+    let dropped = |port: u16| {
+        let mut c = FcgiConn::tcp(port);
+        c.send_request(1, false, &[], b"");
+        c.reply(1, LIMIT)
+            .is_err_and(|e| e.starts_with("connection closed"))
+    };
+    if std::env::var("FCGI_WEB_SERVER_ADDRS").unwrap() == " , " {
+        let (l, _) = std_l();
+        let e = Acceptor::new(l, Config::default()).unwrap_err();
+        assert!(e.to_string().contains("names no address"), "{e}");
+        let e = fcgi::Server::bind("127.0.0.1:0").unwrap_err();
+        assert!(e.to_string().contains("names no address"), "{e}");
+        return;
+    }
+    let (l, port) = std_l();
+    let acceptor = std::sync::Arc::new(Acceptor::new(l, Config::default()).unwrap());
+    let a = std::sync::Arc::clone(&acceptor);
+    let waiter = std::thread::spawn(move || a.accept().map(drop));
+    assert!(
+        dropped(port),
+        "Acceptor::new served a peer outside the list"
+    );
+    acceptor.shutdown();
+    assert_eq!(
+        waiter.join().unwrap().unwrap_err().kind(),
+        std::io::ErrorKind::Interrupted
+    );
+
+    let (l, port) = std_l();
+    let server = fcgi::Server::from_listener(l)
+        .unwrap()
+        .config_with(Config::default());
+    let stop = server.shutdown_handle();
+    let serving = std::thread::spawn(move || server.serve(|req| req.respond(200, &[], b"no")));
+    assert!(dropped(port), "Server::config_with dropped the list");
+    stop.shutdown();
+    serving.join().unwrap().unwrap();
+}
+
 // ---- 6. params limits ----
 
 /// `n` params `P_<i>=v`.
