@@ -187,6 +187,7 @@ pub unsafe extern "C" fn FCGX_InitRequest(
         if request.is_null() {
             return -1;
         }
+        super::request::forget_kept(request);
         let mut r = zeroed_request();
         r.listen_sock = sock;
         r.flags = flags;
@@ -203,8 +204,10 @@ pub unsafe extern "C" fn FCGX_InitRequest(
 /// poller, so no thread is stuck on an idle one). On success fills `requestId`, `role`,
 /// `keepConnection`, `ipcFd`, `envp` and the three streams, resets `appStatus` to 0, and
 /// returns 0. Otherwise returns -9998 before `FCGX_Init`, -EINTR once a shutdown was
-/// requested (SIGTERM, SIGUSR1, `FCGX_ShutdownPending`), or `-errno` (-9999 without one),
-/// e.g. -88 (ENOTSOCK) when the socket is not a socket.
+/// requested (SIGTERM, SIGUSR1, `FCGX_ShutdownPending`), or `-errno` (-9999 without one):
+/// -88 (ENOTSOCK) when the socket is not a socket, -11 (EAGAIN) at once when the socket is
+/// `O_NONBLOCK` (the program's flags, never changed) and no request is ready, -22 (EINVAL)
+/// when `FCGI_WEB_SERVER_ADDRS` names no address or a malformed one.
 ///
 /// # Safety
 /// `request` is NULL or a request initialised by `FCGX_InitRequest`, which stays at the
@@ -227,9 +230,11 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
 }
 
 /// Ends the current request: closes stderr and stdout (their end records, and
-/// `FCGI_END_REQUEST` with `appStatus` from the last writer), then `FCGX_Free`, closing
-/// the connection unless the web server asked to keep it and nothing failed. NULL and
-/// requests without a current request are ignored.
+/// `FCGI_END_REQUEST` with `appStatus` from the last writer), then frees it as
+/// `FCGX_Free`; the core keeps the connection when the web server asked to and it is
+/// sound, else closes it (`ipcFd` becomes -1 when libfcgi would have closed it: no
+/// keep-conn, or a stream error). NULL and requests without a current request are
+/// ignored.
 ///
 /// # Safety
 /// `request` is NULL or a request initialised by `FCGX_InitRequest`.
@@ -247,47 +252,55 @@ pub unsafe extern "C" fn FCGX_Finish_r(request: *mut FCGX_Request) {
                 close |= FCGX_FClose(r.out) != 0;
                 close |= FCGX_GetError(r.in_) != 0;
             }
-            FCGX_Free(request, c_int::from(close));
+            free_request(request, close, false);
         }
     })
 }
 
 /// Frees the request's streams (`in`, `out`, `err` become NULL) and parameters, and ends
 /// its core request (`FCGI_END_REQUEST` with `appStatus`; the core keeps or closes the
-/// connection). With `close`, `ipcFd` becomes -1; a descriptor the program set by hand
-/// (no core request) is closed as libfcgi does (`OS_IpcClose`, a graceful shutdown unless
-/// detached). `envp` is left dangling, as in libfcgi. NULL is ignored.
+/// connection). With `close`, the request's connection is closed (a graceful shutdown
+/// unless detached), also one kept alive by `FCGX_Finish_r`, and `ipcFd` becomes -1;
+/// connections are closed through the core by identity, never by descriptor number. A
+/// detached request freed with `close` is let go of without `FCGI_END_REQUEST` (a forked
+/// child serves it), and a child forked after the accept ends the request itself. See
+/// `request::free_connection`. `envp` is left dangling, as in libfcgi. NULL is ignored.
 ///
 /// # Safety
 /// `request` is NULL or a request initialised by `FCGX_InitRequest`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn FCGX_Free(request: *mut FCGX_Request, close: c_int) {
     ffi_boundary!({
-        // SAFETY: valid or NULL per the contract; the streams and paramsPtr were made by
-        // this library (or are NULL).
-        unsafe {
-            let Some(r) = request.as_mut() else {
-                return;
-            };
-            for slot in [&mut r.in_, &mut r.out, &mut r.err] {
-                free_stream(*slot);
-                *slot = ptr::null_mut::<FCGX_Stream>();
-            }
-            let mut from_core = false;
-            if !r.paramsPtr.is_null() {
-                let mut ext = Box::from_raw(r.paramsPtr.cast::<RequestExt>());
-                r.paramsPtr = ptr::null_mut::<c_void>();
-                from_core = super::request::finish_core(&mut ext, r.appStatus);
-            }
-            if close != 0 {
-                if !from_core {
-                    os::OS_IpcClose(r.ipcFd, c_int::from(r.detached == 0));
-                }
-                r.ipcFd = -1;
-                r.detached = 0;
-            }
-        }
+        // SAFETY: forwarded contract.
+        unsafe { free_request(request, close != 0, true) }
     })
+}
+
+/// `FCGX_Free`, also on behalf of `FCGX_Finish_r` (`asked` false): then `close` is
+/// libfcgi's own conclusion (no keep-conn, a stream error), and the core, which knows the
+/// connection's state, decides whether to keep it.
+///
+/// # Safety
+/// `request` is NULL or a request initialised by `FCGX_InitRequest`.
+unsafe fn free_request(request: *mut FCGX_Request, close: bool, asked: bool) {
+    // SAFETY: valid or NULL per the contract; the streams and paramsPtr were made by this
+    // library (or are NULL).
+    unsafe {
+        let Some(r) = request.as_mut() else {
+            return;
+        };
+        for slot in [&mut r.in_, &mut r.out, &mut r.err] {
+            free_stream(*slot);
+            *slot = ptr::null_mut::<FCGX_Stream>();
+        }
+        let ext = (!r.paramsPtr.is_null()).then(|| Box::from_raw(r.paramsPtr.cast::<RequestExt>()));
+        r.paramsPtr = ptr::null_mut::<c_void>();
+        super::request::free_connection(r, ext, close && asked);
+        if close {
+            r.ipcFd = -1;
+            r.detached = 0;
+        }
+    }
 }
 
 /// `FCGX_Accept_r` on the library's own request (listening on fd 0), calling `FCGX_Init`

@@ -5,15 +5,19 @@
 //!
 //! Differences from libfcgi, all deliberate: `OS_CreateLocalIpcFd` returns -1 with errno
 //! set instead of exiting and accepts `[v6addr]:port`; `OS_DoIo` uses `poll`, so
-//! descriptors above `FD_SETSIZE` work.
+//! descriptors above `FD_SETSIZE` work; `OS_Accept` applies `webServerAddrs` by the
+//! allow-list rule of `FCGX_Accept_r` (IPv6 too; a list without an address is EINVAL).
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
 use std::mem;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::IntoRawFd;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Mutex;
+
+use crate::server::AllowList;
 
 use super::{errno, ffi_boundary, set_errno};
 use crate::net::{Address, BindOptions, ConnectOptions, Existing, Syntax};
@@ -60,16 +64,35 @@ pub(crate) fn register_wake_fd(fd: c_int) {
     }
 }
 
+/// Unregisters an engine's eventfd. With `wait`, returns only once no signal handler can
+/// still be writing it, so the caller may then close it (its number could otherwise be
+/// reused by another file, which a late write would corrupt). A forked child does not
+/// wait (a handler of a parent thread may have been running at the fork; it never ends
+/// there), and must not close the descriptor.
+pub(crate) fn unregister_wake_fd(fd: c_int, wait: bool) {
+    for slot in &WAKE_FDS {
+        let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    while wait && WAKING.load(Ordering::SeqCst) > 0 {
+        std::thread::yield_now();
+    }
+}
+
+/// Signal handlers in [`request_shutdown`] now.
+static WAKING: AtomicUsize = AtomicUsize::new(0);
+
 /// Sets the shutdown flag and wakes every waiting accept (async-signal-safe: atomics and
 /// `write(2)` only).
 fn request_shutdown() {
     SHUTDOWN_PENDING.store(true, Ordering::SeqCst);
+    WAKING.fetch_add(1, Ordering::SeqCst);
     for slot in &WAKE_FDS {
         let fd = slot.load(Ordering::SeqCst);
         if fd >= 0 {
             crate::sys::epoll::notify_raw(fd);
         }
     }
+    WAKING.fetch_sub(1, Ordering::SeqCst);
 }
 
 extern "C" fn shutdown_handler(_sig: c_int) {
@@ -523,27 +546,32 @@ pub extern "C" fn OS_CloseRead(fd: c_int) -> c_int {
     })
 }
 
-unsafe extern "C" {
-    #[link_name = "inet_addr"]
-    fn inet_addr_c(cp: *const c_char) -> libc::in_addr_t;
-}
-
-/// `inet_addr` of one `FCGI_WEB_SERVER_ADDRS` item (trailing blanks accepted, leading
-/// blanks not, as `inet_addr`).
-fn inet_addr(item: &[u8]) -> Option<u32> {
-    let c = CString::new(item.to_vec()).ok()?;
-    // SAFETY: a valid NUL-terminated string.
-    let a = unsafe { inet_addr_c(c.as_ptr()) };
-    (a != libc::INADDR_NONE).then_some(a)
-}
-
-/// Whether an IPv4 peer (`s_addr`, network order) is allowed by the comma-separated list.
-fn client_addr_ok(s_addr: u32, list: Option<&[u8]>) -> bool {
+/// The allow-list `OS_Accept` applies for `webServerAddrs`: none for NULL or "", else
+/// the rule of `FCGX_Accept_r` ([`AllowList`]: blanks trimmed, IPv4 and IPv6, a list
+/// that names no address or a malformed entry is an error).
+fn os_accept_allow_list(list: Option<&[u8]>) -> io::Result<Option<AllowList>> {
     match list {
-        None | Some(b"") => true,
-        Some(list) => list
-            .split(|&b| b == b',')
-            .any(|item| inet_addr(item) == Some(s_addr)),
+        None | Some(b"") => Ok(None),
+        Some(l) => AllowList::parse(&String::from_utf8_lossy(l)).map(Some),
+    }
+}
+
+/// The IP address of an accepted peer, None for other families (Unix sockets).
+fn peer_ip(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
+    match c_int::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: an AF_INET address is a sockaddr_in.
+            let sin: libc::sockaddr_in = unsafe { ptr::read(ptr::addr_of!(*storage).cast()) };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: an AF_INET6 address is a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 = unsafe { ptr::read(ptr::addr_of!(*storage).cast()) };
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
     }
 }
 
@@ -562,10 +590,11 @@ fn is_reasonable_accept_errno(e: c_int) -> bool {
 
 /// Accepts a connection on `listen_sock` the libfcgi way: retries EINTR unless
 /// `fail_on_intr` or a shutdown is pending; retries client-side errors; sets TCP_NODELAY
-/// on IPv4 peers and drops those not in `webServerAddrs` (comma-separated IPv4, when
-/// non-empty); drops Unix-socket peers that send nothing within
-/// `LIBFCGI_IS_AF_UNIX_KEEPER_POLL_TIMEOUT` ms. Returns the fd, or -1 (errno set; a
-/// pending shutdown returns -1 without accepting).
+/// on IPv4 peers and drops TCP peers not in `webServerAddrs` (when non-empty; the rule of
+/// `FCGX_Accept_r`, see [`AllowList`]: IPv4 and IPv6); drops Unix-socket peers that send
+/// nothing within `LIBFCGI_IS_AF_UNIX_KEEPER_POLL_TIMEOUT` ms. Returns the fd, or -1
+/// (errno set; a pending shutdown returns -1 without accepting; a `webServerAddrs` that
+/// names no address, or a malformed one, gives EINVAL before accepting).
 ///
 /// # Safety
 /// `webServerAddrs` is NULL or a NUL-terminated string.
@@ -579,8 +608,12 @@ pub unsafe extern "C" fn OS_Accept(
         // SAFETY: NULL or NUL-terminated per the contract.
         let list = unsafe { webServerAddrs.as_ref() }
             .map(|_| unsafe { CStr::from_ptr(webServerAddrs) }.to_bytes());
+        let Ok(allow) = os_accept_allow_list(list) else {
+            set_errno(libc::EINVAL);
+            return -1;
+        };
         loop {
-            let (fd, family, s_addr) = loop {
+            let (fd, family) = loop {
                 if shutdown_pending() {
                     return -1;
                 }
@@ -602,29 +635,25 @@ pub unsafe extern "C" fn OS_Accept(
                     continue;
                 }
                 let family = c_int::from(storage.ss_family);
-                if family != libc::AF_INET {
-                    break (fd, family, 0);
+                if family == libc::AF_INET {
+                    let one: c_int = 1;
+                    // SAFETY: valid option pointer and length.
+                    unsafe {
+                        libc::setsockopt(
+                            fd,
+                            libc::IPPROTO_TCP,
+                            libc::TCP_NODELAY,
+                            ptr::addr_of!(one).cast(),
+                            mem::size_of::<c_int>() as libc::socklen_t,
+                        )
+                    };
                 }
-                // SAFETY: an AF_INET address is a sockaddr_in.
-                let sin: libc::sockaddr_in = unsafe { ptr::read(ptr::addr_of!(storage).cast()) };
-                let one: c_int = 1;
-                // SAFETY: valid option pointer and length.
-                unsafe {
-                    libc::setsockopt(
-                        fd,
-                        libc::IPPROTO_TCP,
-                        libc::TCP_NODELAY,
-                        ptr::addr_of!(one).cast(),
-                        mem::size_of::<c_int>() as libc::socklen_t,
-                    )
-                };
-                if client_addr_ok(sin.sin_addr.s_addr, list) {
-                    break (fd, family, sin.sin_addr.s_addr);
+                if allow.as_ref().is_none_or(|l| l.allows(peer_ip(&storage))) {
+                    break (fd, family);
                 }
                 // SAFETY: our own descriptor.
                 unsafe { libc::close(fd) };
             };
-            let _ = s_addr;
             if family != libc::AF_UNIX {
                 return fd;
             }
@@ -768,13 +797,26 @@ mod tests {
     }
 
     #[test]
-    fn web_server_addrs_list_like_inet_addr() {
-        let lo = u32::from_ne_bytes([127, 0, 0, 1]);
-        assert!(client_addr_ok(lo, None));
-        assert!(client_addr_ok(lo, Some(b"")));
-        assert!(client_addr_ok(lo, Some(b"10.0.0.1,127.0.0.1")));
-        assert!(!client_addr_ok(lo, Some(b"10.0.0.1")));
-        assert!(!client_addr_ok(lo, Some(b" 127.0.0.1")));
+    fn os_accept_web_server_addrs_is_the_allow_list() {
+        let lo = Some(IpAddr::from([127, 0, 0, 1]));
+        let ok = |list: &[u8], peer| {
+            os_accept_allow_list(Some(list))
+                .unwrap()
+                .is_none_or(|l| l.allows(peer))
+        };
+        assert!(os_accept_allow_list(None).unwrap().is_none());
+        assert!(ok(b"", lo));
+        assert!(ok(b"10.0.0.1,127.0.0.1", lo));
+        assert!(!ok(b"10.0.0.1", lo));
+        assert!(ok(b" 127.0.0.1", lo), "blanks are trimmed");
+        assert!(ok(b"::ffff:127.0.0.1", lo));
+        assert!(
+            !ok(b"10.0.0.1", Some("::1".parse().unwrap())),
+            "IPv6 peers too"
+        );
+        assert!(ok(b"10.0.0.1", None), "Unix-socket peers are not concerned");
+        assert!(os_accept_allow_list(Some(b" , ")).is_err());
+        assert!(os_accept_allow_list(Some(b"localhost")).is_err());
     }
 
     #[test]

@@ -6,21 +6,34 @@
 //! Behind `FCGX_Request::paramsPtr` hangs a [`RequestExt`]: the `envp` strings and, for a
 //! request from the core, the core request itself and its acceptor (to finish it).
 //!
-//! One acceptor per listening descriptor, shared by every thread that accepts on it; it
-//! works on a `dup` of the program's descriptor, so the program's own descriptor stays
-//! open and owned by the program. Differences from libfcgi that follow from the core:
-//! idle kept-alive connections wait in the core's poller, so a single-threaded program is
-//! never stuck on one web-server connection; and the listening socket is put in
-//! non-blocking mode (the file status is shared with the program's descriptor).
+//! One acceptor per listening socket, shared by every thread that accepts on it; it works
+//! on a `dup` of the program's descriptor, so the program's own descriptor stays open and
+//! owned by the program, and its file status flags are never changed (a non-blocking one
+//! gives `-EAGAIN` when no request is ready, as in libfcgi). Descriptors are known by
+//! identity, never by number alone:
+//! * an acceptor is found by the program's descriptor number *and* the socket's inode, so
+//!   a listening socket the program closed (and maybe replaced, on the same number) is
+//!   let go of: its acceptor stops and its `dup` closes;
+//! * a connection is closed only through the engine, by its key (`FCGX_Free(r, 1)` after
+//!   `FCGX_Finish_r` finds the connection kept for that `FCGX_Request` in [`KEPT`]).
+//!
+//! fork after accept is supported: a process forked while it held a request may finish it
+//! (the end records and `FCGI_END_REQUEST` go out from the child), and the parent lets go
+//! of it with `FCGX_Detach` + `FCGX_Free(r, 1)` (nothing written, no shutdown). A forked
+//! child drops what it inherited from the parent's acceptors without touching what they
+//! share (the epoll set), and gets acceptors of its own if it accepts.
 
+use std::collections::HashMap;
 use std::ffi::c_int;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, TryLockError, Weak};
 
 use super::fcgiapp::{web_server_addrs, ParamsBlock};
 use super::os;
 use super::stream::{new_reader, new_writer, StreamIo, READER_BUFFLEN};
 use super::types::FCGX_Request;
+use crate::engine::Conn;
 use crate::protocol::Role;
 use crate::server::{Acceptor, AllowList, Config, Listener, Request};
 
@@ -29,23 +42,132 @@ use crate::server::{Acceptor, AllowList, Config, Listener, Request};
 pub(crate) struct RequestExt {
     /// The `name=value` strings `envp` points to.
     pub(crate) params: Box<ParamsBlock>,
-    /// The core request and the acceptor that finishes it (None for requests made by hand).
-    pub(crate) core: Option<(Box<Request>, Arc<Acceptor>)>,
+    /// The core request (None for requests made by hand).
+    pub(crate) core: Option<Core>,
 }
 
-/// Acceptors by the program's listening descriptor.
-static ACCEPTORS: Mutex<Vec<(c_int, Arc<Acceptor>)>> = Mutex::new(Vec::new());
+/// A request from the core and what ends it.
+#[derive(Debug)]
+pub(crate) struct Core {
+    req: Box<Request>,
+    acceptor: Arc<Acceptor>,
+    /// [`FORKS`] when it was accepted: another value now means this process is a child
+    /// forked since.
+    forks: u64,
+}
 
-/// The acceptor for `listen_sock`, made on first use. It works on a `dup` of the
-/// program's descriptor and leaves its file status flags alone: a blocking socket is
-/// accepted on only when the engine saw it readable, a non-blocking one gives `-EAGAIN`
-/// when no request is ready, as in libfcgi.
-fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
-    let mut table = ACCEPTORS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, a)) = table.iter().find(|(fd, _)| *fd == listen_sock) {
-        return Ok(Arc::clone(a));
+/// The identity of an open file: its device and inode (`fstat`).
+type Identity = (u64, u64);
+
+/// The identity of descriptor `fd`, or the error `fstat` gives (EBADF when it is closed).
+fn identity(fd: c_int) -> io::Result<Identity> {
+    // SAFETY: fstat fills the zeroed buffer; failure is reported by -1.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((st.st_dev, st.st_ino))
     }
+}
+
+/// An acceptor and the program's listening socket it serves.
+struct Registered {
+    /// The program's descriptor number.
+    fd: c_int,
+    /// The socket's identity when the acceptor was made.
+    ident: Identity,
+    acceptor: Arc<Acceptor>,
+}
+
+/// Acceptors by the program's listening socket (descriptor number and identity).
+static ACCEPTORS: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+
+/// Forks this process has been through (incremented in the child by a `pthread_atfork`
+/// handler).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+/// The value of [`FORKS`] whose inheritance was let go of by [`settle_after_fork`].
+static SETTLED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    FORKS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Installs the fork handler once (before the first acceptor exists, so every fork that
+/// could inherit one is counted).
+fn watch_forks() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only increments an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+}
+
+/// In a process forked since the last call: lets go of the acceptors and kept
+/// connections inherited from the parent. They share the parent's epoll set and sockets,
+/// so nothing is done to those: the child's copies of the descriptors close as their last
+/// users (a request the child finishes) drop them. Cheap when nothing forked.
+fn settle_after_fork() {
+    let now = FORKS.load(Ordering::Acquire);
+    if SETTLED.load(Ordering::Acquire) == now {
+        return;
+    }
+    SETTLED.store(now, Ordering::Release);
+    let inherited = match ACCEPTORS.try_lock() {
+        Ok(mut t) => std::mem::take(&mut *t),
+        Err(TryLockError::Poisoned(p)) => std::mem::take(&mut *p.into_inner()),
+        Err(TryLockError::WouldBlock) => return, // held by a thread of the parent
+    };
+    for r in inherited {
+        // Not closed here (the engine drops when its last request does): no wait for a
+        // signal handler of this single-threaded child.
+        os::unregister_wake_fd(r.acceptor.engine().wake_fd(), false);
+        r.acceptor.engine().abandon_in_child();
+    }
+    match KEPT.try_lock() {
+        Ok(mut kept) => *kept = None,
+        Err(TryLockError::Poisoned(p)) => *p.into_inner() = None,
+        Err(TryLockError::WouldBlock) => {}
+    }
+}
+
+/// Stops an acceptor whose listening socket the program closed: its `dup` closes (so the
+/// socket closes once the program's descriptor is gone too), idle connections close,
+/// threads waiting in it move on (see [`accept_into`]).
+fn retire(r: Registered) {
+    r.acceptor.shutdown();
+    // Unregistered before it can close, and after any signal handler writing it is done.
+    os::unregister_wake_fd(r.acceptor.engine().wake_fd(), true);
+}
+
+/// The acceptor for the listening socket on `listen_sock`, made on first use. It works on
+/// a `dup` of the program's descriptor and leaves its file status flags alone. An acceptor
+/// made for another socket that had this number (closed since) is retired.
+fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
+    settle_after_fork();
+    let ident = identity(listen_sock);
+    let mut table = ACCEPTORS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = table.iter().position(|r| r.fd == listen_sock) {
+        if ident.as_ref().ok() == Some(&table[i].ident) {
+            return Ok(Arc::clone(&table[i].acceptor));
+        }
+        retire(table.swap_remove(i));
+    }
+    let ident = ident?;
     check_listening(listen_sock)?;
+    let allow = match web_server_addrs() {
+        Some(list) if !list.as_bytes().is_empty() => {
+            let text = String::from_utf8_lossy(list.as_bytes()).into_owned();
+            match AllowList::parse(&text) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    report_bad_allow_list(&text, &e);
+                    return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                }
+            }
+        }
+        _ => None,
+    };
     // SAFETY: dup of a descriptor number; failure is reported by -1.
     let fd = unsafe { libc::fcntl(listen_sock, libc::F_DUPFD_CLOEXEC, 0) };
     if fd < 0 {
@@ -53,12 +175,6 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     }
     // SAFETY: fd is our own fresh duplicate; the Listener takes ownership of it.
     let listener = unsafe { Listener::from_raw_fd(fd) }?;
-    let allow = match web_server_addrs() {
-        Some(list) if !list.as_bytes().is_empty() => {
-            Some(AllowList::parse(&String::from_utf8_lossy(list.as_bytes()))?)
-        }
-        _ => None,
-    };
     let mut config = Config {
         log_errors: false, // libfcgi writes nothing to the program's stderr
         handle_signals: false,
@@ -68,18 +184,87 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     config.apply_env();
     let mut opts = config.engine_options(None);
     // FCGI_MAX_REQS: the threads that really call FCGX_Accept_r.
-    opts.limits
-        .max_reqs
-        .store(0, std::sync::atomic::Ordering::Relaxed);
+    opts.limits.max_reqs.store(0, Ordering::Relaxed);
     opts.count_threads = true;
     opts.external_stop = Some(os::shutdown_pending);
     opts.classic_accept = true;
     // The program may exit right after FCGX_Finish_r: its last write completes first.
     opts.write_completion = false;
+    watch_forks();
     let acceptor = Arc::new(Acceptor::with_options(listener, opts)?);
     os::register_wake_fd(acceptor.engine().wake_fd());
-    table.push((listen_sock, Arc::clone(&acceptor)));
+    table.push(Registered {
+        fd: listen_sock,
+        ident,
+        acceptor: Arc::clone(&acceptor),
+    });
     Ok(acceptor)
+}
+
+/// Says once on stderr why `FCGX_Accept_r` fails: an `FCGI_WEB_SERVER_ADDRS` that names
+/// no address, or a malformed entry, would otherwise drop every TCP peer in silence.
+fn report_bad_allow_list(list: &str, e: &io::Error) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "fcgi: FCGI_WEB_SERVER_ADDRS={list:?} refused: {e}; FCGX_Accept_r returns -EINVAL"
+        );
+    }
+}
+
+/// Retires the acceptor of `listen_sock` if the program closed that socket (its number is
+/// closed or now names another file).
+fn revalidate(listen_sock: c_int) {
+    let mut table = ACCEPTORS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(i) = table.iter().position(|r| r.fd == listen_sock) else {
+        return;
+    };
+    if identity(listen_sock).ok() != Some(table[i].ident) {
+        retire(table.swap_remove(i));
+    }
+}
+
+/// Whether `a` is (still) the acceptor of `listen_sock`.
+fn is_current(listen_sock: c_int, a: &Arc<Acceptor>) -> bool {
+    let table = ACCEPTORS.lock().unwrap_or_else(|e| e.into_inner());
+    table
+        .iter()
+        .any(|r| r.fd == listen_sock && Arc::ptr_eq(&r.acceptor, a))
+}
+
+/// A connection kept alive after a request ended (`FCGX_Finish_r`, the web server's
+/// keep-conn), remembered for the `FCGX_Request` whose `ipcFd` still names it:
+/// `FCGX_Free(r, 1)` closes it through the engine, by key.
+#[derive(Debug)]
+struct Kept {
+    fd: c_int,
+    conn: Weak<Conn>,
+    acceptor: Weak<Acceptor>,
+}
+
+/// Kept connections by the address of their `FCGX_Request`. An entry goes when that
+/// request accepts again, is initialised again, or is freed with `close`; entries whose
+/// connection is gone are pruned as the table grows.
+static KEPT: Mutex<Option<HashMap<usize, Kept>>> = Mutex::new(None);
+
+fn remember_kept(request: usize, k: Kept) {
+    let mut guard = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let map = guard.get_or_insert_with(HashMap::new);
+    if map.len() >= 64 && map.len().is_power_of_two() {
+        map.retain(|_, k| k.conn.strong_count() > 0);
+    }
+    map.insert(request, k);
+}
+
+fn take_kept(request: usize) -> Option<Kept> {
+    let mut guard = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    guard.as_mut()?.remove(&request)
+}
+
+/// Forgets the kept connection of `request` (it is being initialised or accepts again;
+/// the connection stays with the engine).
+pub(crate) fn forget_kept(request: *const FCGX_Request) {
+    let _ = take_kept(request as usize);
 }
 
 /// The error `accept(2)` would give on `fd` if it is not a listening socket: EBADF,
@@ -108,7 +293,11 @@ fn check_listening(fd: c_int) -> io::Result<()> {
 
 /// A core request shared by the three stream backends of one `FCGX_Request`. They use it
 /// one at a time (a request is used by one thread at a time, as in libfcgi).
-struct CoreRef(*mut Request);
+struct CoreRef {
+    req: *mut Request,
+    /// [`FORKS`] when the request was accepted.
+    forks: u64,
+}
 
 // SAFETY: the request is only used by the thread that currently runs the FCGX_Request,
 // and it outlives the streams (FCGX_Free frees the streams first).
@@ -117,7 +306,23 @@ unsafe impl Send for CoreRef {}
 impl CoreRef {
     fn get(&mut self) -> &mut Request {
         // SAFETY: see the Send impl; the pointer comes from a live Box<Request>.
-        unsafe { &mut *self.0 }
+        unsafe { &mut *self.req }
+    }
+
+    /// The request, unless this process forked since it was accepted and it shares its
+    /// connection with other requests (FCGI_MPXS_CONNS=1): a child must not read or
+    /// write records there, the parent still does.
+    fn usable(&mut self) -> io::Result<&mut Request> {
+        settle_after_fork();
+        let forked = self.forks != FORKS.load(Ordering::Acquire);
+        let req = self.get();
+        if forked && req.link.as_ref().is_some_and(|l| l.multiplexed) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a request of a multiplexed connection is not served from a forked child",
+            ));
+        }
+        Ok(req)
     }
 }
 
@@ -130,7 +335,7 @@ struct CoreInput {
 impl StreamIo for CoreInput {
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let on_data = self.on_data;
-        let req = self.req.get();
+        let req = self.req.usable()?;
         if on_data {
             req.data().read(buf)
         } else {
@@ -158,7 +363,7 @@ struct CoreOutput {
 impl StreamIo for CoreOutput {
     fn empty(&mut self, data: &[u8], close: bool) -> io::Result<()> {
         let stderr = self.stderr;
-        let req = self.req.get();
+        let req = self.req.usable()?;
         let out: &mut dyn Write = if stderr { req.stderr() } else { req.stdout() };
         out.write_all(data)?;
         if close {
@@ -178,28 +383,47 @@ impl StreamIo for CoreOutput {
 /// # Safety
 /// `r` is a valid request whose previous request has been finished and freed.
 pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
+    forget_kept(r);
     if os::shutdown_pending() {
         return -libc::EINTR;
     }
-    let acceptor = match acceptor_for(r.listen_sock) {
+    let mut acceptor = match acceptor_for(r.listen_sock) {
         Ok(a) => a,
         Err(e) => return negative_errno(&e),
     };
-    // fcgi-pm hook (src/pm/scoreboard.rs): pm.max_requests reached, end every accept loop.
-    if crate::pm::scoreboard::should_exit() {
-        acceptor.shutdown();
-        return -libc::EINTR;
-    }
-    let accepted = if acceptor.engine().nonblocking() {
-        acceptor.try_accept()
-    } else {
-        acceptor.accept()
-    };
-    let req = match accepted {
-        Ok(req) => req,
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => return -libc::EINTR,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return -libc::EAGAIN,
-        Err(e) => return negative_errno(&e),
+    let req = loop {
+        if os::shutdown_pending() {
+            return -libc::EINTR;
+        }
+        // fcgi-pm hook (src/pm/scoreboard.rs): pm.max_requests reached, end every accept loop.
+        if crate::pm::scoreboard::should_exit() {
+            acceptor.shutdown();
+            return -libc::EINTR;
+        }
+        // The program's flags, read now: it may have made the socket non-blocking since.
+        // SAFETY: F_GETFL on a descriptor number; failure is reported by -1.
+        let flags = unsafe { libc::fcntl(r.listen_sock, libc::F_GETFL) };
+        let accepted = if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
+            acceptor.try_accept()
+        } else {
+            acceptor.accept()
+        };
+        match accepted {
+            Ok(req) => break req,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                // Retired meanwhile (the program closed its socket): go on with the
+                // socket that has the number now, if it is one.
+                if os::shutdown_pending() || is_current(r.listen_sock, &acceptor) {
+                    return -libc::EINTR;
+                }
+                acceptor = match acceptor_for(r.listen_sock) {
+                    Ok(a) => a,
+                    Err(e) => return negative_errno(&e),
+                };
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return -libc::EAGAIN,
+            Err(e) => return negative_errno(&e),
+        }
     };
     let mut req = Box::new(req);
     crate::pm::scoreboard::request_started_with(|n| req.param_bytes(n)); // fcgi-pm hook
@@ -217,10 +441,12 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
     r.appStatus = 0; // per request (libfcgi kept the previous request's: reference §8 #9)
     r.nWriters = 2;
     let core: *mut Request = &mut *req;
+    let forks = FORKS.load(Ordering::Acquire);
+    let core_ref = || CoreRef { req: core, forks };
     let request_ptr: *mut FCGX_Request = r;
     r.in_ = new_reader(
         Box::new(CoreInput {
-            req: CoreRef(core),
+            req: core_ref(),
             on_data: false,
         }),
         READER_BUFFLEN,
@@ -228,7 +454,7 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
     );
     r.out = new_writer(
         Box::new(CoreOutput {
-            req: CoreRef(core),
+            req: core_ref(),
             stderr: false,
         }),
         8192,
@@ -237,7 +463,7 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
     );
     r.err = new_writer(
         Box::new(CoreOutput {
-            req: CoreRef(core),
+            req: core_ref(),
             stderr: true,
         }),
         512,
@@ -246,23 +472,130 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
     );
     let mut ext = Box::new(RequestExt {
         params,
-        core: Some((req, acceptor)),
+        core: Some(Core {
+            req,
+            acceptor,
+            forks,
+        }),
     });
     r.envp = ext.params.envp();
     r.paramsPtr = Box::into_raw(ext).cast();
     0
 }
 
-/// Ends the core request of `ext` (if any) with `app_status`: END_REQUEST goes out and the
-/// core keeps or closes the connection. Returns whether there was one.
-pub(crate) fn finish_core(ext: &mut RequestExt, app_status: c_int) -> bool {
-    let Some((mut req, acceptor)) = ext.core.take() else {
-        return false;
+/// The connection side of `FCGX_Free(r, close)`, after the streams were freed: ends the
+/// core request of `ext` (if any) and closes what `close` asks to, by identity. `close`
+/// is the program's `FCGX_Free(r, 1)` (from `FCGX_Finish_r`, whose own conclusion the core
+/// makes better, it is false).
+///
+/// * Finishing (no `close`): `FCGI_END_REQUEST` with `appStatus` goes out and the core
+///   keeps or closes the connection; a kept one is remembered for `r`. In a child forked
+///   after the accept, the child writes the end records itself.
+/// * `close` on a detached request: let go of without a byte written or a shutdown (a
+///   forked child serves it, as with libfcgi's plain `close`).
+/// * `close` on a request not detached: abandoned as libfcgi does, without
+///   `FCGI_END_REQUEST`; the connection is shut down and closed.
+/// * No request, `close`: the connection kept for `r` by its last request is closed
+///   through the engine, if it is still the one `ipcFd` names. A descriptor number alone
+///   is never closed.
+/// * A multiplexed connection is never closed for one request, nor handed to a child.
+pub(crate) fn free_connection(r: &mut FCGX_Request, ext: Option<Box<RequestExt>>, close: bool) {
+    settle_after_fork();
+    let request = r as *const FCGX_Request as usize;
+    let detached = r.detached != 0;
+    let Some(Core {
+        mut req,
+        acceptor,
+        forks,
+    }) = ext.and_then(|e| e.core)
+    else {
+        if close {
+            if let Some(k) = take_kept(request).filter(|k| k.fd == r.ipcFd) {
+                if let (Some(conn), Some(acceptor)) = (k.conn.upgrade(), k.acceptor.upgrade()) {
+                    acceptor.engine().close_parked(&conn, !detached);
+                }
+            }
+        }
+        return;
     };
+    let in_child = forks != FORKS.load(Ordering::Acquire);
+    let multiplexed = req.link.as_ref().is_some_and(|l| l.multiplexed);
+    let mut app_status = r.appStatus;
+    if multiplexed {
+        if in_child || (close && detached) {
+            // Other requests share the connection (FCGI_MPXS_CONNS=1): it cannot go with
+            // a child. Said loudly; the parent answers 500, the child writes nothing.
+            fork_on_multiplexed(&mut req, in_child);
+            if in_child {
+                let _ = req.release_forked(true, false);
+                return;
+            }
+            app_status = 1;
+        }
+        // Ended as usual (also on FCGX_Free(r, 1): the connection is not the request's).
+    } else if close {
+        if !in_child {
+            crate::pm::scoreboard::request_finished(); // fcgi-pm hook
+        }
+        if detached {
+            // Handed over: a forked child serves it on its copy of the descriptor.
+            let _ = req.release_forked(in_child, false);
+        } else if in_child {
+            // Abandoned, as libfcgi's OS_IpcClose: no END_REQUEST, the socket shut down.
+            if let Some(l) = &req.link {
+                l.conn.shutdown_write();
+            }
+            let _ = req.release_forked(true, false);
+        } else {
+            req.abandon();
+        }
+        return;
+    } else if in_child {
+        // Finished by a child forked after the accept: the end records go out from here.
+        req.set_app_status(app_status);
+        let _ = req.release_forked(true, true);
+        return;
+    }
+    let conn = (!multiplexed)
+        .then(|| req.link.as_ref().map(|l| Arc::downgrade(&l.conn)))
+        .flatten();
+    let keep = req.keep_conn();
     req.set_app_status(app_status);
     let _ = acceptor.finish(*req);
     crate::pm::scoreboard::request_finished(); // fcgi-pm hook
-    true
+    if let (true, Some(conn)) = (keep, conn) {
+        remember_kept(
+            request,
+            Kept {
+                fd: r.ipcFd,
+                conn,
+                acceptor: Arc::downgrade(&acceptor),
+            },
+        );
+    }
+    revalidate(r.listen_sock);
+}
+
+/// A request of a multiplexed connection handed to a forked child: not supported (the
+/// two processes would write records on one connection). Says so on stderr; in the
+/// parent, the request is answered 500 (if nothing was sent yet) with the reason on
+/// FCGI_STDERR, then ended as usual.
+fn fork_on_multiplexed(req: &mut Request, in_child: bool) {
+    let msg = "fcgi: a request of a multiplexed connection (FCGI_MPXS_CONNS=1) cannot be \
+               handed to a forked child; it is answered 500";
+    eprintln!("{msg}");
+    if in_child {
+        return;
+    }
+    if !req.stdout_sent() {
+        req.stdout().0.discard();
+        let _ = req.respond(
+            500,
+            &[("Content-Type", "text/plain")],
+            b"500 Internal Server Error\n",
+        );
+    }
+    let _ = writeln!(req.stderr(), "{msg}");
 }
 
 /// `-errno` of an error, or -9999 when there is none (libfcgi's values).

@@ -221,6 +221,29 @@ pub(crate) struct Engine {
 thread_local! {
     /// Engines (by address) this thread has asked for requests.
     static SEEN: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// While this thread runs a non-blocking [`Engine::next`]: the connections it accepted
+    /// whose request head had not arrived, and until when it waits for them (see there).
+    static ACCEPTED: std::cell::RefCell<Option<Vec<Accepted>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A connection's key, and until when to wait for its head (None: no limit).
+type Accepted = (u64, Option<Instant>);
+
+/// Ends a non-blocking [`Engine::next`]'s list of the connections it accepted.
+struct AcceptedList;
+
+impl AcceptedList {
+    fn start() -> AcceptedList {
+        ACCEPTED.with(|a| *a.borrow_mut() = Some(Vec::new()));
+        AcceptedList
+    }
+}
+
+impl Drop for AcceptedList {
+    fn drop(&mut self) {
+        ACCEPTED.with(|a| *a.borrow_mut() = None);
+    }
 }
 
 fn stopped() -> io::Error {
@@ -322,15 +345,13 @@ impl Engine {
             .fold((0, 0), |(w, b), (qw, qb)| (w + qw, b + qb))
     }
 
-    /// Whether every listener is non-blocking (a program's `O_NONBLOCK` socket).
-    pub(crate) fn nonblocking(&self) -> bool {
-        let ls = self.listeners.read();
-        !ls.is_empty() && ls.iter().all(|l| l.nonblocking)
-    }
-
     /// Blocks until a request's head is complete and returns it; the calling thread then
     /// serves it and hands it back with [`Engine::finish`]. With `wait` false, returns
-    /// `WouldBlock` instead of waiting when nothing is ready.
+    /// `WouldBlock` instead of waiting when nothing is ready; but a connection this call
+    /// accepted is waited for until its request head is complete (or it closes, or the
+    /// read timeout passes), as libfcgi reads the connection it accepted: the caller (a
+    /// C event loop that polls its listening socket) would not learn of its request
+    /// otherwise, the socket being no longer readable.
     ///
     /// # Errors
     ///
@@ -339,6 +360,7 @@ impl Engine {
         if self.count_threads {
             self.count_thread();
         }
+        let _accepted = (!wait).then(AcceptedList::start);
         loop {
             if self.is_stopping() {
                 return Err(stopped());
@@ -360,7 +382,11 @@ impl Engine {
                 }
                 continue;
             }
-            let timeout = if wait { None } else { Some(Duration::ZERO) };
+            let timeout = if wait {
+                None
+            } else {
+                self.accepted_head_wait()
+            };
             let ev = self.epoll.wait_one(timeout);
             self.waiters.fetch_sub(1, Ordering::SeqCst);
             let Some(ev) = ev? else {
@@ -388,6 +414,32 @@ impl Engine {
                 return Ok(self.hand_out(job));
             }
         }
+    }
+
+    /// How long a non-blocking [`Engine::next`] may still wait: for the connections it
+    /// accepted, while they wait in the poller for the rest of their heads (None: no
+    /// read timeout, no limit).
+    fn accepted_head_wait(&self) -> Option<Duration> {
+        ACCEPTED.with(|a| {
+            let mut a = a.borrow_mut();
+            let Some(list) = a.as_mut() else {
+                return Some(Duration::ZERO);
+            };
+            let now = Instant::now();
+            let mut t = self.table.lock();
+            list.retain(|&(key, until)| {
+                matches!(t.get(key), Some(e) if !e.busy) && until.is_none_or(|u| u > now)
+            });
+            if list.iter().any(|(_, until)| until.is_none()) {
+                return None;
+            }
+            Some(
+                list.iter()
+                    .filter_map(|(_, until)| *until)
+                    .min()
+                    .map_or(Duration::ZERO, |u| u.saturating_duration_since(now)),
+            )
+        })
     }
 
     fn count_thread(&self) {
@@ -544,7 +596,17 @@ impl Engine {
             }
         }
         let conn = self.insert(fd);
-        self.drive(conn, false)
+        let key = conn.key;
+        let job = self.drive(conn, false);
+        if job.is_none() {
+            ACCEPTED.with(|a| {
+                if let Some(list) = a.borrow_mut().as_mut() {
+                    let until = self.shared.read_timeout.map(|t| Instant::now() + t);
+                    list.push((key, until));
+                }
+            });
+        }
+        job
     }
 
     fn accept_error(&self, e: io::Error) {
@@ -802,9 +864,10 @@ impl Engine {
                 Ok(Progress::NeedMore(used)) => {
                     rs.buf.consume(used);
                     if rs.machine.wants_close() {
-                        break Pumped::Close {
-                            clean: rs.buf.is_empty(),
-                        };
+                        // The machine ended a request itself (a refusal, an unknown
+                        // role): its peer may still be sending the rest of it, which
+                        // must not reset the answer. Linger.
+                        break Pumped::Close { clean: false };
                     }
                     if rs.eof {
                         if !rs.machine.is_idle() {
@@ -1074,6 +1137,86 @@ impl Engine {
             self.close_if_parked(conn);
         }
         r.is_ok()
+    }
+
+    /// Closes a connection that waits in the poller between requests, because the
+    /// program asked (the C ABI's `FCGX_Free(r, 1)` after `FCGX_Finish_r` on a kept
+    /// connection); found by its key, so a later connection on the same descriptor number
+    /// is never touched. `linger`: shut down our side and drain the peer's last bytes
+    /// first, as `OS_IpcClose` does. Output still going out is sent first. Nothing happens
+    /// when the connection is gone or a thread holds it (its next request runs). Returns
+    /// whether it will close.
+    pub(crate) fn close_parked(&self, conn: &Arc<Conn>, linger: bool) -> bool {
+        {
+            let mut t = self.table.lock();
+            let Some(e) = t.get(conn.key) else {
+                return false;
+            };
+            if e.busy || !Arc::ptr_eq(&e.conn, conn) {
+                return false;
+            }
+            if let Phase::Flush { .. } = e.phase {
+                e.phase = Phase::Flush { keep: false };
+                return true;
+            }
+            e.busy = true;
+        }
+        self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+        self.close(conn, linger);
+        true
+    }
+
+    /// Ends a request of a connection that does not multiplex without END_REQUEST and
+    /// closes the connection (shut down, the peer's last bytes drained in the poller):
+    /// the program gave up on it. The calling thread holds the connection.
+    pub(crate) fn abandon(&self, conn: &Arc<Conn>) {
+        self.job_done();
+        self.counters.aborted.fetch_add(1, Ordering::Relaxed);
+        self.close(conn, true);
+    }
+
+    /// A request's connection leaves the engine without END_REQUEST and without being
+    /// shut down (the C ABI's fork support: the request was handed to a forked child,
+    /// whose copy of the descriptor now serves it). The engine stops watching it; its
+    /// descriptor closes when the request lets go of it. `in_child`: this process is the
+    /// forked child, which shares the parent's epoll set and must leave it alone.
+    pub(crate) fn forget(&self, conn: &Arc<Conn>, in_child: bool) {
+        let entry = if in_child {
+            // Locks another thread of the parent held at the fork stay held: never wait.
+            self.table.try_lock().and_then(|mut t| t.remove(conn.key))
+        } else {
+            self.job_done();
+            self.table.lock().remove(conn.key)
+        };
+        let Some(entry) = entry else { return };
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        if !entry.busy {
+            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+        }
+        if !in_child && entry.interest.is_some() {
+            let _ = self.epoll.delete(conn.as_fd());
+        }
+        drop(entry);
+        if !in_child && self.table.lock().open + 1 == self.shared.limits.max_conns {
+            self.update_listening();
+        }
+    }
+
+    /// In a forked child: lets go of every connection the engine held when the process
+    /// forked (the child's copies of their descriptors close as their last users drop
+    /// them), without a system call on what the child shares with its parent (the epoll
+    /// set, the sockets' state). Skipped if another thread held the table at the fork.
+    pub(crate) fn abandon_in_child(&self) {
+        let Some(mut t) = self.table.try_lock() else {
+            return;
+        };
+        let mut entries = Vec::new();
+        for key in 0..t.slots.len() as u64 {
+            let key = key | (u64::from(t.slots[key as usize].gen) << 32);
+            entries.extend(t.remove(key));
+        }
+        drop(t);
+        drop(entries);
     }
 
     fn close_if_parked(&self, conn: &Arc<Conn>) {

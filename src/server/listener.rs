@@ -301,8 +301,13 @@ impl Drop for Listener {
 }
 
 /// The `FCGI_WEB_SERVER_ADDRS` allow-list: a comma-separated list of IPv4 or IPv6 addresses
-/// (spec 3.2). When set, a TCP peer not in the list, and any Unix-socket peer, is dropped at
-/// once. IPv4-mapped IPv6 peers (`::ffff:a.b.c.d`) match their IPv4 entry.
+/// (spec 3.2), the one rule for every entry point (the Rust server, [`Acceptor`], and
+/// the C library's `FCGX_Accept_r` and `OS_Accept`). When set, a TCP peer not in the list
+/// is dropped at once; Unix-socket peers are not concerned (the list names TCP peers, as
+/// in libfcgi). IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) and their IPv4 form are the
+/// same address, in the list and in the peer.
+///
+/// [`Acceptor`]: crate::server::Acceptor
 ///
 /// # Example
 ///
@@ -312,11 +317,23 @@ impl Drop for Listener {
 /// assert!(list.allows(Some("127.0.0.1".parse().unwrap())));
 /// assert!(list.allows(Some("::ffff:127.0.0.1".parse().unwrap())));
 /// assert!(!list.allows(Some("10.1.2.3".parse().unwrap())));
-/// assert!(!list.allows(None));
+/// let mapped = AllowList::parse("::ffff:127.0.0.1").unwrap();
+/// assert!(mapped.allows(Some("127.0.0.1".parse().unwrap())));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AllowList {
     addrs: Vec<IpAddr>,
+}
+
+/// An address in the form the list compares: IPv4-mapped IPv6 as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
 }
 
 impl AllowList {
@@ -325,12 +342,15 @@ impl AllowList {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` naming the entry that is not an IP address.
+    /// `InvalidInput` naming the entry that is not an IP address, or saying that the list
+    /// names no address at all (`" , "`): such a list would drop every TCP peer, so it is
+    /// refused rather than applied. (Unset, or set to the empty string, means no list.)
     ///
     /// # Example
     ///
     /// ```
     /// assert!(fcgi::server::AllowList::parse("localhost").is_err());
+    /// assert!(fcgi::server::AllowList::parse(" , ").is_err());
     /// ```
     pub fn parse(s: &str) -> io::Result<AllowList> {
         let mut addrs = Vec::new();
@@ -341,7 +361,13 @@ impl AllowList {
                     format!("FCGI_WEB_SERVER_ADDRS: {item:?} is not an IP address"),
                 )
             })?;
-            addrs.push(ip);
+            addrs.push(canonical(ip));
+        }
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("FCGI_WEB_SERVER_ADDRS: {s:?} names no address (it would drop every peer)"),
+            ));
         }
         Ok(AllowList { addrs })
     }
@@ -351,7 +377,8 @@ impl AllowList {
     ///
     /// # Errors
     ///
-    /// As [`AllowList::parse`]: a malformed list is an error, never "allow all".
+    /// As [`AllowList::parse`]: a malformed list, or one without an address, is an error,
+    /// never "allow all" nor "drop all".
     ///
     /// # Example
     ///
@@ -360,29 +387,27 @@ impl AllowList {
     /// ```
     pub fn from_env() -> io::Result<Option<AllowList>> {
         match std::env::var("FCGI_WEB_SERVER_ADDRS") {
-            Ok(v) if !v.trim().is_empty() => AllowList::parse(&v).map(Some),
+            Ok(v) if !v.is_empty() => AllowList::parse(&v).map(Some),
             _ => Ok(None),
         }
     }
 
-    /// Whether a peer with this address may talk to the application; `None` stands for a
-    /// non-TCP peer, which never matches (spec 3.2).
+    /// Whether a TCP peer with this address may talk to the application. `None` stands
+    /// for a peer without an IP address (a Unix socket's): the list does not concern it,
+    /// so it is allowed.
     ///
     /// # Example
     ///
     /// ```
     /// let list = fcgi::server::AllowList::parse("::1").unwrap();
     /// assert!(list.allows(Some("::1".parse().unwrap())));
+    /// assert!(!list.allows(Some("127.0.0.1".parse().unwrap())));
+    /// assert!(list.allows(None));
     /// ```
     pub fn allows(&self, peer: Option<IpAddr>) -> bool {
-        let Some(peer) = peer else { return false };
-        let peer = match peer {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
-        self.addrs.contains(&peer)
+        match peer {
+            None => true,
+            Some(ip) => self.addrs.contains(&canonical(ip)),
+        }
     }
 }

@@ -67,7 +67,9 @@ impl fmt::Debug for Request {
 }
 
 impl Request {
-    /// The role the web server asked for (Responder, Authorizer or Filter).
+    /// The role the web server asked for (Responder, Authorizer or Filter). The C library
+    /// gives it as the param `FCGI_ROLE`, first in `envp`; here it is only this method
+    /// ([`Request::params`] holds what the web server sent).
     ///
     /// # Example
     ///
@@ -154,7 +156,8 @@ impl Request {
         self.params.get(name)
     }
 
-    /// All params, in the order the web server sent them.
+    /// All params, in the order the web server sent them (and nothing else: no
+    /// `FCGI_ROLE`, see [`Request::role`]).
     ///
     /// # Example
     ///
@@ -500,15 +503,7 @@ impl Request {
             c.aborted.fetch_add(1, Ordering::Relaxed);
         }
         let id = self.id;
-        let err_tail = self.stderr.0.take_final();
-        let out_tail = self.stdout.0.take_final();
-        let mut end = Vec::with_capacity(16);
-        crate::protocol::encode_end_request(
-            &mut end,
-            id,
-            self.app_status as u32,
-            ProtocolStatus::RequestComplete,
-        );
+        let [err_tail, out_tail, end] = self.final_records();
         // Counted before END_REQUEST goes out: a web server that has read it sees it.
         if !aborted {
             c.served.fetch_add(1, Ordering::Relaxed);
@@ -520,6 +515,62 @@ impl Request {
         } else {
             (Ok(()), link.engine.finish(&link.conn, id, &tail))
         }
+    }
+}
+
+impl Request {
+    /// The bytes that end the request: the end of stderr and of stdout (their buffered
+    /// content first), then END_REQUEST with the app status.
+    fn final_records(&mut self) -> [Vec<u8>; 3] {
+        let err_tail = self.stderr.0.take_final();
+        let out_tail = self.stdout.0.take_final();
+        let mut end = Vec::with_capacity(16);
+        crate::protocol::encode_end_request(
+            &mut end,
+            self.id,
+            self.app_status as u32,
+            ProtocolStatus::RequestComplete,
+        );
+        [err_tail, out_tail, end]
+    }
+
+    /// Ends the request without END_REQUEST and closes its connection, shutting it down
+    /// and draining what the peer still sends (the C ABI's `FCGX_Free(r, 1)` on a request
+    /// not finished: the web server sees it fail, as with libfcgi). Not for multiplexed
+    /// connections, which other requests share.
+    pub(crate) fn abandon(mut self) {
+        let Some(link) = self.link.take() else {
+            return;
+        };
+        debug_assert!(!link.multiplexed);
+        link.engine.counters.busy.fetch_sub(1, Ordering::Relaxed);
+        link.engine.abandon(&link.conn);
+    }
+
+    /// The C ABI's fork support: the request leaves its engine without the engine ending
+    /// it. With `write_end`, its end records and END_REQUEST are written here (blocking,
+    /// under the write timeout: a forked child finishing the request); without, nothing is
+    /// written (a parent letting go of a request its child serves). Either way this
+    /// process's descriptor closes as the request drops, with no shutdown of the socket.
+    /// `in_child`: this process was forked after the request was accepted, and shares the
+    /// engine's epoll set with its parent; it is left alone.
+    ///
+    /// # Errors
+    ///
+    /// The final write failed.
+    pub(crate) fn release_forked(mut self, in_child: bool, write_end: bool) -> io::Result<()> {
+        let Some(link) = self.link.take() else {
+            return Ok(());
+        };
+        link.engine.counters.busy.fetch_sub(1, Ordering::Relaxed);
+        let r = if write_end {
+            let [err_tail, out_tail, end] = self.final_records();
+            link.conn.write_all(&[&err_tail, &out_tail, &end])
+        } else {
+            Ok(())
+        };
+        link.engine.forget(&link.conn, in_child);
+        r
     }
 }
 
