@@ -165,6 +165,10 @@ pub unsafe extern "C" fn FCGX_OpenSocket(path: *const c_char, backlog: c_int) ->
     ffi_boundary!({
         // SAFETY: forwarded contract.
         let fd = unsafe { os::OS_CreateLocalIpcFd(path, backlog) };
+        if fd >= 0 {
+            // A listening socket the program had at this number is gone.
+            super::request::replaced(fd);
+        }
         if fd == 0 {
             let _ = IS_FASTCGI.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);
         }

@@ -141,19 +141,19 @@ fn retire(r: Registered) {
 }
 
 /// The acceptor for the listening socket on `listen_sock`, made on first use. It works on
-/// a `dup` of the program's descriptor and leaves its file status flags alone. An acceptor
-/// made for another socket that had this number (closed since) is retired.
+/// a `dup` of the program's descriptor and leaves its file status flags alone (the
+/// `O_NONBLOCK` it finds then decides whether `FCGX_Accept_r` may return -EAGAIN). Found
+/// by number, with no system call per request: a socket the library opens at a number
+/// that has an acceptor retires it ([`replaced`]). (A program that closes its listening
+/// socket and goes on calling `FCGX_Accept_r` on the number without opening another is
+/// still served from the `dup`; classic libfcgi would fail with -EBADF.)
 fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     settle_after_fork();
-    let ident = identity(listen_sock);
     let mut table = ACCEPTORS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(i) = table.iter().position(|r| r.fd == listen_sock) {
-        if ident.as_ref().ok() == Some(&table[i].ident) {
-            return Ok(Arc::clone(&table[i].acceptor));
-        }
-        retire(table.swap_remove(i));
+    if let Some(r) = table.iter().find(|r| r.fd == listen_sock) {
+        return Ok(Arc::clone(&r.acceptor));
     }
-    let ident = ident?;
+    let ident = identity(listen_sock)?;
     check_listening(listen_sock)?;
     let allow = match web_server_addrs() {
         Some(list) if !list.as_bytes().is_empty() => {
@@ -212,15 +212,14 @@ fn report_bad_allow_list(list: &str, e: &io::Error) {
     }
 }
 
-/// Retires the acceptor of `listen_sock` if the program closed that socket (its number is
-/// closed or now names another file).
-fn revalidate(listen_sock: c_int) {
+/// The library just opened a socket at descriptor `fd` (`FCGX_OpenSocket`): an acceptor
+/// made for a socket that had this number before is stale, and retires.
+pub(crate) fn replaced(fd: c_int) {
     let mut table = ACCEPTORS.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(i) = table.iter().position(|r| r.fd == listen_sock) else {
-        return;
-    };
-    if identity(listen_sock).ok() != Some(table[i].ident) {
-        retire(table.swap_remove(i));
+    if let Some(i) = table.iter().position(|r| r.fd == fd) {
+        if identity(fd).ok() != Some(table[i].ident) {
+            retire(table.swap_remove(i));
+        }
     }
 }
 
@@ -400,10 +399,7 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
             acceptor.shutdown();
             return -libc::EINTR;
         }
-        // The program's flags, read now: it may have made the socket non-blocking since.
-        // SAFETY: F_GETFL on a descriptor number; failure is reported by -1.
-        let flags = unsafe { libc::fcntl(r.listen_sock, libc::F_GETFL) };
-        let accepted = if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
+        let accepted = if acceptor.engine().nonblocking() {
             acceptor.try_accept()
         } else {
             acceptor.accept()
@@ -573,7 +569,6 @@ pub(crate) fn free_connection(r: &mut FCGX_Request, ext: Option<Box<RequestExt>>
             },
         );
     }
-    revalidate(r.listen_sock);
 }
 
 /// A request of a multiplexed connection handed to a forked child: not supported (the

@@ -345,6 +345,13 @@ impl Engine {
             .fold((0, 0), |(w, b), (qw, qb)| (w + qw, b + qb))
     }
 
+    /// Whether every listener's file was non-blocking when the engine was made (a C
+    /// program's `O_NONBLOCK` socket: `FCGX_Accept_r` then returns -EAGAIN).
+    pub(crate) fn nonblocking(&self) -> bool {
+        let ls = self.listeners.read();
+        !ls.is_empty() && ls.iter().all(|l| l.nonblocking)
+    }
+
     /// Blocks until a request's head is complete and returns it; the calling thread then
     /// serves it and hands it back with [`Engine::finish`]. With `wait` false, returns
     /// `WouldBlock` instead of waiting when nothing is ready; but a connection this call
