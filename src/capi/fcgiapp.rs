@@ -63,9 +63,10 @@ pub(crate) fn web_server_addrs() -> Option<CString> {
 /// `FCGX_Free` (so by `FCGX_Finish_r` and the next `FCGX_Accept_r`).
 #[derive(Debug)]
 pub(crate) struct ParamsBlock {
-    /// The strings, each `name=value` and a NUL; boxed, so they do not move.
-    strings: Vec<Box<[u8]>>,
-    /// Pointers to `strings`, then NULL.
+    /// The strings, each `name=value` and a NUL, one after another in one allocation that
+    /// never grows (so it never moves).
+    strings: Box<[u8]>,
+    /// Pointers into `strings`, then NULL.
     envp: Vec<*mut c_char>,
 }
 
@@ -77,28 +78,34 @@ impl ParamsBlock {
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
-        let mut strings: Vec<Box<[u8]>> = pairs
-            .into_iter()
-            .map(|(name, value)| {
-                let mut s = Vec::with_capacity(name.len() + value.len() + 2);
-                s.extend_from_slice(name);
-                s.push(b'=');
-                s.extend_from_slice(value);
-                s.push(0);
-                s.into_boxed_slice()
-            })
-            .collect();
-        let mut envp: Vec<*mut c_char> = strings
-            .iter_mut()
-            .map(|s| s.as_mut_ptr().cast::<c_char>())
-            .collect();
+        let pairs: Vec<(&[u8], &[u8])> = pairs.into_iter().collect();
+        let total: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+        let mut strings = Vec::with_capacity(total);
+        let mut starts = Vec::with_capacity(pairs.len());
+        for (name, value) in &pairs {
+            starts.push(strings.len());
+            strings.extend_from_slice(name);
+            strings.push(b'=');
+            strings.extend_from_slice(value);
+            strings.push(0);
+        }
+        let mut strings = strings.into_boxed_slice();
+        let base = strings.as_mut_ptr();
+        let mut envp: Vec<*mut c_char> = Vec::with_capacity(starts.len() + 1);
+        // SAFETY: every start is an offset inside `strings`.
+        envp.extend(
+            starts
+                .iter()
+                .map(|&at| unsafe { base.add(at) }.cast::<c_char>()),
+        );
         envp.push(ptr::null_mut());
         Box::new(ParamsBlock { strings, envp })
     }
 
     /// The `char **` for `FCGX_Request::envp`; valid while the block lives.
     pub(crate) fn envp(&mut self) -> *mut *mut c_char {
-        debug_assert_eq!(self.envp.len(), self.strings.len() + 1);
+        debug_assert!(self.envp.last().is_some_and(|p| p.is_null()));
+        debug_assert!(!self.envp.is_empty() || self.strings.is_empty());
         self.envp.as_mut_ptr()
     }
 }
