@@ -61,6 +61,11 @@ pub(crate) struct Options {
     pub(crate) external_stop: Option<fn() -> bool>,
     /// Count the distinct threads that call [`Engine::next`] as `FCGI_MAX_REQS`.
     pub(crate) count_threads: bool,
+    /// `TCP_DEFER_ACCEPT` on TCP listeners: the kernel hands a connection over once its
+    /// first bytes are in (fewer system calls per connection). Off for the C library: it
+    /// leaves the program's socket alone, and a single-threaded program's accept then
+    /// overlaps the peer's first write (faster at concurrency 1).
+    pub(crate) defer_accept: bool,
     /// Finish a request's output from the poller when the peer reads slowly (the Rust
     /// server, which lives until its drain). Off for the C library: a program may exit
     /// right after `FCGX_Finish_r`, so the last write completes before it returns.
@@ -268,7 +273,9 @@ impl Engine {
                 if let Listener::Tcp(t) = &l {
                     // FastCGI clients speak first: accept once the first bytes are in, and
                     // send responses without Nagle's delay (accepted sockets inherit it).
-                    crate::sys::set_defer_accept(t.as_fd());
+                    if opts.defer_accept {
+                        crate::sys::set_defer_accept(t.as_fd());
+                    }
                     crate::sys::set_nodelay(t.as_fd());
                 }
                 Listening {
@@ -536,12 +543,29 @@ impl Engine {
         ls.len() == 1 && !ls[0].nonblocking
     }
 
+    /// A C program's only thread, with nothing else to watch: waits in `accept(2)`, then
+    /// for the new connection's first bytes and the listener at once (`poll`), so a peer
+    /// that is slow to speak never keeps the next connection waiting.
     fn accept_blocking(&self) -> Option<Job> {
-        let res = {
-            let ls = self.listeners.read();
-            epoll::accept(ls.first()?.listener.as_fd())
+        let listener = {
+            use std::os::fd::AsRawFd;
+            self.listeners.read().first()?.listener.as_raw_fd()
         };
-        self.accepted(res)
+        // SAFETY: the listener stays open until the engine stops, which a thread of this
+        // single-threaded program can only do by a signal, which interrupts these calls (a
+        // descriptor closed meanwhile makes them fail, never block).
+        let listener = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener) };
+        let res = epoll::accept(listener);
+        let Ok((fd, peer)) = res else {
+            return self.accepted(res);
+        };
+        let timeout = self.shared.read_timeout;
+        let first = epoll::wait_either(fd.as_fd(), listener, timeout);
+        match first {
+            // Nothing within the head's deadline: a silent peer.
+            Ok(None) => None,
+            _ => self.accepted(Ok((fd, peer))),
+        }
     }
 
     /// A free thread, before it waits: connections that arrived together with the last

@@ -186,6 +186,7 @@ impl Config {
             external_stop: None,
             count_threads: false,
             classic_accept: false,
+            defer_accept: true,
             write_completion: true,
         }
     }

@@ -301,6 +301,39 @@ pub(crate) fn set_timeout(fd: BorrowedFd<'_>, write: bool, t: Option<Duration>) 
     cvt(rc as isize).map(drop)
 }
 
+/// Waits until `first` or `second` is readable, up to `timeout`: `Some(true)` when
+/// `first` is (errors and hang-ups count), `Some(false)` when only `second` is or a signal
+/// interrupted the wait, `None` when the time passed.
+pub(crate) fn wait_either(
+    first: BorrowedFd<'_>,
+    second: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> io::Result<Option<bool>> {
+    let mut fds = [
+        libc::pollfd {
+            fd: first.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: second.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two valid pollfds that live across the call.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms(timeout)) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(Some(false))
+        } else {
+            Err(e)
+        };
+    }
+    Ok((n > 0).then_some(fds[0].revents != 0))
+}
+
 /// Waits until `fd` is readable (`write` false) or writable, up to `timeout`; false when
 /// the time passed without it. Errors and hang-ups count as ready (the next call says).
 pub(crate) fn wait_fd(
