@@ -149,6 +149,12 @@ pub extern "C" fn FCGX_Init() -> c_int {
             let e = super::errno();
             return if e != 0 { e } else { INIT_FAILED };
         }
+        if crate::sys::is_unconnected_socket(0) {
+            // The listening socket a web server or manager passed on fd 0: from now on the
+            // kernel keeps connections that have not spoken yet (see the engine).
+            // SAFETY: fd 0 is open (it is a socket); a failure only leaves it unset.
+            crate::sys::set_defer_accept(unsafe { std::os::fd::BorrowedFd::borrow_raw(0) });
+        }
         let addrs = std::env::var_os("FCGI_WEB_SERVER_ADDRS")
             .and_then(|v| CString::new(std::os::unix::ffi::OsStringExt::into_vec(v)).ok());
         if let Ok(mut slot) = WEB_SERVER_ADDRS.lock() {
@@ -175,6 +181,8 @@ pub unsafe extern "C" fn FCGX_OpenSocket(path: *const c_char, backlog: c_int) ->
         if fd >= 0 {
             // A listening socket the program had at this number is gone.
             super::request::replaced(fd);
+            // SAFETY: fd was just opened here; a failure (a Unix socket) leaves it unset.
+            crate::sys::set_defer_accept(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
         }
         if fd == 0 {
             let _ = IS_FASTCGI.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire);

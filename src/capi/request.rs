@@ -188,9 +188,6 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     opts.count_threads = true;
     opts.external_stop = Some(os::shutdown_pending);
     opts.classic_accept = true;
-    // The program's socket is left alone (and accepting before the first bytes overlaps
-    // the peer's write: faster at concurrency 1).
-    opts.defer_accept = false;
     // The program may exit right after FCGX_Finish_r: its last write completes first.
     opts.write_completion = false;
     watch_forks();

@@ -62,9 +62,11 @@ pub(crate) struct Options {
     /// Count the distinct threads that call [`Engine::next`] as `FCGI_MAX_REQS`.
     pub(crate) count_threads: bool,
     /// `TCP_DEFER_ACCEPT` on TCP listeners: the kernel hands a connection over once its
-    /// first bytes are in (fewer system calls per connection). Off for the C library: it
-    /// leaves the program's socket alone, and a single-threaded program's accept then
-    /// overlaps the peer's first write (faster at concurrency 1).
+    /// first bytes are in. Without it, a free thread that accepted a connection whose
+    /// bytes are still on their way is free to accept the next one, and a process takes
+    /// connections its siblings on the same socket would serve at once (and a program that
+    /// polls the socket before accepting sees it empty). It costs some latency at
+    /// concurrency 1 (the kernel makes the connection when the bytes arrive).
     pub(crate) defer_accept: bool,
     /// Finish a request's output from the poller when the peer reads slowly (the Rust
     /// server, which lives until its drain). Off for the C library: a program may exit
@@ -543,13 +545,20 @@ impl Engine {
         ls.len() == 1 && !ls[0].nonblocking
     }
 
-    /// A C program's only thread, with nothing else to watch: waits in `accept(2)`, then
-    /// for the new connection's first bytes and the listener at once (`poll`), so a peer
-    /// that is slow to speak never keeps the next connection waiting.
+    /// A C program's only thread, with nothing else to watch: waits in `accept(2)`. On a
+    /// Unix socket (no `TCP_DEFER_ACCEPT` there), it then waits for the new connection's
+    /// first bytes and the listener at once (`poll`): it stays with the connection it took
+    /// unless another arrives meanwhile, and a peer slow to speak never keeps the next one
+    /// waiting.
     fn accept_blocking(&self) -> Option<Job> {
-        let listener = {
+        let (listener, is_tcp) = {
             use std::os::fd::AsRawFd;
-            self.listeners.read().first()?.listener.as_raw_fd()
+            let ls = self.listeners.read();
+            let l = ls.first()?;
+            (
+                l.listener.as_raw_fd(),
+                matches!(l.listener, Listener::Tcp(_)),
+            )
         };
         // SAFETY: the listener stays open until the engine stops, which a thread of this
         // single-threaded program can only do by a signal, which interrupts these calls (a
@@ -559,13 +568,13 @@ impl Engine {
         let Ok((fd, peer)) = res else {
             return self.accepted(res);
         };
-        let timeout = self.shared.read_timeout;
-        let first = epoll::wait_either(fd.as_fd(), listener, timeout);
-        match first {
-            // Nothing within the head's deadline: a silent peer.
-            Ok(None) => None,
-            _ => self.accepted(Ok((fd, peer))),
+        if !is_tcp {
+            let timeout = self.shared.read_timeout;
+            if let Ok(None) = epoll::wait_either(fd.as_fd(), listener, timeout) {
+                return None; // nothing within the head's deadline: a silent peer
+            }
         }
+        self.accepted(Ok((fd, peer)))
     }
 
     /// A free thread, before it waits: connections that arrived together with the last

@@ -229,7 +229,9 @@ use epoll::timeout_ms;
 pub(crate) fn set_defer_accept(fd: BorrowedFd<'_>) {
     #[cfg(target_os = "linux")]
     {
-        let secs: libc::c_int = 1;
+        // Long enough that a peer which connects and says nothing never leaves the kernel
+        // (it would be accepted, bytes-less, once the deferral ran out).
+        let secs: libc::c_int = 30;
         // SAFETY: the option value is a c_int that lives across the call; a failure (say, on
         // a Unix socket) only means the option is not set.
         unsafe {
