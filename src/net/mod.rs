@@ -619,6 +619,40 @@ fn clear_unix_path(path: &Path, existing: Existing) -> io::Result<()> {
     Ok(())
 }
 
+/// A user of the system's database, by name or number: (uid, primary gid, name). For the
+/// owner of a socket, and for a process manager's `user` directive.
+///
+/// # Errors
+///
+/// `NotFound` naming the user when the database has no such user.
+///
+/// # Example
+///
+/// ```
+/// let (uid, _gid, name) = fcgi::net::user("root").unwrap();
+/// assert_eq!((uid, name.to_str().unwrap()), (0, "root"));
+/// assert!(fcgi::net::user("no-such-user-here").is_err());
+/// ```
+pub fn user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t, std::ffi::CString)> {
+    crate::sys::lookup_user(user)
+}
+
+/// A group's gid, by name or number.
+///
+/// # Errors
+///
+/// `NotFound` naming the group when the database has no such group.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(fcgi::net::group("0").unwrap(), 0);
+/// assert!(fcgi::net::group("no-such-group-here").is_err());
+/// ```
+pub fn group(group: &str) -> io::Result<libc::gid_t> {
+    crate::sys::lookup_gid(group)
+}
+
 /// Sets a bound Unix socket's mode, owner and group as `opts` say.
 fn set_permissions(path: &Path, opts: &BindOptions) -> io::Result<()> {
     if let Some(mode) = opts.mode {

@@ -252,29 +252,40 @@ fn unknown(what: &str, name: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("unknown {what} {name:?}"))
 }
 
-/// A user's uid, from a numeric uid or a name (`getpwnam_r`).
-pub(crate) fn lookup_uid(user: &str) -> io::Result<libc::uid_t> {
-    if let Ok(uid) = user.parse::<libc::uid_t>() {
-        return Ok(uid);
-    }
-    let name = std::ffi::CString::new(user).map_err(|_| unknown("user", user))?;
+/// A user of the system's database by name or number (`getpwnam_r`, `getpwuid_r`): the
+/// uid, the primary gid and the name.
+pub(crate) fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t, std::ffi::CString)> {
     let mut buf = vec![0u8; 16384];
-    // SAFETY: getpwnam_r fills a zeroed passwd with pointers into `buf`, which outlives
-    // their use; the result pointer is checked before the entry is read.
+    // SAFETY: getpwnam_r/getpwuid_r fill a zeroed passwd with pointers into `buf`, which
+    // outlives their use here; the result pointer is checked before the entry is read.
     unsafe {
         let mut pw: libc::passwd = std::mem::zeroed();
         let mut res: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwnam_r(
-            name.as_ptr(),
-            &mut pw,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut res,
-        );
+        let rc = if let Ok(uid) = user.parse::<libc::uid_t>() {
+            libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res)
+        } else {
+            let name = std::ffi::CString::new(user).map_err(|_| unknown("user", user))?;
+            libc::getpwnam_r(
+                name.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut res,
+            )
+        };
         if rc != 0 || res.is_null() {
             return Err(unknown("user", user));
         }
-        Ok(pw.pw_uid)
+        let name = std::ffi::CStr::from_ptr(pw.pw_name).to_owned();
+        Ok((pw.pw_uid, pw.pw_gid, name))
+    }
+}
+
+/// A user's uid: a number as it is, a name looked up.
+pub(crate) fn lookup_uid(user: &str) -> io::Result<libc::uid_t> {
+    match user.parse::<libc::uid_t>() {
+        Ok(uid) => Ok(uid),
+        Err(_) => lookup_user(user).map(|(uid, _, _)| uid),
     }
 }
 

@@ -133,8 +133,14 @@ impl Pm {
     }
 
     /// Waits until the manager has `n` children; panics with the log otherwise.
+    /// Waits until the manager has `n` children, each running its program already (a
+    /// child just forked is still the manager: its uid, directory, environment and
+    /// libraries are not the program's yet).
     pub fn wait_children(&self, n: usize, timeout: Duration) -> Vec<u32> {
-        let ok = wait_until(timeout, || self.children().len() == n);
+        let ok = wait_until(timeout, || {
+            let kids = self.children();
+            kids.len() == n && kids.iter().all(|k| execd(*k))
+        });
         let now = self.children();
         assert!(
             ok,
@@ -144,6 +150,12 @@ impl Pm {
         );
         now
     }
+}
+
+/// Whether process `pid` runs a program other than the manager (its `exec` is done).
+pub fn execd(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .is_ok_and(|exe| !exe.to_string_lossy().contains("fcgi-pm"))
 }
 
 /// The children of `pid` (from /proc).

@@ -46,61 +46,14 @@ pub struct Spawned {
     pub stderr: Option<ChildStderr>,
 }
 
-fn cstr(s: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| format!("'{s}' contains a NUL byte"))
-}
-
 /// A user by name or number: (uid, primary gid, name).
 pub fn lookup_user(u: &str) -> Result<(libc::uid_t, libc::gid_t, CString), String> {
-    let mut buf = vec![0u8; 16384];
-    // SAFETY: getpwnam_r/getpwuid_r fill a zeroed passwd with pointers into `buf`, which
-    // outlives their use here; the result pointer is checked.
-    unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut res: *mut libc::passwd = std::ptr::null_mut();
-        let rc = if let Ok(uid) = u.parse::<libc::uid_t>() {
-            libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res)
-        } else {
-            let name = cstr(u)?;
-            libc::getpwnam_r(
-                name.as_ptr(),
-                &mut pw,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut res,
-            )
-        };
-        if rc != 0 || res.is_null() {
-            return Err(format!("cannot get uid for user '{u}'"));
-        }
-        let name = std::ffi::CStr::from_ptr(pw.pw_name).to_owned();
-        Ok((pw.pw_uid, pw.pw_gid, name))
-    }
+    fcgi::net::user(u).map_err(|_| format!("cannot get uid for user '{u}'"))
 }
 
 /// A group by name or number.
 pub fn lookup_group(g: &str) -> Result<libc::gid_t, String> {
-    if let Ok(gid) = g.parse::<libc::gid_t>() {
-        return Ok(gid);
-    }
-    let name = cstr(g)?;
-    let mut buf = vec![0u8; 16384];
-    // SAFETY: as in lookup_user, for getgrnam_r.
-    unsafe {
-        let mut gr: libc::group = std::mem::zeroed();
-        let mut res: *mut libc::group = std::ptr::null_mut();
-        let rc = libc::getgrnam_r(
-            name.as_ptr(),
-            &mut gr,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut res,
-        );
-        if rc != 0 || res.is_null() {
-            return Err(format!("cannot get gid for group '{g}'"));
-        }
-        Ok(gr.gr_gid)
-    }
+    fcgi::net::group(g).map_err(|_| format!("cannot get gid for group '{g}'"))
 }
 
 /// The supplementary groups of `user` (initgroups' list), worked out in the manager since
