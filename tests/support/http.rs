@@ -247,6 +247,35 @@ pub struct Echo {
 }
 
 impl Echo {
+    /// What nginx sends for `GET /some/path?a=1&b=two` through `/etc/nginx/fastcgi_params`
+    /// on `port`: the CGI params, in the order that file starts with, and no body.
+    pub fn assert_nginx_get(&self, port: u16) {
+        self.assert_param("REQUEST_METHOD", "GET");
+        self.assert_param("QUERY_STRING", "a=1&b=two");
+        self.assert_param("REQUEST_URI", "/some/path?a=1&b=two");
+        self.assert_param("SCRIPT_NAME", "/some/path");
+        self.assert_param("SERVER_PROTOCOL", "HTTP/1.1");
+        self.assert_param("GATEWAY_INTERFACE", "CGI/1.1");
+        self.assert_param("REMOTE_ADDR", "127.0.0.1");
+        self.assert_param("SERVER_PORT", &port.to_string());
+        let first: Vec<&str> = self
+            .params
+            .iter()
+            .take(4)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(
+            first,
+            [
+                "QUERY_STRING",
+                "REQUEST_METHOD",
+                "CONTENT_TYPE",
+                "CONTENT_LENGTH"
+            ]
+        );
+        assert!(self.body.is_empty(), "GET echoed a body: {:?}", self.body);
+    }
+
     /// Parses the echo body: `NAME=VALUE` lines, an empty line, then the raw request body.
     pub fn parse(bytes: &[u8]) -> Echo {
         let mut params = Vec::new();
