@@ -229,3 +229,37 @@ fn garbage_bytes_of_every_kind_never_take_the_server_down() {
     let mut ok = srv.connect();
     assert_eq!(ok.request(1, false, &[], b"alive").body(), b"\nalive");
 }
+
+#[test]
+fn a_peer_that_asks_and_never_reads_is_not_read_without_end() {
+    // GET_VALUES after GET_VALUES, never reading the answers: the server must stop reading
+    // once it owes a bounded amount, so the peer's writes stall (instead of the server
+    // buffering answers for ever).
+    let srv = TestServer::start(config(1), echo);
+    let mut c = srv.connect();
+    let mut q = Vec::new();
+    for _ in 0..1000 {
+        fcgi::protocol::encode_get_values(&mut q, &["FCGI_MAX_CONNS", "FCGI_MAX_REQS"]);
+    }
+    c.s.set_write_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut sent = 0usize;
+    let stalled = loop {
+        match std::io::Write::write(&mut c.s, &q) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break true,
+            Err(e) => panic!("write: {e}"),
+        }
+        if sent > 256 << 20 {
+            break false;
+        }
+    };
+    assert!(
+        stalled,
+        "the server read {sent} bytes of queries it could not answer"
+    );
+    // And it still serves others.
+    let mut ok = srv.connect();
+    assert_eq!(ok.request(1, false, &[], b"fine").body(), b"\nfine");
+}

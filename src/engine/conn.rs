@@ -390,6 +390,11 @@ impl Conn {
         !self.write.lock().is_empty()
     }
 
+    /// Bytes of output waiting for room.
+    pub(crate) fn pending_len(&self) -> usize {
+        self.write.lock().len()
+    }
+
     /// Closes our sending side (the peer then sees the end of the response).
     pub(crate) fn shutdown_write(&self) {
         // SAFETY: shutdown on our own open descriptor.

@@ -750,6 +750,11 @@ impl Machine {
         !self.out.is_empty()
     }
 
+    /// Bytes of output to send.
+    pub(crate) fn output_len(&self) -> usize {
+        self.out.len()
+    }
+
     /// Messages worth a log line (refusals, unknown roles).
     pub(crate) fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)

@@ -44,6 +44,9 @@ const LISTENER_BASE: u64 = 1 << 62;
 const LINGER: Duration = Duration::from_secs(2);
 /// How long accepting pauses when descriptors (or memory) run out.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
+/// Output a connection may owe its peer (replies it does not read) before the engine
+/// stops reading that connection until the peer has taken it.
+const OWED_MAX: usize = 256 << 10;
 /// At most one log line per this interval for repeated accept errors.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -920,6 +923,11 @@ impl Engine {
                     if drained {
                         break Pumped::Wait;
                     }
+                    if conn.pending_len() + rs.machine.output_len() > OWED_MAX {
+                        // Replies the peer does not read (GET_VALUES after GET_VALUES):
+                        // read nothing more until they are out.
+                        break Pumped::Wait;
+                    }
                     match rs.fill_nonblocking(conn.as_fd(), pool) {
                         Ok(true) => drained = !rs.maybe_more,
                         Ok(false) => break Pumped::Wait,
@@ -953,16 +961,23 @@ impl Engine {
     /// the connection is finished (closed).
     fn drain_closing(&self, conn: &Arc<Conn>) -> bool {
         let mut buf = [0u8; 4096];
-        loop {
+        // A peer that keeps sending does not keep this thread: at most 1 MiB a turn (its
+        // next bytes bring the next turn; the linger deadline ends it).
+        for _ in 0..256 {
             match epoll::recv(conn.as_fd(), &mut buf, false) {
-                Ok(0) => break,
+                Ok(0) => {
+                    self.close(conn, false);
+                    return false;
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(_) => break,
+                Err(_) => {
+                    self.close(conn, false);
+                    return false;
+                }
             }
         }
-        self.close(conn, false);
-        false
+        true
     }
 
     /// Gives a connection this thread holds back to the poller, to wait in `phase`.
