@@ -35,12 +35,11 @@ pub(crate) struct Epoll {
     fd: OwnedFd,
 }
 
-/// One ready registration: its key and what happened.
+/// One ready registration: its key (what happened is read from the descriptor itself:
+/// the engine always reads, or writes, and sees).
 #[derive(Copy, Clone, Debug)]
 pub(crate) struct Ready {
     pub(crate) key: u64,
-    #[allow(dead_code)] // kept for debugging output
-    pub(crate) flags: u32,
 }
 
 impl Epoll {
@@ -88,10 +87,7 @@ impl Epoll {
                 Err(e)
             };
         }
-        Ok((n == 1).then_some(Ready {
-            key: ev.u64,
-            flags: ev.events,
-        }))
+        Ok((n == 1).then_some(Ready { key: ev.u64 }))
     }
 }
 
