@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 
 pub(crate) use conn::{aborted_error, BufPool, Conn, Inbox, Shared};
 pub(crate) use machine::{Event, Head, Limits, Progress, Which};
@@ -217,7 +217,6 @@ pub(crate) struct Engine {
     stopping: AtomicBool,
     /// Jobs handed out and not finished, for a graceful stop to wait on.
     jobs: Mutex<usize>,
-    jobs_done: Condvar,
     pub(crate) shared: Arc<Shared>,
     pub(crate) counters: Arc<Counters>,
     idle_timeout: Option<Duration>,
@@ -312,7 +311,6 @@ impl Engine {
             waiters: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             jobs: Mutex::new(0),
-            jobs_done: Condvar::new(),
             shared,
             counters,
             idle_timeout: opts.idle_timeout,
@@ -1294,8 +1292,9 @@ impl Engine {
     fn job_done(&self) {
         let mut jobs = self.jobs.lock();
         *jobs = jobs.saturating_sub(1);
-        if *jobs == 0 {
-            self.jobs_done.notify_all();
+        if *jobs == 0 && self.stopping.load(Ordering::Acquire) {
+            // The stopping thread waits in `drain` for this.
+            self.wake.notify();
         }
     }
 
@@ -1496,7 +1495,6 @@ impl Engine {
     /// readers, connections closing) until it is done, or until `deadline`. Returns whether
     /// everything finished.
     pub(crate) fn drain(&self, deadline: Instant) -> bool {
-        const STEP: Duration = Duration::from_millis(100);
         loop {
             let jobs = *self.jobs.lock();
             if jobs == 0 && !self.owes_output() {
@@ -1511,7 +1509,8 @@ impl Engine {
                 // work, and must not keep this wait from sleeping.
                 self.wake.drain();
             }
-            let ev = match self.epoll.wait_one(Some((deadline - now).min(STEP))) {
+            // Woken by the connections' events, and by requests finishing (`job_done`).
+            let ev = match self.epoll.wait_one(Some(deadline - now)) {
                 Ok(Some(ev)) => ev,
                 Ok(None) => continue,
                 Err(_) => return false,
