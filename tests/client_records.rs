@@ -491,6 +491,26 @@ enum Fate {
     AnswerAfter(Duration),
 }
 
+/// A script for [`scripted_children`]: the requests numbered in `dying` (from 0) are read
+/// and then dropped with their connection; every other one is answered.
+fn die_on(dying: &'static [usize]) -> impl Fn(usize, &[u8]) -> Fate + Send + Sync + 'static {
+    move |n, _| {
+        if dying.contains(&n) {
+            Fate::DieAfterReading
+        } else {
+            Fate::Answer
+        }
+    }
+}
+
+/// A pool of one connection to `addr`, with the tests' I/O deadline.
+fn one_conn_pool(addr: Address) -> Pool {
+    Pool::builder()
+        .backend(Backend::new(addr).max_conns(1))
+        .config(quick())
+        .build()
+}
+
 /// A keep-alive backend serving connections one after another (one "child"), deciding each
 /// request's fate with `fate(n)`. Every request it reads is recorded in the returned list.
 fn scripted_children(
@@ -579,17 +599,8 @@ fn a_request_that_may_have_run_is_never_sent_twice() {
         ("GET", None, b"payload"),
     ];
     for (i, (method, idempotent, body)) in cases.into_iter().enumerate() {
-        let (addr, seen, _) = scripted_children(1, |n, _| {
-            if n == 1 {
-                Fate::DieAfterReading
-            } else {
-                Fate::Answer
-            }
-        });
-        let pool = Pool::builder()
-            .backend(Backend::new(addr).max_conns(1))
-            .config(quick())
-            .build();
+        let (addr, seen, _) = scripted_children(1, die_on(&[1]));
+        let pool = one_conn_pool(addr);
         pool.send(
             FcgiRequest::new().param("REQUEST_METHOD", "GET"),
             std::io::empty(),
@@ -636,17 +647,8 @@ fn a_request_that_may_have_run_is_never_sent_twice() {
 fn an_idempotent_request_is_sent_again_once_when_its_worker_died() {
     // A GET (idempotent by method) whose worker died after reading it goes again, once, on
     // a new connection: the caller asked for that by its method.
-    let (addr, seen, _) = scripted_children(1, |n, _| {
-        if n == 1 || n == 3 || n == 4 {
-            Fate::DieAfterReading
-        } else {
-            Fate::Answer
-        }
-    });
-    let pool = Pool::builder()
-        .backend(Backend::new(addr).max_conns(1))
-        .config(quick())
-        .build();
+    let (addr, seen, _) = scripted_children(1, die_on(&[1, 3, 4]));
+    let pool = one_conn_pool(addr);
     let get = |id: &str| {
         FcgiRequest::new()
             .param("REQUEST_METHOD", "GET")
@@ -668,17 +670,8 @@ fn an_idempotent_request_is_sent_again_once_when_its_worker_died() {
     assert!(err.may_have_run(), "{err}");
     assert_eq!(tag(&seen, b"\x02\x01IDc"), 2);
     // A POST marked idempotent is resent as well.
-    let (addr, seen, _) = scripted_children(1, |n, _| {
-        if n == 1 {
-            Fate::DieAfterReading
-        } else {
-            Fate::Answer
-        }
-    });
-    let pool = Pool::builder()
-        .backend(Backend::new(addr).max_conns(1))
-        .config(quick())
-        .build();
+    let (addr, seen, _) = scripted_children(1, die_on(&[1]));
+    let pool = one_conn_pool(addr);
     pool.send(get("a"), std::io::empty())
         .unwrap()
         .finish()
@@ -703,10 +696,7 @@ fn a_kept_connection_closed_while_idle_is_replaced_before_sending() {
             Fate::Answer
         }
     });
-    let pool = Pool::builder()
-        .backend(Backend::new(addr.clone()).max_conns(1))
-        .config(quick())
-        .build();
+    let pool = one_conn_pool(addr.clone());
     pool.send(FcgiRequest::new(), std::io::empty())
         .unwrap()
         .finish()

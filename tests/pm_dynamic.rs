@@ -9,8 +9,8 @@ mod support;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::pm::{self, get, wait_status, App, Lib, Pm};
-use support::{temp_dir, Addr};
+use support::pm::{self, get, wait_status, Ground, Lib};
+use support::Addr;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -29,22 +29,20 @@ fn slow_requests(
 
 #[test]
 fn dynamic_pool_follows_a_ramp_within_its_spare_bounds() {
-    let dir = temp_dir();
-    let Some(app) = App::build(dir.path(), Lib::Classic, "pm dynamic") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm dynamic") else {
         return;
     };
-    let listen = Addr::free_tcp();
     let status = Addr::free_tcp();
     let conf = pm::pool(
         "dyn",
-        &listen,
-        &app,
+        &g.listen,
+        &g.app,
         &format!(
             "pm = dynamic\npm.max_children = 6\npm.start_servers = 2\npm.min_spare_servers = 1\n\
              pm.max_spare_servers = 2\npm.status_path = /status\npm.status_listen = {status}\n"
         ),
     );
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let m = g.start(&conf);
     support::wait_accepts(&status, T);
     let t0 = Instant::now();
     let j = wait_status(&status, T, |j| j.num("total processes") == 2);
@@ -52,7 +50,7 @@ fn dynamic_pool_follows_a_ramp_within_its_spare_bounds() {
     assert_eq!(j.num("idle processes"), 2, "start_servers = 2: {j:?}");
 
     // Step 1: four requests at once. The pool grows until one child is spare again.
-    let step1 = slow_requests(&listen, 4, 8000);
+    let step1 = slow_requests(&g.listen, 4, 8000);
     let j = wait_status(&status, T, |j| {
         j.num("active processes") == 4 && j.num("idle processes") >= 1
     });
@@ -65,7 +63,7 @@ fn dynamic_pool_follows_a_ramp_within_its_spare_bounds() {
     assert_eq!(j.num("total processes"), 5);
 
     // Step 2: two more: six busy is pm.max_children, and no spare is possible.
-    let step2 = slow_requests(&listen, 2, 4000);
+    let step2 = slow_requests(&g.listen, 2, 4000);
     let j = wait_status(&status, T, |j| {
         j.num("active processes") == 6 && j.num("max children reached") >= 1
     });
@@ -106,22 +104,20 @@ fn dynamic_pool_follows_a_ramp_within_its_spare_bounds() {
 
 #[test]
 fn ondemand_pool_starts_children_for_waiting_connections_and_stops_idle_ones() {
-    let dir = temp_dir();
-    let Some(app) = App::build(dir.path(), Lib::Classic, "pm ondemand") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm ondemand") else {
         return;
     };
-    let listen = Addr::free_tcp();
     let status = Addr::free_tcp();
     let conf = pm::pool(
         "od",
-        &listen,
-        &app,
+        &g.listen,
+        &g.app,
         &format!(
             "pm = ondemand\npm.max_children = 4\npm.process_idle_timeout = 1s\n\
              pm.status_path = /status\npm.status_listen = {status}\n"
         ),
     );
-    let m = Pm::spawn(dir.path(), &conf, listen.clone());
+    let m = g.spawn(&conf);
     support::wait_accepts(&status, T);
     let j = wait_status(&status, T, |_| true);
     assert_eq!(j.str("process manager"), "ondemand");
@@ -130,13 +126,13 @@ fn ondemand_pool_starts_children_for_waiting_connections_and_stops_idle_ones() {
 
     // The first request gets a child.
     let t0 = Instant::now();
-    let r = get(&listen, "first", T).expect("first request");
+    let r = get(&g.listen, "first", T).expect("first request");
     let first = t0.elapsed();
     assert_eq!(r.status, 200);
     assert_eq!(m.children().len(), 1);
 
     // Three at once while one child exists: it is busy, so more start (up to 4).
-    let burst = slow_requests(&listen, 3, 1500);
+    let burst = slow_requests(&g.listen, 3, 1500);
     let j = wait_status(&status, T, |j| j.num("active processes") == 3);
     assert_eq!(j.num("active processes"), 3, "{j:?}");
     let peak = m.children().len();
@@ -155,6 +151,6 @@ fn ondemand_pool_starts_children_for_waiting_connections_and_stops_idle_ones() {
     );
     assert!(support::wait_until(T, || m.children().is_empty()));
     // And a new connection starts one again.
-    assert_eq!(get(&listen, "again", T).unwrap().status, 200);
+    assert_eq!(get(&g.listen, "again", T).unwrap().status, 200);
     eprintln!("ondemand: first request {first:?} (child started for it), peak {peak} children, all idle ones stopped {gone:?} after the burst");
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::http::{self, Echo, Request};
+use support::http::{self, Echo};
 use support::peers::{Nginx, NginxConf};
 use support::pm::{self, App, Lib, Pm};
 use support::{pattern, require_peer, temp_dir, Addr};
@@ -59,21 +59,7 @@ fn behind_nginx(unix: bool) {
         }
     }
 
-    let big = "x".repeat(32 * 1024);
-    let resp = http::send(
-        addr,
-        &Request {
-            method: "GET",
-            path: "/big-header",
-            headers: vec![("X-Big-Header", big.clone()), ("X-After", "after".into())],
-            body: None,
-        },
-    )
-    .expect("GET with a 32 KiB header");
-    assert_eq!(resp.status, 200, "32 KiB header: {}", resp.text());
-    let echo = Echo::parse(&resp.body);
-    echo.assert_param("HTTP_X_BIG_HEADER", &big);
-    echo.assert_param("HTTP_X_AFTER", "after");
+    http::assert_big_header_passes(addr);
 
     // Concurrent requests spread over the children.
     http::concurrent_posts(addr, 24, Duration::from_secs(30));

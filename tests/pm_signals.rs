@@ -11,24 +11,18 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::pm::{self, get, App, Lib, Pm};
-use support::{temp_dir, wait_until, Addr};
+use support::pm::{self, get, Ground, Lib};
+use support::{temp_dir, wait_until};
 
 const T: Duration = Duration::from_secs(20);
 
-fn classic(dir: &std::path::Path, test: &str) -> Option<App> {
-    App::build(dir, Lib::Classic, test)
-}
-
 #[test]
 fn sigusr2_during_a_load_of_120_requests_answers_all_of_them() {
-    let dir = temp_dir();
-    let Some(app) = classic(dir.path(), "pm reload") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm reload") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 4\n");
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 4\n");
+    let m = g.start(&conf);
     let first = m.wait_children(4, T);
     // The reload reads the file again: three children from now on.
     std::fs::write(
@@ -39,7 +33,7 @@ fn sigusr2_during_a_load_of_120_requests_answers_all_of_them() {
     let done = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..8)
         .map(|c| {
-            let (a, done) = (listen.clone(), Arc::clone(&done));
+            let (a, done) = (g.listen.clone(), Arc::clone(&done));
             thread::spawn(move || {
                 (0..15)
                     .map(|i| {
@@ -85,13 +79,11 @@ fn sigusr2_during_a_load_of_120_requests_answers_all_of_them() {
 
 #[test]
 fn a_broken_configuration_on_reload_keeps_the_running_one() {
-    let dir = temp_dir();
-    let Some(app) = classic(dir.path(), "pm reload broken") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm reload broken") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 2\n");
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 2\n");
+    let m = g.start(&conf);
     let before = m.wait_children(2, T);
     std::fs::write(&m.conf, format!("{conf}pm.max_chldren = 3\n")).unwrap();
     m.signal(libc::SIGUSR2);
@@ -101,20 +93,18 @@ fn a_broken_configuration_on_reload_keeps_the_running_one() {
         .log()
         .contains("unknown directive 'pm.max_chldren' (did you mean 'pm.max_children'?)"));
     assert_eq!(m.children(), before);
-    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+    assert_eq!(get(&g.listen, "", T).unwrap().status, 200);
 }
 
 #[test]
 fn sigquit_finishes_the_running_request_then_stops() {
-    let dir = temp_dir();
-    let Some(app) = classic(dir.path(), "pm sigquit") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm sigquit") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 2\n");
-    let mut m = Pm::start(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 2\n");
+    let mut m = g.start(&conf);
     let kids = m.wait_children(2, T);
-    let a = listen.clone();
+    let a = g.listen.clone();
     let slow = thread::spawn(move || get(&a, "sleep=1000", T));
     // Wait until a child holds it.
     assert!(wait_until(T, || std::fs::read_dir(format!(
@@ -137,20 +127,18 @@ fn sigquit_finishes_the_running_request_then_stops() {
         m.proc.log()
     );
     assert!(m.proc.log().contains("exiting, bye-bye!"));
-    assert!(!listen.accepts(), "the socket is closed");
+    assert!(!g.listen.accepts(), "the socket is closed");
 }
 
 #[test]
 fn sigterm_stops_fast() {
-    let dir = temp_dir();
-    let Some(app) = classic(dir.path(), "pm sigterm") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm sigterm") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 2\n");
-    let mut m = Pm::start(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 2\n");
+    let mut m = g.start(&conf);
     m.wait_children(2, T);
-    let a = listen.clone();
+    let a = g.listen.clone();
     let slow = thread::spawn(move || get(&a, "sleep=8000", T));
     thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
@@ -166,25 +154,20 @@ fn sigterm_stops_fast() {
 
 #[test]
 fn crashes_are_restarted_and_the_threshold_reloads_the_pool() {
-    let dir = temp_dir();
-    let Some(app) = classic(dir.path(), "pm crash") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm crash") else {
         return;
     };
-    let listen = Addr::free_tcp();
     let conf = format!(
         "[global]\nemergency_restart_threshold = 3\nemergency_restart_interval = 30s\n{}",
-        pm::pool(
-            "www",
-            &listen,
-            &app,
-            "pm = static\npm.max_children = 2\ncatch_workers_output = yes\n"
-        )
+        g.pool("pm = static\npm.max_children = 2\ncatch_workers_output = yes\n")
     );
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let m = g.start(&conf);
     m.wait_children(2, T);
     // What a worker writes to its stderr lands in the manager's log.
     assert_eq!(
-        get(&listen, "say=hello-from-the-child", T).unwrap().status,
+        get(&g.listen, "say=hello-from-the-child", T)
+            .unwrap()
+            .status,
         200
     );
     assert!(
@@ -196,7 +179,7 @@ fn crashes_are_restarted_and_the_threshold_reloads_the_pool() {
         m.proc.log()
     );
     for i in 0..3 {
-        assert!(get(&listen, "crash=1", T).is_err(), "crash {i}");
+        assert!(get(&g.listen, "crash=1", T).is_err(), "crash {i}");
         // The crashed child is replaced (after 1 s when it died that young).
         m.wait_children(2, Duration::from_secs(5));
     }
@@ -214,32 +197,30 @@ fn crashes_are_restarted_and_the_threshold_reloads_the_pool() {
         .log()
         .contains("configuration reloaded")));
     m.wait_children(2, T);
-    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+    assert_eq!(get(&g.listen, "", T).unwrap().status, 200);
 }
 
 #[test]
 fn sigusr1_reopens_the_error_log() {
-    let dir = temp_dir();
-    let Some(app) = classic(dir.path(), "pm sigusr1") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm sigusr1") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let log = dir.path().join("pm-error.log");
+    let log = g.dir.path().join("pm-error.log");
     let conf = format!(
         "[global]\nerror_log = {}\n{}",
         log.display(),
-        pm::pool("www", &listen, &app, "pm = static\npm.max_children = 1\n")
+        g.pool("pm = static\npm.max_children = 1\n")
     );
     // Without -O the error_log directive applies.
-    let path = dir.path().join("fcgi-pm.conf");
+    let path = g.dir.path().join("fcgi-pm.conf");
     std::fs::write(&path, conf).unwrap();
     let mut cmd = Command::new(pm::binary());
     cmd.arg("-F").arg("-y").arg(&path);
-    let mut proc = support::Proc::spawn("fcgi-pm", cmd, dir.path().join("stderr.log"));
-    proc.wait_accepts(&listen);
+    let mut proc = support::Proc::spawn("fcgi-pm", cmd, g.dir.path().join("stderr.log"));
+    proc.wait_accepts(&g.listen);
     assert!(wait_until(T, || support::read_lossy(&log)
         .contains("ready to handle connections")));
-    let rotated = dir.path().join("pm-error.log.1");
+    let rotated = g.dir.path().join("pm-error.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(proc.pid() as i32, libc::SIGUSR1) };
@@ -321,19 +302,17 @@ impl Drop for Daemon {
 
 #[test]
 fn daemonize_writes_the_pid_file_and_stops_on_sigterm() {
-    let dir = temp_dir();
-    let Some(app) = classic(dir.path(), "pm daemon") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm daemon") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let pidfile = dir.path().join("pm.pid");
+    let pidfile = g.dir.path().join("pm.pid");
     let conf = format!(
         "[global]\npid = {}\nerror_log = {}/err.log\ndaemonize = yes\n{}",
         pidfile.display(),
-        dir.path().display(),
-        pm::pool("www", &listen, &app, "pm = static\npm.max_children = 1\n")
+        g.dir.path().display(),
+        g.pool("pm = static\npm.max_children = 1\n")
     );
-    let path = dir.path().join("fcgi-pm.conf");
+    let path = g.dir.path().join("fcgi-pm.conf");
     std::fs::write(&path, conf).unwrap();
     let t0 = Instant::now();
     let out = Command::new(pm::binary())
@@ -353,8 +332,8 @@ fn daemonize_writes_the_pid_file_and_stops_on_sigterm() {
         .parse()
         .unwrap();
     let _guard = Daemon(pid);
-    assert!(wait_until(T, || listen.accepts()));
-    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+    assert!(wait_until(T, || g.listen.accepts()));
+    assert_eq!(get(&g.listen, "", T).unwrap().status, 200);
     // SAFETY: kill(2) on the daemon this test started.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(wait_until(
@@ -368,18 +347,11 @@ fn daemonize_writes_the_pid_file_and_stops_on_sigterm() {
 
 #[test]
 fn allowed_clients_are_passed_on_and_enforced() {
-    let dir = temp_dir();
-    let Some(app) = classic(dir.path(), "pm allowed") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm allowed") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool(
-        "www",
-        &listen,
-        &app,
-        "pm = static\npm.max_children = 1\nlisten.allowed_clients = 127.0.0.2\n",
-    );
-    let m = Pm::spawn(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 1\nlisten.allowed_clients = 127.0.0.2\n");
+    let m = g.spawn(&conf);
     let kids = m.wait_children(1, T);
     let env = std::fs::read(format!("/proc/{}/environ", kids[0])).unwrap();
     assert!(
@@ -390,7 +362,7 @@ fn allowed_clients_are_passed_on_and_enforced() {
     );
     // From 127.0.0.1 the connection is never established.
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let to = socket2::SockAddr::from(listen.tcp());
+    let to = socket2::SockAddr::from(g.listen.tcp());
     assert!(s.connect_timeout(&to, Duration::from_millis(500)).is_err());
     // From 127.0.0.2 it is, and the child answers.
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -409,24 +381,17 @@ fn pool_settings_reach_the_child() {
         support::shout("*** SKIP pool_settings_reach_the_child: needs root (user = nobody) ***");
         return;
     }
-    let dir = temp_dir();
-    let Some(app) = classic(dir.path(), "pm settings") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm settings") else {
         return;
     };
-    let work = dir.path().join("work");
+    let work = g.dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    let listen = Addr::free_tcp();
-    let conf = pm::pool(
-        "www",
-        &listen,
-        &app,
-        &format!(
-            "pm = static\npm.max_children = 1\nuser = nobody\nchdir = {}\nrlimit_files = 123\n\
+    let conf = g.pool(&format!(
+        "pm = static\npm.max_children = 1\nuser = nobody\nchdir = {}\nrlimit_files = 123\n\
              env[GREETING] = hello $pool\nenv[FROM_MANAGER] = $PATH\n",
-            work.display()
-        ),
-    );
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+        work.display()
+    ));
+    let m = g.start(&conf);
     let kid = m.wait_children(1, T)[0];
     let status = std::fs::read_to_string(format!("/proc/{kid}/status")).unwrap();
     let (uid, _, _) = nobody();
@@ -454,7 +419,7 @@ fn pool_settings_reach_the_child() {
         !env.lines().any(|l| l.starts_with("HOME=")),
         "clear_env: {env}"
     );
-    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+    assert_eq!(get(&g.listen, "", T).unwrap().status, 200);
 }
 
 fn nobody() -> (u32, u32, String) {

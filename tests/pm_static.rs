@@ -8,20 +8,17 @@ mod support;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::pm::{self, get, App, Lib, Pm};
-use support::{temp_dir, Addr};
+use support::pm::{self, get, Ground, Lib};
 
 const T: Duration = Duration::from_secs(20);
 
 #[test]
 fn classic_static_pool_shares_sixteen_one_second_requests_over_four_children() {
-    let dir = temp_dir();
-    let Some(app) = App::build(dir.path(), Lib::Classic, "pm static classic") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm static classic") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 4\n");
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 4\n");
+    let m = g.start(&conf);
     let kids = m.wait_children(4, T);
     // Which library each child really mapped.
     for k in &kids {
@@ -30,7 +27,7 @@ fn classic_static_pool_shares_sixteen_one_second_requests_over_four_children() {
     let started = Instant::now();
     let clients: Vec<_> = (0..16)
         .map(|_| {
-            let a = listen.clone();
+            let a = g.listen.clone();
             thread::spawn(move || get(&a, "sleep=1000", T))
         })
         .collect();
@@ -57,13 +54,11 @@ fn classic_static_pool_shares_sixteen_one_second_requests_over_four_children() {
 
 #[test]
 fn a_killed_child_is_replaced_within_two_seconds() {
-    let dir = temp_dir();
-    let Some(app) = App::build(dir.path(), Lib::Classic, "pm kill") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm kill") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool("www", &listen, &app, "pm = static\npm.max_children = 3\n");
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 3\n");
+    let m = g.start(&conf);
     let before = m.wait_children(3, T);
     let victim = before[1];
     // A child that dies younger than 1 s is replaced after 1 s (a crash loop must not spin):
@@ -89,26 +84,19 @@ fn a_killed_child_is_replaced_within_two_seconds() {
         .log()
         .contains(&format!("child {victim} exited on signal 9 (SIGKILL)")));
     // And the pool serves.
-    assert_eq!(get(&listen, "", T).unwrap().status, 200);
+    assert_eq!(get(&g.listen, "", T).unwrap().status, 200);
 }
 
 #[test]
 fn request_terminate_timeout_ends_a_ten_second_request_and_refills_the_pool() {
-    let dir = temp_dir();
-    let Some(app) = App::build(dir.path(), Lib::Classic, "pm terminate") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm terminate") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool(
-        "www",
-        &listen,
-        &app,
-        "pm = static\npm.max_children = 2\nrequest_terminate_timeout = 2s\n",
-    );
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 2\nrequest_terminate_timeout = 2s\n");
+    let m = g.start(&conf);
     let before = m.wait_children(2, T);
     let t0 = Instant::now();
-    let r = get(&listen, "sleep=10000", T);
+    let r = get(&g.listen, "sleep=10000", T);
     let took = t0.elapsed();
     // The web server gets its answer at once: the connection closes with the child.
     assert!(r.is_err(), "a terminated request cannot complete: {r:?}");
@@ -138,22 +126,15 @@ fn request_terminate_timeout_ends_a_ten_second_request_and_refills_the_pool() {
 }
 
 fn max_requests(lib: Lib) {
-    let dir = temp_dir();
-    let Some(app) = App::build(dir.path(), lib, "pm max_requests") else {
+    let Some(g) = Ground::new(lib, "pm max_requests") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool(
-        "www",
-        &listen,
-        &app,
-        "pm = static\npm.max_children = 2\npm.max_requests = 10\n",
-    );
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 2\npm.max_requests = 10\n");
+    let m = g.start(&conf);
     m.wait_children(2, T);
     let mut pids = std::collections::BTreeMap::<u32, u64>::new();
     for i in 0..80 {
-        let r = get(&listen, &format!("i={i}"), T)
+        let r = get(&g.listen, &format!("i={i}"), T)
             .unwrap_or_else(|e| panic!("request {i} failed: {e}; log:\n{}", m.proc.log()));
         assert_eq!(r.status, 200);
         assert!(
@@ -187,23 +168,16 @@ fn max_requests_ours_eighty_requests_none_failed_eight_children() {
 /// which libfcgi takes as "finish, then leave") once idle at the limit.
 #[test]
 fn max_requests_classic_eighty_requests_none_failed() {
-    let dir = temp_dir();
-    let Some(app) = App::build(dir.path(), Lib::Classic, "pm max_requests classic") else {
+    let Some(g) = Ground::new(Lib::Classic, "pm max_requests classic") else {
         return;
     };
-    let listen = Addr::free_tcp();
-    let conf = pm::pool(
-        "www",
-        &listen,
-        &app,
-        "pm = static\npm.max_children = 2\npm.max_requests = 10\n",
-    );
-    let m = Pm::start(dir.path(), &conf, listen.clone());
+    let conf = g.pool("pm = static\npm.max_children = 2\npm.max_requests = 10\n");
+    let m = g.start(&conf);
     m.wait_children(2, T);
     let mut pids = std::collections::BTreeSet::new();
     for i in 0..80 {
         // Requests long enough for the manager's 100 ms look at the sockets to see them.
-        let r = get(&listen, &format!("sleep=120&i={i}"), T)
+        let r = get(&g.listen, &format!("sleep=120&i={i}"), T)
             .unwrap_or_else(|e| panic!("request {i} failed: {e}; log:\n{}", m.proc.log()));
         assert_eq!(r.status, 200);
         pids.insert(r.pid);

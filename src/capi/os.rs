@@ -723,6 +723,16 @@ pub extern "C" fn OS_ShutdownPending() {
 mod tests {
     use super::*;
 
+    /// A TCP port on `host` that was free a moment ago (port 0 means "a Unix path" in
+    /// libfcgi's bind syntax, so these tests pick the number first).
+    fn free_port(host: &str) -> u16 {
+        std::net::TcpListener::bind((host, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
     /// `OS_CreateLocalIpcFd` reads libfcgi's syntax through the crate's one parser; each
     /// form still gives what the former private parser gave (reference §5.3).
     #[test]
@@ -777,11 +787,7 @@ mod tests {
 
     #[test]
     fn create_local_ipc_fd_is_inheritable_and_keeps_errno() {
-        let free = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free = free_port("127.0.0.1");
         let spec = CString::new(format!("127.0.0.1:{free}")).unwrap();
         let fd = unsafe { OS_CreateLocalIpcFd(spec.as_ptr(), 5) };
         assert!(fd >= 0, "errno {}", errno());
@@ -831,12 +837,7 @@ mod tests {
 
     #[test]
     fn open_socket_listens_on_ipv4_ipv6_and_unix() {
-        // Port 0 would mean "Unix path" in this syntax, so find a free port first.
-        let free = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free = free_port("127.0.0.1");
         let spec = CString::new(format!("127.0.0.1:{free}")).unwrap();
         // SAFETY: a valid string.
         let fd = unsafe { OS_CreateLocalIpcFd(spec.as_ptr(), 5) };
@@ -846,11 +847,7 @@ mod tests {
         OS_Close(fd, 0);
 
         if std::net::TcpListener::bind("[::1]:0").is_ok() {
-            let free = std::net::TcpListener::bind("[::1]:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let free = free_port("::1");
             let spec = CString::new(format!("[::1]:{free}")).unwrap();
             // SAFETY: a valid string.
             let fd = unsafe { OS_CreateLocalIpcFd(spec.as_ptr(), 5) };
@@ -893,11 +890,7 @@ mod tests {
     fn os_accept_filters_peers_and_stops_on_shutdown() {
         use std::io::Read;
         use std::io::Write;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port("127.0.0.1");
         let spec = CString::new(format!("127.0.0.1:{port}")).unwrap();
         let lfd = unsafe { OS_CreateLocalIpcFd(spec.as_ptr(), 5) };
         assert!(lfd >= 0);

@@ -361,6 +361,31 @@ pub fn post_echo(addr: SocketAddr, path: &str, body: &[u8]) -> Echo {
     try_post_echo(addr, path, body).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `GET /big-header` with a 32 KiB `X-Big-Header` and a short header after it: the
+/// application must see both, whole, in its params (a 200 echo).
+#[track_caller]
+pub fn assert_big_header_passes(addr: SocketAddr) {
+    let big = "x".repeat(32 * 1024);
+    let resp = send(
+        addr,
+        &Request {
+            method: "GET",
+            path: "/big-header",
+            headers: vec![("X-Big-Header", big.clone()), ("X-After", "after".into())],
+            body: None,
+        },
+    )
+    .expect("GET with a 32 KiB header");
+    assert_eq!(resp.status, 200, "32 KiB header: {}", resp.text());
+    let echo = Echo::parse(&resp.body);
+    assert_eq!(
+        echo.param("HTTP_X_BIG_HEADER").map(str::len),
+        Some(big.len())
+    );
+    echo.assert_param("HTTP_X_BIG_HEADER", &big);
+    echo.assert_param("HTTP_X_AFTER", "after");
+}
+
 /// Runs `n` requests at once (threads released together by a barrier); each POSTs its own
 /// body and query and must get exactly that back. Panics listing the failures.
 pub fn concurrent_posts(addr: SocketAddr, n: usize, deadline: Duration) {

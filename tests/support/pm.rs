@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use fcgi::client::{Address, Config, Connection, FcgiRequest};
 
 use super::capi::{compile_c, have_paths, our_lib};
-use super::{wait_until, Addr, Proc};
+use super::{temp_dir, wait_until, Addr, Proc};
 
 /// Which libfcgi the child program runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +81,43 @@ impl App {
     }
 }
 
+/// What most manager tests stand on: a temp dir, the child program built in it, and a free
+/// TCP address for the pool `www`.
+pub struct Ground {
+    pub dir: tempfile::TempDir,
+    pub app: App,
+    pub listen: Addr,
+}
+
+impl Ground {
+    /// `None` when [`App::build`] skips (it says so loudly, or fails when peers are
+    /// required).
+    pub fn new(lib: Lib, test: &str) -> Option<Ground> {
+        let dir = temp_dir();
+        let app = App::build(dir.path(), lib, test)?;
+        Some(Ground {
+            dir,
+            app,
+            listen: Addr::free_tcp(),
+        })
+    }
+
+    /// The pool `www` on [`Ground::listen`] running the program, with `extra` lines.
+    pub fn pool(&self, extra: &str) -> String {
+        pool("www", &self.listen, &self.app, extra)
+    }
+
+    /// [`Pm::start`] on `conf`, in this ground's directory.
+    pub fn start(&self, conf: &str) -> Pm {
+        Pm::start(self.dir.path(), conf, self.listen.clone())
+    }
+
+    /// [`Pm::spawn`] on `conf`, in this ground's directory.
+    pub fn spawn(&self, conf: &str) -> Pm {
+        Pm::spawn(self.dir.path(), conf, self.listen.clone())
+    }
+}
+
 /// The `fcgi-pm` binary cargo built for the tests.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fcgi-pm"))
@@ -132,10 +169,9 @@ impl Pm {
         children_of(self.pid())
     }
 
-    /// Waits until the manager has `n` children; panics with the log otherwise.
     /// Waits until the manager has `n` children, each running its program already (a
     /// child just forked is still the manager: its uid, directory, environment and
-    /// libraries are not the program's yet).
+    /// libraries are not the program's yet); panics with the log otherwise.
     pub fn wait_children(&self, n: usize, timeout: Duration) -> Vec<u32> {
         let ok = wait_until(timeout, || {
             let kids = self.children();
