@@ -9,27 +9,29 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use fcgi::pm::endpoint::{serve_status, with_status, Paths};
+use fcgi::pm::endpoint::{serve_status_on, with_status, Paths};
 use support::peers::example_path;
 use support::pm::{self, get, page, Json, Pm};
-use support::{free_port, temp_dir, wait_until, Addr};
+use support::{temp_dir, wait_until, Addr};
 
 const T: Duration = Duration::from_secs(20);
 
 #[test]
 fn a_rust_server_answers_the_status_document_on_a_path_and_on_its_own_listener() {
-    let port = free_port();
-    let status_port = free_port();
     let mut config = fcgi::server::Config::default();
     config.workers = 2;
     config.handle_signals = false;
-    let server = fcgi::Server::bind(&format!("127.0.0.1:{port}"))
+    // Both listeners on port 0: a port picked beforehand may be taken meanwhile.
+    let server = fcgi::Server::bind("127.0.0.1:0")
         .unwrap()
         .config_with(config);
+    let side_listener = fcgi::server::Listener::bind("127.0.0.1:0").unwrap();
+    let listen = Addr::Tcp(server.local_addrs()[0].parse().unwrap());
+    let side = Addr::Tcp(side_listener.local_addr().unwrap().parse().unwrap());
     let stats = server.stats_handle();
     let stop = server.shutdown_handle();
-    let _side = serve_status(
-        &format!("127.0.0.1:{status_port}"),
+    let _side = serve_status_on(
+        side_listener,
         "app",
         Paths::new("/status", "/ping"),
         stats.clone(),
@@ -51,8 +53,6 @@ fn a_rust_server_answers_the_status_document_on_a_path_and_on_its_own_listener()
             },
         ))
     });
-    let listen = Addr::Tcp(([127, 0, 0, 1], port).into());
-    let side = Addr::Tcp(([127, 0, 0, 1], status_port).into());
     assert!(support::wait_accepts(&listen, T) && support::wait_accepts(&side, T));
 
     // On the application's own socket, by path.

@@ -14,8 +14,9 @@
 //! thread and no read buffer.
 //!
 //! Connections stay registered, edge-triggered, for their whole life: a kept-alive request
-//! costs `epoll_wait`, `recv` and `sendmsg`, nothing else. Listeners are level-triggered
-//! with `EPOLLEXCLUSIVE`. Deadlines (a head's, an idle connection's, a slow reader's, a
+//! costs `epoll_wait`, `recv` and `sendmsg`, nothing else. Listeners are edge-triggered
+//! with `EPOLLEXCLUSIVE`; connections that arrived under one edge are taken by the next
+//! free thread before it waits. Deadlines (a head's, an idle connection's, a slow reader's, a
 //! closing connection's linger) share one timerfd, armed only while one is pending, so an
 //! idle engine wakes for nothing.
 
@@ -192,9 +193,51 @@ enum Pumped {
 struct Listening {
     listener: Listener,
     nonblocking: bool,
-    /// A connection was accepted after the last edge: more may wait in the queue with no
-    /// edge to come (several arrivals before a waiter took the edge give one event).
-    more: AtomicBool,
+    /// Whether more connections may wait in the queue with no edge to come (several
+    /// arrivals before a waiter took the edge give one event); see [`More`].
+    more: More,
+    /// Held from the readiness check to the `accept` on a blocking listener, so that two
+    /// threads never both see one connection waiting and one of them blocks in `accept`.
+    blocking_accept: Mutex<()>,
+}
+
+/// Whether a connection waits in a listener's queue now (one `poll`).
+fn readable(l: &Listening) -> bool {
+    epoll::wait_fd(l.listener.as_fd(), false, Some(Duration::ZERO)).unwrap_or(false)
+}
+
+/// "More may wait" for one listener, with a count of successful accepts beside the flag,
+/// so that an attempt that found the queue empty clears only the flag it saw: a thread
+/// whose `accept` came back empty must not clear the flag another thread set meanwhile
+/// for connections that arrived after that empty look (they gave no edge of their own,
+/// and nothing else would take them until the next arrival).
+#[derive(Debug, Default)]
+struct More(AtomicU64);
+
+impl More {
+    /// Before an attempt: what it may clear later.
+    fn seen(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn get(&self) -> bool {
+        self.seen() & 1 == 1
+    }
+
+    /// An attempt took a connection: another may wait.
+    fn took(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| Some((v | 1) + 2));
+    }
+
+    /// An attempt that began at `seen` found the queue empty: clear the flag, unless a
+    /// connection was taken since.
+    fn empty(&self, seen: u64) {
+        let _ = self
+            .0
+            .compare_exchange(seen, seen & !1, Ordering::SeqCst, Ordering::SeqCst);
+    }
 }
 
 /// The reactor; see the module documentation.
@@ -285,7 +328,8 @@ impl Engine {
                 Listening {
                     nonblocking: crate::sys::is_nonblocking(l.as_fd()),
                     listener: l,
-                    more: AtomicBool::new(false),
+                    more: More::default(),
+                    blocking_accept: Mutex::new(()),
                 }
             })
             .collect();
@@ -388,7 +432,14 @@ impl Engine {
                 }
                 continue;
             }
-            if let Some(job) = self.accept_leftovers() {
+            // Requests already waiting go first: a thread that took a fresh connection
+            // each time it came back would starve them while connections keep arriving.
+            if self.ready_len.load(Ordering::SeqCst) > 0 {
+                if let Some(job) = self.pop_ready() {
+                    return Ok(self.hand_out(job));
+                }
+            }
+            if let Some(job) = self.accept_leftovers(false).0 {
                 return Ok(self.hand_out(job));
             }
             self.waiters.fetch_add(1, Ordering::SeqCst);
@@ -475,9 +526,16 @@ impl Engine {
         if self.waiters.load(Ordering::SeqCst) > 0 {
             // Connections that arrived together gave one edge, and this thread leaves with
             // one of them: take the next one now for a thread that waits (the accept this
-            // thread would make when it comes back, made earlier).
-            if let Some(next) = self.accept_leftovers() {
+            // thread would make when it comes back, made earlier). Not from a blocking
+            // listener: a sibling process may take the connection between the check and
+            // the accept, and this thread would wait there with its request; a waiter,
+            // which holds nothing, is woken to look instead.
+            let (next, blocking_more) = self.accept_leftovers(true);
+            if let Some(next) = next {
                 self.push_ready(next);
+            }
+            if blocking_more {
+                self.wake.notify();
             }
             // This thread may have taken the wake-up meant for a queued job (and left with
             // another): pass it on, as pop_ready does.
@@ -579,42 +637,60 @@ impl Engine {
     }
 
     /// A free thread, before it waits: connections that arrived together with the last
-    /// accepted one got no edge of their own; take one of them, if any.
-    fn accept_leftovers(&self) -> Option<Job> {
+    /// accepted one got no edge of their own; take one of them, if any. A thread that
+    /// `holds` a request only looks at blocking listeners and says whether one of them
+    /// has a connection waiting.
+    fn accept_leftovers(&self, holds: bool) -> (Option<Job>, bool) {
         let n = self.listeners.read().len();
+        let mut blocking_more = false;
         for i in 0..n {
             // Until one brings a request for this thread, or the queue is empty.
             loop {
-                let more = self
+                let (more, blocking) = self
                     .listeners
                     .read()
                     .get(i)
-                    .is_some_and(|l| l.more.load(Ordering::Acquire));
+                    .map_or((false, false), |l| (l.more.get(), !l.nonblocking));
                 if !more || !*self.listening.lock() {
                     break;
                 }
+                if holds && blocking {
+                    // Only look: a waiter is woken if one waits.
+                    let ls = self.listeners.read();
+                    let l = &ls[i];
+                    let seen = l.more.seen();
+                    if readable(l) {
+                        blocking_more = true;
+                    } else {
+                        l.more.empty(seen);
+                    }
+                    break;
+                }
                 if let Some(job) = self.accept(i) {
-                    return Some(job);
+                    return (Some(job), blocking_more);
                 }
             }
         }
-        None
+        (None, blocking_more)
     }
 
     fn accept(&self, i: usize) -> Option<Job> {
         let res = {
             let ls = self.listeners.read();
             let l = ls.get(i)?;
-            if !l.nonblocking
-                && !epoll::wait_fd(l.listener.as_fd(), false, Some(Duration::ZERO)).unwrap_or(false)
-            {
+            let _one_at_a_time = (!l.nonblocking).then(|| l.blocking_accept.lock());
+            let seen = l.more.seen();
+            if !l.nonblocking && !readable(l) {
                 // A blocking listener whose connection another process took meanwhile:
                 // accepting would block this thread.
-                l.more.store(false, Ordering::Release);
+                l.more.empty(seen);
                 return None;
             }
             let r = epoll::accept(l.listener.as_fd());
-            l.more.store(r.is_ok(), Ordering::Release);
+            match r {
+                Ok(_) => l.more.took(),
+                Err(_) => l.more.empty(seen),
+            }
             r
         };
         self.accepted(res)
@@ -1557,3 +1633,7 @@ impl Drop for Engine {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -247,12 +247,37 @@ pub fn serve_status(
     paths: Paths,
     stats: StatsHandle,
 ) -> io::Result<std::thread::JoinHandle<io::Result<()>>> {
+    serve_status_on(crate::server::Listener::bind(addr)?, name, paths, stats)
+}
+
+/// As [`serve_status`], on a listener the caller bound (port 0, an inherited socket).
+///
+/// # Errors
+///
+/// Setting up the listener failed.
+///
+/// # Example
+///
+/// ```
+/// use fcgi::pm::endpoint::{serve_status_on, Paths};
+/// let server = fcgi::Server::bind("127.0.0.1:0")?;
+/// let side = fcgi::server::Listener::bind("127.0.0.1:0")?;
+/// println!("status on {}", side.local_addr()?);
+/// serve_status_on(side, "app", Paths::new("/status", "/ping"), server.stats_handle())?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn serve_status_on(
+    listener: crate::server::Listener,
+    name: &str,
+    paths: Paths,
+    stats: StatsHandle,
+) -> io::Result<std::thread::JoinHandle<io::Result<()>>> {
     let config = crate::server::Config {
         workers: 2,
         handle_signals: false,
         ..Default::default()
     };
-    let server = crate::Server::bind(addr)?.config_with(config);
+    let server = crate::Server::from_listener(listener)?.config_with(config);
     let handler = with_status(name, paths, stats, |req| {
         req.respond(404, &[("Content-Type", "text/plain")], b"File not found.\n")
     });

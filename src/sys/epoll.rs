@@ -3,7 +3,7 @@
 //!
 //! Registrations carry a caller-chosen 64-bit key. Connections are registered
 //! edge-triggered once for their lifetime (no re-arming per request); listening sockets
-//! level-triggered with `EPOLLEXCLUSIVE`, so one idle process of several sharing a socket
+//! edge-triggered with `EPOLLEXCLUSIVE`, so one idle process of several sharing a socket
 //! is woken per connection, as threads blocked in `accept(2)` are.
 
 use std::io;
