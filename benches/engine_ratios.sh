@@ -14,9 +14,11 @@
 #   examples/hello (Rust) against classic hello.c, new connection, c=32: >= 2.0 (and kept
 #     alive, where the classic program stalls: shown, no verdict)
 #   big.c (1 MiB answers), new connection and kept alive c=1, and through nginx c=1: >= 0.95
-# Two reference rows (no verdict) show what a new connection at c=1 costs outside any
-# library: benches/c/floor.c (accept, one read, one write, close; no libfcgi) against the
-# classic hello.c, without and with TCP_DEFER_ACCEPT (which our library sets).
+# Reference rows (no verdict) show what a request at c=1 costs outside any library:
+# benches/c/floor.c (accept, one read, one write, close or the next read; no libfcgi) against
+# the classic hello.c: on new connections without and with TCP_DEFER_ACCEPT (which our
+# library sets), kept alive without and with an epoll_wait on the kept connection and the
+# listening socket before each read (what our engine waits in).
 # Requests that failed are shown (errors). About 2 minutes with the defaults. ONLY (a regex on
 # the row label) runs some rows; NGINX=0 leaves out the nginx row.
 # shellcheck disable=SC2154 # R_* variables: set by peers_run and peers_hold (common.sh)
@@ -30,6 +32,8 @@ cc -O2 -Wall -I"$ROOT/include" -o "$TMP/big" "$ROOT/benches/c/big.c" -L"$TMP/lib
     die "cannot compile benches/c/big.c"
 cc -O2 -Wall -o "$TMP/floor" "$ROOT/benches/c/floor.c" || die "cannot compile benches/c/floor.c"
 cc -O2 -Wall -DDEFER_ACCEPT -o "$TMP/floor_defer" "$ROOT/benches/c/floor.c" ||
+    die "cannot compile benches/c/floor.c"
+cc -O2 -Wall -DWATCH -o "$TMP/floor_watch" "$ROOT/benches/c/floor.c" ||
     die "cannot compile benches/c/floor.c"
 free_port
 APP_PORT=$PORT
@@ -103,6 +107,8 @@ row "hello.c, new connection, c=1" 1.2 K 1 ours "$TMP/hello" -- "$TMP/hello"
 ROW_INFO=1 row "reference: floor.c (no library) vs classic hello.c, new connection, c=1" 1.2 K 1 rust "$TMP/floor" -- "$TMP/hello"
 ROW_INFO=1 row "reference: floor.c with TCP_DEFER_ACCEPT vs classic hello.c, new connection, c=1" 1.2 K 1 rust "$TMP/floor_defer" -- "$TMP/hello"
 row "hello.c, kept alive, c=1" 1.0 k 1 ours "$TMP/hello" -- "$TMP/hello"
+ROW_INFO=1 row "reference: floor.c (no library) vs classic hello.c, kept alive, c=1" 1.0 k 1 rust "$TMP/floor" -- "$TMP/hello"
+ROW_INFO=1 row "reference: floor.c waiting in epoll_wait vs classic hello.c, kept alive, c=1" 1.0 k 1 rust "$TMP/floor_watch" -- "$TMP/hello"
 row "4 threads in FCGX_Accept_r, new connection, c=1" 1.0 K 1 ours "$TMP/engine_app" -t 4 -- "$TMP/engine_app" -t 4
 row "4 threads in FCGX_Accept_r, new connection, c=32" 1.0 K 32 ours "$TMP/engine_app" -t 4 -- "$TMP/engine_app" -t 4
 row "Rust examples/hello vs classic hello.c, new connection, c=32" 2.0 K 32 rust "$EXAMPLES/hello" -- "$TMP/hello"

@@ -1,15 +1,22 @@
-/* floor.c: a reference, not a FastCGI library -- the least a responder can do for a request
- * on a new connection: block in accept(2) on the listening socket on fd 0 (spawn-fcgi), one
- * read(2), one write(2) of a fixed "Hello, World!" answer (STDOUT, its end, END_REQUEST)
- * under the request's id, close(2). No parsing beyond the id, no keep-alive, no error
- * handling: it assumes the whole request arrives in one read, as fcgi-bench sends it.
+/* floor.c: a reference, not a FastCGI library -- the least a responder can do for a request:
+ * block in accept(2) on the listening socket on fd 0 (spawn-fcgi), one read(2), one write(2)
+ * of a fixed "Hello, World!" answer (STDOUT, its end, END_REQUEST) under the request's id;
+ * then close(2), or, when the request asked to keep the connection (FCGI_KEEP_CONN), the
+ * next read on it. No parsing beyond the id and that flag, no error handling: it assumes
+ * each request arrives in one read, as fcgi-bench sends it.
  *
  * benches/engine_ratios.sh runs it against the classic libfcgi's hello.c to show how much
- * of a new-connection request at concurrency 1 is the kernel's and the client's work, which
- * no library can remove. Built with -DDEFER_ACCEPT it first sets TCP_DEFER_ACCEPT (30 s) on
- * the socket, as our libfcgi.so.0 does, to show what that option costs by itself.
+ * of a request at concurrency 1 is the kernel's and the client's work, which no library can
+ * remove. Built with -DDEFER_ACCEPT it first sets TCP_DEFER_ACCEPT (30 s) on the socket, as
+ * our libfcgi.so.0 does, to show what that option costs by itself. Built with -DWATCH it
+ * waits in epoll_wait(2) for the kept connection and the listening socket together before
+ * each read (as our engine does, so that a new connection is not left waiting behind a kept
+ * one; it only notices, it does not serve both), to show what that wait costs by itself.
  */
 #include <netinet/in.h>
+#ifdef WATCH
+#include <sys/epoll.h>
+#endif
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -39,13 +46,25 @@ int main(void)
     int secs = 30;
     setsockopt(0, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs);
 #endif
+#ifdef WATCH
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = 0};
+    epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev);
+#endif
     for (;;) {
         int c = accept(0, NULL, NULL);
         if (c < 0)
             continue;
-        ssize_t r = read(c, in, sizeof in);
-        if (r >= 8) {
+#ifdef WATCH
+        ev.data.fd = c;
+        epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+#endif
+        for (;;) {
+            ssize_t r = read(c, in, sizeof in);
+            if (r < 16)
+                break;
             const unsigned char *id = in + 2; /* the first record: BEGIN_REQUEST */
+            int keep = in[8 + 2] & 1;         /* its body's flags: FCGI_KEEP_CONN */
             unsigned char *p = header(out, 6, id, n);
             memcpy(p, body, n);
             p = header(p + n, 6, id, 0);
@@ -53,6 +72,12 @@ int main(void)
             memset(p, 0, 8); /* appStatus 0, FCGI_REQUEST_COMPLETE */
             p += 8;
             (void)!write(c, out, (size_t)(p - out));
+            if (!keep)
+                break;
+#ifdef WATCH
+            struct epoll_event got;
+            epoll_wait(ep, &got, 1, -1);
+#endif
         }
         close(c);
     }
