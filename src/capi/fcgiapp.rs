@@ -74,16 +74,22 @@ impl ParamsBlock {
     /// Builds the vector from pairs in order (libfcgi puts `FCGI_ROLE=...` first, then the
     /// web server's parameters in wire order). Bytes are copied as they are; a NUL inside
     /// a name or value ends that string for C, as in libfcgi.
-    pub(crate) fn new<'a, I>(pairs: I) -> Box<ParamsBlock>
+    pub(crate) fn new<'a, I>(pairs: I) -> ParamsBlock
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
+        I::IntoIter: Clone,
     {
-        let pairs: Vec<(&[u8], &[u8])> = pairs.into_iter().collect();
-        let total: usize = pairs.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+        // Two passes over the pairs (sizes, then bytes) instead of a copy of them.
+        let pairs = pairs.into_iter();
+        let (count, total) = pairs
+            .clone()
+            .fold((0, 0), |(c, t), (n, v)| (c + 1, t + n.len() + v.len() + 2));
         let mut strings = Vec::with_capacity(total);
-        let mut starts = Vec::with_capacity(pairs.len());
-        for (name, value) in &pairs {
-            starts.push(strings.len());
+        // Each string's offset first (as an address-less pointer), its address once the
+        // strings have their final place.
+        let mut envp: Vec<*mut c_char> = Vec::with_capacity(count + 1);
+        for (name, value) in pairs {
+            envp.push(ptr::without_provenance_mut(strings.len()));
             strings.extend_from_slice(name);
             strings.push(b'=');
             strings.extend_from_slice(value);
@@ -91,15 +97,12 @@ impl ParamsBlock {
         }
         let mut strings = strings.into_boxed_slice();
         let base = strings.as_mut_ptr();
-        let mut envp: Vec<*mut c_char> = Vec::with_capacity(starts.len() + 1);
-        // SAFETY: every start is an offset inside `strings`.
-        envp.extend(
-            starts
-                .iter()
-                .map(|&at| unsafe { base.add(at) }.cast::<c_char>()),
-        );
+        for p in &mut envp {
+            // SAFETY: every offset is inside `strings`.
+            *p = unsafe { base.add(p.addr()) }.cast::<c_char>();
+        }
         envp.push(ptr::null_mut());
-        Box::new(ParamsBlock { strings, envp })
+        ParamsBlock { strings, envp }
     }
 
     /// The `char **` for `FCGX_Request::envp`; valid while the block lives.

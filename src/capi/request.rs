@@ -41,7 +41,7 @@ use crate::server::{Acceptor, AllowList, Config, Listener, Request};
 #[derive(Debug)]
 pub(crate) struct RequestExt {
     /// The `name=value` strings `envp` points to.
-    pub(crate) params: Box<ParamsBlock>,
+    pub(crate) params: ParamsBlock,
     /// The core request (None for requests made by hand).
     pub(crate) core: Option<Core>,
 }
@@ -424,9 +424,8 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
     let mut req = Box::new(req);
     crate::pm::scoreboard::request_started_with(|n| req.param_bytes(n)); // fcgi-pm hook
     let role = req.role();
-    let role_name = role.name().as_bytes().to_vec();
     let params = ParamsBlock::new(
-        std::iter::once((&b"FCGI_ROLE"[..], &role_name[..]))
+        std::iter::once((&b"FCGI_ROLE"[..], role.name().as_bytes()))
             .chain(req.params().map(|p| (p.name, p.value))),
     );
     r.requestId = c_int::from(req.id());

@@ -111,12 +111,12 @@ fn new_stream(
     owned_request: Option<Box<FCGX_Request>>,
     is_reader: bool,
 ) -> *mut FCGX_Stream {
-    let mut data = Box::new(StreamData {
+    let mut data = StreamData {
         buf: take_buffer(capacity),
         io,
         request,
         _owned_request: owned_request,
-    });
+    };
     let base = data.buf.as_mut_ptr();
     // SAFETY: capacity is the buffer's length, so base + capacity is its end.
     let end = unsafe { base.add(capacity) };
@@ -151,9 +151,21 @@ fn new_stream(
             data: ptr::null_mut(),
         }
     };
-    let mut stream = Box::new(stream);
-    stream.data = Box::into_raw(data).cast::<c_void>();
-    Box::into_raw(stream)
+    // One allocation for the stream and its state (the buffer is moved, not copied).
+    let both = Box::into_raw(Box::new(OurStream { stream, data }));
+    // SAFETY: `both` is a live allocation; its `data` lives as long as its `stream`.
+    unsafe {
+        (*both).stream.data = ptr::addr_of_mut!((*both).data).cast::<c_void>();
+    }
+    both.cast::<FCGX_Stream>()
+}
+
+/// A stream made by [`new_stream`] and its state, in one allocation: the `FCGX_Stream`
+/// comes first, so a pointer to it is a pointer to the whole.
+#[repr(C)]
+struct OurStream {
+    stream: FCGX_Stream,
+    data: StreamData,
 }
 
 /// Frees a stream made by this module (and its buffer and owned request). Streams with
@@ -169,12 +181,9 @@ pub(crate) unsafe fn free_stream(stream: *mut FCGX_Stream) {
     if unsafe { our_data(stream) }.is_none() {
         return;
     }
-    // SAFETY: our streams are Box-allocated by new_stream, data being a Box<StreamData>.
-    unsafe {
-        let stream = Box::from_raw(stream);
-        let data = Box::from_raw(stream.data.cast::<StreamData>());
-        give_buffer(data.buf);
-    }
+    // SAFETY: our streams are the first field of an OurStream Box-allocated by new_stream.
+    let both = unsafe { Box::from_raw(stream.cast::<OurStream>()) };
+    give_buffer(both.data.buf);
 }
 
 /// Stream buffers kept by this thread for the next request's streams: every request makes

@@ -252,6 +252,44 @@ impl AsFd for Conn {
     }
 }
 
+/// The non-empty parts of one write as `IoSlice`s: on the stack when they are few (a
+/// request's end is three), on the heap otherwise.
+pub(crate) struct Slices<'a> {
+    few: [IoSlice<'a>; 8],
+    n: usize,
+    many: Vec<IoSlice<'a>>,
+}
+
+impl<'a> Slices<'a> {
+    pub(crate) fn new(parts: impl Iterator<Item = &'a [u8]>) -> Slices<'a> {
+        let mut s = Slices {
+            few: [IoSlice::new(&[]); 8],
+            n: 0,
+            many: Vec::new(),
+        };
+        for part in parts.filter(|p| !p.is_empty()) {
+            if s.many.is_empty() && s.n < s.few.len() {
+                s.few[s.n] = IoSlice::new(part);
+                s.n += 1;
+            } else {
+                if s.many.is_empty() {
+                    s.many.extend_from_slice(&s.few[..s.n]);
+                }
+                s.many.push(IoSlice::new(part));
+            }
+        }
+        s
+    }
+
+    pub(crate) fn as_mut(&mut self) -> &mut [IoSlice<'a>] {
+        if self.many.is_empty() {
+            &mut self.few[..self.n]
+        } else {
+            &mut self.many[..]
+        }
+    }
+}
+
 impl Conn {
     pub(crate) fn new(fd: OwnedFd, key: u64, shared: Arc<Shared>) -> Conn {
         Conn {
@@ -305,16 +343,8 @@ impl Conn {
             return Err(aborted_error());
         }
         let mut pending = self.write.lock();
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len() + 1);
-        if !pending.is_empty() {
-            slices.push(IoSlice::new(&pending));
-        }
-        slices.extend(
-            bufs.iter()
-                .filter(|b| !b.is_empty())
-                .map(|b| IoSlice::new(b)),
-        );
-        let mut rest = &mut slices[..];
+        let mut slices = Slices::new(std::iter::once(&pending[..]).chain(bufs.iter().copied()));
+        let mut rest = slices.as_mut();
         let mut wait = false;
         while !rest.is_empty() {
             match epoll::send(self.fd.as_fd(), rest, wait) {
@@ -350,12 +380,8 @@ impl Conn {
             }
             return Ok(true);
         }
-        let mut slices: Vec<IoSlice<'_>> = bufs
-            .iter()
-            .filter(|b| !b.is_empty())
-            .map(|b| IoSlice::new(b))
-            .collect();
-        let mut rest = &mut slices[..];
+        let mut slices = Slices::new(bufs.iter().copied());
+        let mut rest = slices.as_mut();
         while !rest.is_empty() {
             match epoll::send(self.fd.as_fd(), rest, false) {
                 Ok(n) => IoSlice::advance_slices(&mut rest, n),

@@ -138,3 +138,23 @@ fn a_thread_with_a_request_wakes_nobody_when_a_blocking_listener_is_empty() {
         "a waiter was woken for nothing"
     );
 }
+
+#[test]
+fn slices_skip_empty_parts_and_spill_to_the_heap_past_eight() {
+    let parts: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; usize::from(i % 3)]).collect();
+    for n in [0, 1, 8, 9, 12] {
+        let want: Vec<&[u8]> = parts[..n]
+            .iter()
+            .map(|p| &p[..])
+            .filter(|p| !p.is_empty())
+            .collect();
+        let mut s = conn::Slices::new(parts[..n].iter().map(|p| &p[..]));
+        let got: Vec<&[u8]> = s.as_mut().iter().map(|x| &x[..]).collect();
+        assert_eq!(got, want, "{n} parts");
+    }
+    // More than eight non-empty parts.
+    let big: Vec<Vec<u8>> = (1..=20u8).map(|i| vec![i]).collect();
+    let mut s = conn::Slices::new(big.iter().map(|p| &p[..]));
+    assert_eq!(s.as_mut().len(), 20);
+    assert_eq!(&s.as_mut()[19][..], &[20u8][..]);
+}

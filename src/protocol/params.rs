@@ -116,7 +116,7 @@ impl Params {
     /// ```
     /// assert_eq!(fcgi::protocol::Params::default().iter().count(), 0);
     /// ```
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = Pair<'_>> + '_ {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Pair<'_>> + Clone + '_ {
         self.index.iter().map(move |&(start, n, v)| Pair {
             name: &self.bytes[start..start + n],
             value: &self.bytes[start + n..start + n + v],
@@ -251,6 +251,12 @@ impl ParamsDecoder {
     pub fn feed(&mut self, mut input: &[u8]) -> Result<(), ProtocolError> {
         if let State::Failed(e) = self.state {
             return Err(e);
+        }
+        if self.params.index.capacity() == 0 && !input.is_empty() {
+            // Room for the pairs this piece may hold (a pair takes at least 2 bytes; most
+            // take 16 or more), instead of growing from 4 a pair at a time.
+            let guess = (input.len() / 16).max(8).min(self.limits.max_pairs);
+            self.params.index.reserve(guess);
         }
         while !input.is_empty() {
             match &mut self.state {

@@ -166,7 +166,7 @@ impl Request {
     /// let names: Vec<_> = req.params().map(|p| p.name).collect();
     /// assert_eq!(names, [&b"A"[..], &b"B"[..]]);
     /// ```
-    pub fn params(&self) -> impl ExactSizeIterator<Item = crate::protocol::Pair<'_>> + '_ {
+    pub fn params(&self) -> impl ExactSizeIterator<Item = crate::protocol::Pair<'_>> + Clone + '_ {
         self.params.iter()
     }
 
@@ -503,7 +503,7 @@ impl Request {
             c.aborted.fetch_add(1, Ordering::Relaxed);
         }
         let id = self.id;
-        let [err_tail, out_tail, end] = self.final_records();
+        let (err_tail, out_tail, end) = self.final_records();
         // Counted before END_REQUEST goes out: a web server that has read it sees it.
         if !aborted {
             c.served.fetch_add(1, Ordering::Relaxed);
@@ -521,17 +521,18 @@ impl Request {
 impl Request {
     /// The bytes that end the request: the end of stderr and of stdout (their buffered
     /// content first), then END_REQUEST with the app status.
-    fn final_records(&mut self) -> [Vec<u8>; 3] {
+    fn final_records(&mut self) -> (Vec<u8>, Vec<u8>, [u8; 16]) {
         let err_tail = self.stderr.0.take_final();
         let out_tail = self.stdout.0.take_final();
-        let mut end = Vec::with_capacity(16);
-        crate::protocol::encode_end_request(
-            &mut end,
-            self.id,
-            self.app_status as u32,
-            ProtocolStatus::RequestComplete,
-        );
-        [err_tail, out_tail, end]
+        let mut end = [0; 16];
+        let header = crate::protocol::Header::new(RecordType::EndRequest, self.id, 8);
+        end[..8].copy_from_slice(&header.encode());
+        let body = crate::protocol::EndRequestBody {
+            app_status: self.app_status as u32,
+            protocol_status: ProtocolStatus::RequestComplete,
+        };
+        end[8..].copy_from_slice(&body.encode());
+        (err_tail, out_tail, end)
     }
 
     /// Ends the request without END_REQUEST and closes its connection, shutting it down
@@ -564,8 +565,8 @@ impl Request {
         };
         link.engine.counters.busy.fetch_sub(1, Ordering::Relaxed);
         let r = if write_end {
-            let [err_tail, out_tail, end] = self.final_records();
-            link.conn.write_all(&[&err_tail, &out_tail, &end])
+            let (err_tail, out_tail, end) = self.final_records();
+            link.conn.write_all(&[&err_tail, &out_tail, &end[..]])
         } else {
             Ok(())
         };
