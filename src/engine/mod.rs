@@ -196,9 +196,6 @@ struct Listening {
     /// Whether more connections may wait in the queue with no edge to come (several
     /// arrivals before a waiter took the edge give one event); see [`More`].
     more: More,
-    /// Held from the readiness check to the `accept` on a blocking listener, so that two
-    /// threads never both see one connection waiting and one of them blocks in `accept`.
-    blocking_accept: Mutex<()>,
 }
 
 /// Whether a connection waits in a listener's queue now (one `poll`).
@@ -329,7 +326,6 @@ impl Engine {
                     nonblocking: crate::sys::is_nonblocking(l.as_fd()),
                     listener: l,
                     more: More::default(),
-                    blocking_accept: Mutex::new(()),
                 }
             })
             .collect();
@@ -678,11 +674,14 @@ impl Engine {
         let res = {
             let ls = self.listeners.read();
             let l = ls.get(i)?;
-            let _one_at_a_time = (!l.nonblocking).then(|| l.blocking_accept.lock());
             let seen = l.more.seen();
             if !l.nonblocking && !readable(l) {
-                // A blocking listener whose connection another process took meanwhile:
-                // accepting would block this thread.
+                // A blocking listener whose connection another thread or process took
+                // meanwhile: accepting would block this thread. One may still take it
+                // between this look and the accept; then this thread, which holds no
+                // request (see hand_out), waits in accept for the next connection. (A lock
+                // around look and accept would keep the process's other threads from
+                // accepting while its holder waits there, and arrivals would go unserved.)
                 l.more.empty(seen);
                 return None;
             }
