@@ -158,3 +158,29 @@ fn slices_skip_empty_parts_and_spill_to_the_heap_past_eight() {
     assert_eq!(s.as_mut().len(), 20);
     assert_eq!(&s.as_mut()[19][..], &[20u8][..]);
 }
+
+#[test]
+fn threads_leave_blocking_leftovers_to_the_one_taking_them() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let engine = engine_on(l);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&head()).unwrap();
+    engine.listeners.read()[0].more.took();
+
+    // Another thread is taking leftovers: this one leaves the connection to it.
+    engine.listeners.read()[0]
+        .taking_leftovers
+        .store(true, Ordering::SeqCst);
+    assert!(engine.accept_leftovers(false).0.is_none());
+    assert!(
+        readable(&engine.listeners.read()[0]),
+        "the connection was taken"
+    );
+
+    // Once it is done, the next thread takes it.
+    engine.listeners.read()[0]
+        .taking_leftovers
+        .store(false, Ordering::SeqCst);
+    assert!(engine.accept_leftovers(false).0.is_some());
+}

@@ -196,6 +196,10 @@ struct Listening {
     /// Whether more connections may wait in the queue with no edge to come (several
     /// arrivals before a waiter took the edge give one event); see [`More`].
     more: More,
+    /// A thread is taking leftovers from this (blocking) listener: the others leave them
+    /// to it, so that threads coming back together do not all look at the one connection
+    /// left and all but one wait in `accept(2)`.
+    taking_leftovers: AtomicBool,
 }
 
 /// Whether a connection waits in a listener's queue now (one `poll`).
@@ -326,6 +330,7 @@ impl Engine {
                     nonblocking: crate::sys::is_nonblocking(l.as_fd()),
                     listener: l,
                     more: More::default(),
+                    taking_leftovers: AtomicBool::new(false),
                 }
             })
             .collect();
@@ -662,7 +667,20 @@ impl Engine {
                     }
                     break;
                 }
-                if let Some(job) = self.accept(i) {
+                if blocking
+                    && self.listeners.read()[i]
+                        .taking_leftovers
+                        .swap(true, Ordering::AcqRel)
+                {
+                    break; // another thread is at it; it goes on while more may wait
+                }
+                let job = self.accept(i);
+                if blocking {
+                    self.listeners.read()[i]
+                        .taking_leftovers
+                        .store(false, Ordering::Release);
+                }
+                if let Some(job) = job {
                     return (Some(job), blocking_more);
                 }
             }
