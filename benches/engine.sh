@@ -21,9 +21,13 @@ broken=()
 for c in "$@"; do
     [ -x "$ROOT/benches/engine_$c.sh" ] || die "no benches/engine_$c.sh (criteria: $ALL)"
     say "== $c"
-    if ! "$ROOT/benches/engine_$c.sh" >"$TMP/$c.md" 2>"$TMP/$c.err"; then
+    rc=0
+    "$ROOT/benches/engine_$c.sh" >"$TMP/$c.md" 2>"$TMP/$c.err" </dev/null || rc=$?
+    if [ "$rc" != 0 ]; then
         broken+=("$c")
-        say "benches/engine_$c.sh failed: $(tail -3 "$TMP/$c.err")"
+        # A script that dies by a signal says nothing itself: its status says which.
+        [ "$rc" -gt 128 ] && echo "killed by signal $((rc - 128))" >>"$TMP/$c.err"
+        say "benches/engine_$c.sh failed (exit status $rc): $(tail -3 "$TMP/$c.err")"
     fi
 done
 
