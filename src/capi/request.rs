@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, Once, TryLockError, Weak};
 
 use super::fcgiapp::{web_server_addrs, ParamsBlock};
 use super::os;
-use super::stream::{new_reader, new_writer, StreamIo, READER_BUFFLEN};
+use super::stream::{new_reader, new_writer, Io, StreamIo, READER_BUFFLEN};
 use super::types::FCGX_Request;
 use crate::engine::Conn;
 use crate::protocol::Role;
@@ -325,8 +325,37 @@ impl CoreRef {
     }
 }
 
+/// A core request's stream ends, held inline in the stream (see [`super::stream::Io`]).
+pub(crate) enum CoreIo {
+    Input(CoreInput),
+    Output(CoreOutput),
+}
+
+impl StreamIo for CoreIo {
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            CoreIo::Input(i) => i.fill(buf),
+            CoreIo::Output(o) => o.fill(buf),
+        }
+    }
+
+    fn empty(&mut self, data: &[u8], close: bool) -> io::Result<()> {
+        match self {
+            CoreIo::Input(i) => i.empty(data, close),
+            CoreIo::Output(o) => o.empty(data, close),
+        }
+    }
+
+    fn start_filter_data(&mut self) -> bool {
+        match self {
+            CoreIo::Input(i) => i.start_filter_data(),
+            CoreIo::Output(o) => o.start_filter_data(),
+        }
+    }
+}
+
 /// `FCGI_STDIN` (then `FCGI_DATA` for a Filter) of a core request.
-struct CoreInput {
+pub(crate) struct CoreInput {
     req: CoreRef,
     on_data: bool,
 }
@@ -354,7 +383,7 @@ impl StreamIo for CoreInput {
 /// `FCGI_STDOUT` or `FCGI_STDERR` of a core request. Each buffer the C stream hands over
 /// goes out as a record at once (`flush`); the end records and `FCGI_END_REQUEST` are
 /// sent by the core when the request is finished.
-struct CoreOutput {
+pub(crate) struct CoreOutput {
     req: CoreRef,
     stderr: bool,
 }
@@ -440,27 +469,27 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
     let core_ref = || CoreRef { req: core, forks };
     let request_ptr: *mut FCGX_Request = r;
     r.in_ = new_reader(
-        Box::new(CoreInput {
+        Io::Core(CoreIo::Input(CoreInput {
             req: core_ref(),
             on_data: false,
-        }),
+        })),
         READER_BUFFLEN,
         request_ptr,
     );
     r.out = new_writer(
-        Box::new(CoreOutput {
+        Io::Core(CoreIo::Output(CoreOutput {
             req: core_ref(),
             stderr: false,
-        }),
+        })),
         8192,
         request_ptr,
         None,
     );
     r.err = new_writer(
-        Box::new(CoreOutput {
+        Io::Core(CoreIo::Output(CoreOutput {
             req: core_ref(),
             stderr: true,
-        }),
+        })),
         512,
         request_ptr,
         None,

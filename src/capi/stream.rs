@@ -54,11 +54,41 @@ pub(crate) trait StreamIo: Send {
 }
 
 /// Private state of the streams made here, behind `FCGX_Stream::data`.
+/// A stream's source or sink: a request's own (held inline, no allocation of its own), or
+/// any other.
+pub(crate) enum Io {
+    Core(super::request::CoreIo),
+    Other(Box<dyn StreamIo>),
+}
+
+impl StreamIo for Io {
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Io::Core(c) => c.fill(buf),
+            Io::Other(o) => o.fill(buf),
+        }
+    }
+
+    fn empty(&mut self, data: &[u8], close: bool) -> io::Result<()> {
+        match self {
+            Io::Core(c) => c.empty(data, close),
+            Io::Other(o) => o.empty(data, close),
+        }
+    }
+
+    fn start_filter_data(&mut self) -> bool {
+        match self {
+            Io::Core(c) => c.start_filter_data(),
+            Io::Other(o) => o.start_filter_data(),
+        }
+    }
+}
+
 struct StreamData {
     /// The buffer; `rdNext`, `wrNext`, `stop` and `stopUnget` point into it. Boxed, so it
     /// does not move.
     buf: Box<[u8]>,
-    io: Box<dyn StreamIo>,
+    io: Io,
     /// The request whose `appStatus` `FCGX_SetExitStatus` sets (may be NULL).
     request: *mut FCGX_Request,
     /// The request made by `FCGX_CreateWriter`: only kept, so that it is freed with the
@@ -85,18 +115,14 @@ pub(crate) fn writer_capacity(bufflen: c_int) -> usize {
 
 /// A new reader stream over `io`, with a `bufflen`-byte buffer, belonging to `request`.
 /// Free it with [`free_stream`].
-pub(crate) fn new_reader(
-    io: Box<dyn StreamIo>,
-    bufflen: usize,
-    request: *mut FCGX_Request,
-) -> *mut FCGX_Stream {
+pub(crate) fn new_reader(io: Io, bufflen: usize, request: *mut FCGX_Request) -> *mut FCGX_Stream {
     new_stream(io, bufflen.max(1), request, None, true)
 }
 
 /// A new writer stream over `io`, buffering what [`writer_capacity`] says for `bufflen`,
 /// belonging to `request`. Free it with [`free_stream`].
 pub(crate) fn new_writer(
-    io: Box<dyn StreamIo>,
+    io: Io,
     bufflen: c_int,
     request: *mut FCGX_Request,
     owned_request: Option<Box<FCGX_Request>>,
@@ -105,7 +131,7 @@ pub(crate) fn new_writer(
 }
 
 fn new_stream(
-    io: Box<dyn StreamIo>,
+    io: Io,
     capacity: usize,
     request: *mut FCGX_Request,
     owned_request: Option<Box<FCGX_Request>>,
@@ -887,7 +913,7 @@ pub unsafe extern "C" fn FCGX_CreateWriter(
         request.nWriters = 2;
         let req_ptr: *mut FCGX_Request = &mut *request;
         let io = RecordWriter::new(socket, requestId as u16, RecordType::from(streamType as u8));
-        new_writer(Box::new(io), bufflen, req_ptr, Some(request))
+        new_writer(Io::Other(Box::new(io)), bufflen, req_ptr, Some(request))
     })
 }
 
@@ -958,7 +984,7 @@ mod tests {
             data: Vec::new(),
             filter: false,
         };
-        new_reader(Box::new(io), bufflen, ptr::null_mut())
+        new_reader(Io::Other(Box::new(io)), bufflen, ptr::null_mut())
     }
 
     fn get_str(s: *mut FCGX_Stream, n: usize) -> Vec<u8> {
@@ -1055,7 +1081,7 @@ mod tests {
             filter: true,
         };
         let mut req = super::super::fcgiapp::zeroed_request();
-        let s = new_reader(Box::new(io), 64, &mut req);
+        let s = new_reader(Io::Other(Box::new(io)), 64, &mut req);
         unsafe {
             assert_eq!(FCGX_StartFilterData(s), -1, "stdin not read to its end");
             assert_eq!(FCGX_GetError(s), -5);
@@ -1070,7 +1096,7 @@ mod tests {
                 data: b"file data".to_vec(),
                 filter: true,
             };
-            let s = new_reader(Box::new(io), 64, &mut req);
+            let s = new_reader(Io::Other(Box::new(io)), 64, &mut req);
             assert_eq!(get_str(s, 64), b"stdin");
             assert_eq!(FCGX_StartFilterData(s), 0);
             assert_eq!(FCGX_HasSeenEOF(s), 0);
