@@ -220,6 +220,10 @@ ratio() {
 machine() {
     echo "- nproc: $(nproc); CPU: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1); kernel: $(uname -r)"
     echo "- load average before / after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
+    # Time others' tasks waited for a CPU (pressure stall information): a program that uses
+    # both cores loses more to other tenants than a single-threaded one.
+    [ -r /proc/pressure/cpu ] &&
+        echo "- CPU pressure (some, avg60 %) before / after: $PSI_BEFORE / $(cpu_pressure)"
     local commit
     commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
     git -C "$ROOT" diff --quiet HEAD -- src capi examples Cargo.toml 2>/dev/null || commit="$commit (+ uncommitted changes)"
@@ -227,6 +231,8 @@ machine() {
     echo "- $(nginx -v 2>&1), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-3)"
 }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+cpu_pressure() { sed -n 's/^some .*avg60=\([0-9.]*\).*/\1/p' /proc/pressure/cpu 2>/dev/null; }
+PSI_BEFORE=$(cpu_pressure)
 
 # ---- The engine measurements of issue 7 (benches/engine.sh and the engine_*.sh it runs) ----
 
