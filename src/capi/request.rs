@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_int;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, TryLockError, Weak};
@@ -244,11 +245,36 @@ struct Kept {
 /// Kept connections by the address of their `FCGX_Request`. An entry goes when that
 /// request accepts again, is initialised again, or is freed with `close`; entries whose
 /// connection is gone are pruned as the table grows.
-static KEPT: Mutex<Option<HashMap<usize, Kept>>> = Mutex::new(None);
+static KEPT: Mutex<Option<HashMap<usize, Kept, BuildHasherDefault<AddrHasher>>>> = Mutex::new(None);
+
+/// Hashes the address of an `FCGX_Request` (one multiplication, where the default hasher
+/// spends about a hundred instructions on each request's insert and remove). The keys are
+/// the program's own addresses, not a peer's input: nothing to defend against.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        // Fibonacci hashing, with the high half folded into the low one: hashbrown takes
+        // the bucket from the low bits and a tag from the high ones.
+        let h = (n as u64 ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 fn remember_kept(request: usize, k: Kept) {
     let mut guard = KEPT.lock().unwrap_or_else(|e| e.into_inner());
-    let map = guard.get_or_insert_with(HashMap::new);
+    let map = guard.get_or_insert_with(HashMap::default);
     if map.len() >= 64 && map.len().is_power_of_two() {
         map.retain(|_, k| k.conn.strong_count() > 0);
     }
@@ -626,5 +652,28 @@ fn negative_errno(e: &io::Error) -> c_int {
     match e.raw_os_error() {
         Some(code) if code > 0 => -code,
         _ => -9999,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn request_addresses_spread_over_buckets() {
+        // FCGX_Request addresses are 8-aligned (and often a struct size apart): their
+        // hashes must still differ in the low bits hashbrown picks buckets with.
+        let b = BuildHasherDefault::<AddrHasher>::default();
+        for stride in [8usize, 120, 4096] {
+            let lows: std::collections::HashSet<u64> = (0..64usize)
+                .map(|i| b.hash_one(0x7f00_0000_1000 + i * stride) & 63)
+                .collect();
+            assert!(
+                lows.len() >= 32,
+                "stride {stride}: {} buckets of 64",
+                lows.len()
+            );
+        }
     }
 }
