@@ -351,35 +351,6 @@ impl CoreRef {
     }
 }
 
-/// A core request's stream ends, held inline in the stream (see [`super::stream::Io`]).
-pub(crate) enum CoreIo {
-    Input(CoreInput),
-    Output(CoreOutput),
-}
-
-impl StreamIo for CoreIo {
-    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            CoreIo::Input(i) => i.fill(buf),
-            CoreIo::Output(o) => o.fill(buf),
-        }
-    }
-
-    fn empty(&mut self, data: &[u8], close: bool) -> io::Result<()> {
-        match self {
-            CoreIo::Input(i) => i.empty(data, close),
-            CoreIo::Output(o) => o.empty(data, close),
-        }
-    }
-
-    fn start_filter_data(&mut self) -> bool {
-        match self {
-            CoreIo::Input(i) => i.start_filter_data(),
-            CoreIo::Output(o) => o.start_filter_data(),
-        }
-    }
-}
-
 /// `FCGI_STDIN` (then `FCGI_DATA` for a Filter) of a core request.
 pub(crate) struct CoreInput {
     req: CoreRef,
@@ -495,27 +466,27 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
     let core_ref = || CoreRef { req: core, forks };
     let request_ptr: *mut FCGX_Request = r;
     r.in_ = new_reader(
-        Io::Core(CoreIo::Input(CoreInput {
+        Io::Input(CoreInput {
             req: core_ref(),
             on_data: false,
-        })),
+        }),
         READER_BUFFLEN,
         request_ptr,
     );
     r.out = new_writer(
-        Io::Core(CoreIo::Output(CoreOutput {
+        Io::Output(CoreOutput {
             req: core_ref(),
             stderr: false,
-        })),
+        }),
         8192,
         request_ptr,
         None,
     );
     r.err = new_writer(
-        Io::Core(CoreIo::Output(CoreOutput {
+        Io::Output(CoreOutput {
             req: core_ref(),
             stderr: true,
-        })),
+        }),
         512,
         request_ptr,
         None,

@@ -54,32 +54,20 @@ pub(crate) trait StreamIo: Send {
 }
 
 /// Private state of the streams made here, behind `FCGX_Stream::data`.
-/// A stream's source or sink: a request's own (held inline, no allocation of its own), or
-/// any other.
+/// A stream's source or sink: a core request's input or output (held inline, no
+/// allocation of its own), or any other.
 pub(crate) enum Io {
-    Core(super::request::CoreIo),
+    Input(super::request::CoreInput),
+    Output(super::request::CoreOutput),
     Other(Box<dyn StreamIo>),
 }
 
-impl StreamIo for Io {
-    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Io {
+    fn get(&mut self) -> &mut dyn StreamIo {
         match self {
-            Io::Core(c) => c.fill(buf),
-            Io::Other(o) => o.fill(buf),
-        }
-    }
-
-    fn empty(&mut self, data: &[u8], close: bool) -> io::Result<()> {
-        match self {
-            Io::Core(c) => c.empty(data, close),
-            Io::Other(o) => o.empty(data, close),
-        }
-    }
-
-    fn start_filter_data(&mut self) -> bool {
-        match self {
-            Io::Core(c) => c.start_filter_data(),
-            Io::Other(o) => o.start_filter_data(),
+            Io::Input(i) => i,
+            Io::Output(o) => o,
+            Io::Other(o) => o.as_mut(),
         }
     }
 }
@@ -290,7 +278,7 @@ unsafe extern "C" fn fill_buff(stream: *mut FCGX_Stream) {
         let Some(data) = (unsafe { our_data(stream) }) else {
             return;
         };
-        let result = data.io.fill(&mut data.buf);
+        let result = data.io.get().fill(&mut data.buf);
         let base = data.buf.as_mut_ptr();
         // SAFETY: stream is valid; n <= buf.len() so base + n stays in the buffer.
         unsafe {
@@ -332,7 +320,7 @@ unsafe extern "C" fn empty_buff(stream: *mut FCGX_Stream, do_close: c_int) {
         if used == 0 && do_close == 0 {
             return;
         }
-        let result = data.io.empty(&data.buf[..used], do_close != 0);
+        let result = data.io.get().empty(&data.buf[..used], do_close != 0);
         // SAFETY: stream is valid; base + len is the buffer's end.
         unsafe {
             match result {
@@ -614,7 +602,7 @@ pub unsafe extern "C" fn FCGX_PutStr(
                     let cap = data.buf.len();
                     while want - moved >= cap {
                         let chunk = std::slice::from_raw_parts(src.add(moved), cap);
-                        if let Err(e) = data.io.empty(chunk, false) {
+                        if let Err(e) = data.io.get().empty(chunk, false) {
                             set_error(s, stream_error_code(&e));
                             return -1;
                         }
@@ -806,7 +794,7 @@ pub unsafe extern "C" fn FCGX_StartFilterData(stream: *mut FCGX_Stream) -> c_int
             let s = stream;
             let switched = (*s).isReader != 0
                 && (*s).isClosed != 0
-                && our_data(s).is_some_and(|data| data.io.start_filter_data());
+                && our_data(s).is_some_and(|data| data.io.get().start_filter_data());
             if !switched {
                 set_error(s, FcgxError::CallSeq as c_int);
                 return -1;
