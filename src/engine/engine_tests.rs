@@ -39,15 +39,37 @@ fn head() -> Vec<u8> {
     out
 }
 
-fn engine_on(listener: TcpListener) -> Arc<Engine> {
+/// An engine on a loopback listener (blocking unless `nonblocking`), and `peers`
+/// connections that each sent a complete request head (kept open).
+fn engine_with_peers(nonblocking: bool, peers: usize) -> (Arc<Engine>, Vec<TcpStream>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(nonblocking).unwrap();
+    let addr = l.local_addr().unwrap();
     let mut opts = crate::server::Config::default().engine_options(None);
     opts.defer_accept = false;
-    Engine::new(
-        vec![Listener::Tcp(listener)],
-        opts,
-        Arc::new(Counters::default()),
-    )
-    .unwrap()
+    let engine = Engine::new(vec![Listener::Tcp(l)], opts, Arc::new(Counters::default())).unwrap();
+    assert_eq!(engine.listeners.read()[0].nonblocking, nonblocking);
+    let peers = (0..peers)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&head()).unwrap();
+            s
+        })
+        .collect();
+    engine.wake.drain();
+    (engine, peers)
+}
+
+/// `job` leaves with its thread while another thread waits in the engine.
+fn hand_out_with_a_waiter(engine: &Engine, job: Job) -> Job {
+    engine.waiters.fetch_add(1, Ordering::SeqCst);
+    let job = engine.hand_out(job);
+    engine.waiters.fetch_sub(1, Ordering::SeqCst);
+    job
+}
+
+fn wake_pending(engine: &Engine) -> bool {
+    epoll::wait_fd(engine.wake.as_fd(), false, Some(Duration::ZERO)).unwrap()
 }
 
 #[test]
@@ -55,24 +77,12 @@ fn a_thread_with_a_request_leaves_a_blocking_listener_to_a_waiter() {
     // A blocking listener (a C program's inherited socket): a sibling process may take a
     // connection between the readiness check and accept(2), so a thread that holds a
     // request must not accept there; it wakes a waiter instead.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let engine = engine_on(l);
-    assert!(!engine.listeners.read()[0].nonblocking);
-    let mut peers = Vec::new();
-    for _ in 0..2 {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(&head()).unwrap();
-        peers.push(s);
-    }
-    engine.wake.drain();
+    let (engine, _peers) = engine_with_peers(false, 2);
 
     // A thread took the listener's edge and the first connection; another thread waits.
     let first = engine.accept(0).expect("the first request");
     assert!(engine.listeners.read()[0].more.get());
-    engine.waiters.fetch_add(1, Ordering::SeqCst);
-    let first = engine.hand_out(first);
-    engine.waiters.fetch_sub(1, Ordering::SeqCst);
+    let first = hand_out_with_a_waiter(&engine, first);
 
     assert_eq!(
         engine.ready_len.load(Ordering::SeqCst),
@@ -80,7 +90,7 @@ fn a_thread_with_a_request_leaves_a_blocking_listener_to_a_waiter() {
         "the thread with a request accepted from a blocking listener"
     );
     assert!(
-        epoll::wait_fd(engine.wake.as_fd(), false, Some(Duration::ZERO)).unwrap(),
+        wake_pending(&engine),
         "no waiter was woken to take the second connection"
     );
     // The woken waiter, holding nothing, takes it.
@@ -90,20 +100,9 @@ fn a_thread_with_a_request_leaves_a_blocking_listener_to_a_waiter() {
 
 #[test]
 fn a_thread_with_a_request_takes_the_next_and_queued_requests_go_first() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.set_nonblocking(true).unwrap();
-    let addr = l.local_addr().unwrap();
-    let engine = engine_on(l);
-    let mut peers = Vec::new();
-    for _ in 0..3 {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(&head()).unwrap();
-        peers.push(s);
-    }
+    let (engine, _peers) = engine_with_peers(true, 3);
     let first = engine.accept(0).expect("the first request");
-    engine.waiters.fetch_add(1, Ordering::SeqCst);
-    let _first = engine.hand_out(first);
-    engine.waiters.fetch_sub(1, Ordering::SeqCst);
+    let _first = hand_out_with_a_waiter(&engine, first);
     assert_eq!(
         engine.ready_len.load(Ordering::SeqCst),
         1,
@@ -118,25 +117,14 @@ fn a_thread_with_a_request_takes_the_next_and_queued_requests_go_first() {
 
 #[test]
 fn a_thread_with_a_request_wakes_nobody_when_a_blocking_listener_is_empty() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let engine = engine_on(l);
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(&head()).unwrap();
-    engine.wake.drain();
-
+    let (engine, _peers) = engine_with_peers(false, 1);
     let first = engine.accept(0).expect("the request");
-    engine.waiters.fetch_add(1, Ordering::SeqCst);
-    let _first = engine.hand_out(first);
-    engine.waiters.fetch_sub(1, Ordering::SeqCst);
+    let _first = hand_out_with_a_waiter(&engine, first);
     assert!(
         !engine.listeners.read()[0].more.get(),
         "an empty queue left the flag set"
     );
-    assert!(
-        !epoll::wait_fd(engine.wake.as_fd(), false, Some(Duration::ZERO)).unwrap(),
-        "a waiter was woken for nothing"
-    );
+    assert!(!wake_pending(&engine), "a waiter was woken for nothing");
 }
 
 #[test]
@@ -157,30 +145,4 @@ fn slices_skip_empty_parts_and_spill_to_the_heap_past_eight() {
     let mut s = conn::Slices::new(big.iter().map(|p| &p[..]));
     assert_eq!(s.as_mut().len(), 20);
     assert_eq!(&s.as_mut()[19][..], &[20u8][..]);
-}
-
-#[test]
-fn threads_leave_blocking_leftovers_to_the_one_taking_them() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let engine = engine_on(l);
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(&head()).unwrap();
-    engine.listeners.read()[0].more.took();
-
-    // Another thread is taking leftovers: this one leaves the connection to it.
-    engine.listeners.read()[0]
-        .taking_leftovers
-        .store(true, Ordering::SeqCst);
-    assert!(engine.accept_leftovers(false).0.is_none());
-    assert!(
-        readable(&engine.listeners.read()[0]),
-        "the connection was taken"
-    );
-
-    // Once it is done, the next thread takes it.
-    engine.listeners.read()[0]
-        .taking_leftovers
-        .store(false, Ordering::SeqCst);
-    assert!(engine.accept_leftovers(false).0.is_some());
 }

@@ -196,10 +196,6 @@ struct Listening {
     /// Whether more connections may wait in the queue with no edge to come (several
     /// arrivals before a waiter took the edge give one event); see [`More`].
     more: More,
-    /// A thread is taking leftovers from this (blocking) listener: the others leave them
-    /// to it, so that threads coming back together do not all look at the one connection
-    /// left and all but one wait in `accept(2)`.
-    taking_leftovers: AtomicBool,
 }
 
 /// Whether a connection waits in a listener's queue now (one `poll`).
@@ -330,7 +326,6 @@ impl Engine {
                     nonblocking: crate::sys::is_nonblocking(l.as_fd()),
                     listener: l,
                     more: More::default(),
-                    taking_leftovers: AtomicBool::new(false),
                 }
             })
             .collect();
@@ -667,20 +662,12 @@ impl Engine {
                     }
                     break;
                 }
-                if blocking
-                    && self.listeners.read()[i]
-                        .taking_leftovers
-                        .swap(true, Ordering::AcqRel)
-                {
-                    break; // another thread is at it; it goes on while more may wait
-                }
-                let job = self.accept(i);
-                if blocking {
-                    self.listeners.read()[i]
-                        .taking_leftovers
-                        .store(false, Ordering::Release);
-                }
-                if let Some(job) = job {
+                // (On a blocking listener, free threads that came back together may all
+                // see the one connection left, and all but one then wait in accept. Letting
+                // one thread at a time take leftovers there avoided that, but when that
+                // thread lost the connection to another process and waited in accept, the
+                // others left connections that came under one edge waiting with it.)
+                if let Some(job) = self.accept(i) {
                     return (Some(job), blocking_more);
                 }
             }
