@@ -53,7 +53,6 @@ pub(crate) trait StreamIo: Send {
     }
 }
 
-/// Private state of the streams made here, behind `FCGX_Stream::data`.
 /// A stream's source or sink: a core request's input or output (held inline, no
 /// allocation of its own), or any other.
 pub(crate) enum Io {
@@ -72,6 +71,7 @@ impl Io {
     }
 }
 
+/// Private state of the streams made here, behind `FCGX_Stream::data`.
 struct StreamData {
     /// The buffer; `rdNext`, `wrNext`, `stop` and `stopUnget` point into it. Boxed, so it
     /// does not move.
