@@ -43,14 +43,38 @@ fn backend(when: When, bytes: Vec<u8>) -> (Address, JoinHandle<Vec<u8>>) {
         if when != When::Immediately {
             read_request(&mut s, &mut got);
         }
+        let closes = when != When::AfterRequestStayOpen;
+        if closes {
+            // The answer and the FIN in one segment (corked until the shutdown), so the
+            // client sees the close together with the last record: whether it then
+            // thinks the connection reusable does not depend on which thread runs first.
+            cork(&s);
+        }
         let _ = s.write_all(&bytes);
-        if when != When::AfterRequestStayOpen {
+        if closes {
             let _ = s.shutdown(Shutdown::Write);
         }
         let _ = s.read_to_end(&mut got);
         got
     });
     (addr, h)
+}
+
+/// TCP_CORK on `s`: what it writes waits for a full segment or the shutdown.
+fn cork(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_CORK: {}", std::io::Error::last_os_error());
 }
 
 /// Reads records until the empty STDIN record.
