@@ -600,13 +600,20 @@ pub unsafe extern "C" fn FCGX_PutStr(
                 // the stream buffer: the same records, one memcpy less.
                 if let Some(data) = direct_writer(s) {
                     let cap = data.buf.len();
-                    while want - moved >= cap {
-                        let chunk = std::slice::from_raw_parts(src.add(moved), cap);
+                    // A request's own output takes all the whole buffers in one go (it cuts
+                    // its own records, up to 64 KiB each, and gathers them into few system
+                    // calls); other writers one buffer, one record, at a time.
+                    let step = match data.io {
+                        Io::Output(_) => (want - moved) / cap * cap,
+                        _ => cap,
+                    };
+                    while step > 0 && want - moved >= step {
+                        let chunk = std::slice::from_raw_parts(src.add(moved), step);
                         if let Err(e) = data.io.get().empty(chunk, false) {
                             set_error(s, stream_error_code(&e));
                             return -1;
                         }
-                        moved += cap;
+                        moved += step;
                     }
                     if moved == want {
                         return n;
