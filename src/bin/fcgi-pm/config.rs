@@ -327,7 +327,7 @@ struct Parser<'a> {
     base: PathBuf,
     global: Global,
     pools: Vec<Pool>,
-    /// Index into `pools` of the open section; None in [global].
+    /// Index into `pools` of the open section; None in `[global]`.
     current: Option<usize>,
     depth: usize,
     env: HashMap<String, String>,
