@@ -29,32 +29,29 @@ pub fn signal_set() -> libc::sigset_t {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [
-            libc::SIGCHLD,
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-        ] {
+        for s in SIGNALS {
             libc::sigaddset(&mut set, s);
         }
         set
     }
 }
 
+/// The signals the manager reads from its signalfd (php-fpm's, and its children's ends).
+pub const SIGNALS: [libc::c_int; 6] = [
+    libc::SIGCHLD,
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
 /// Blocks the manager's signals in this thread (and the threads it starts later).
 pub fn block_signals() -> io::Result<()> {
     let set = signal_set();
     // An ignored signal is dropped even when blocked, and a shell starts background jobs
     // with SIGINT and SIGQUIT ignored: take the default back so the signalfd sees them.
-    for s in [
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTERM,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-    ] {
+    for s in SIGNALS.into_iter().filter(|&s| s != libc::SIGCHLD) {
         // SAFETY: setting a standard disposition.
         unsafe { libc::signal(s, libc::SIG_DFL) };
     }

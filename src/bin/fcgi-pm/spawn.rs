@@ -201,17 +201,10 @@ pub fn spawn(plan: &Plan, listen: BorrowedFd<'_>, pool: &str) -> io::Result<Spaw
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            for s in [
-                libc::SIGINT,
-                libc::SIGQUIT,
-                libc::SIGTERM,
-                libc::SIGUSR1,
-                libc::SIGUSR2,
-                libc::SIGHUP,
-                libc::SIGCHLD,
-            ] {
+            for s in crate::manager::SIGNALS {
                 libc::signal(s, libc::SIG_DFL);
             }
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
             if let Some(fd) = board_fd {
                 check(libc::fcntl(fd, libc::F_SETFD, 0))?;
             }
