@@ -9,9 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use fcgi::protocol::{decode_record, RecordType, Status};
-use support::capi::{compile_c, have_tools, our_lib};
-use support::engine::{listener, request_bytes, spawn_sharing, Lib};
-use support::temp_dir;
+use support::capi::have_tools;
+use support::engine::{request_bytes, OursApp};
 
 const BODY: usize = 300_000;
 
@@ -20,17 +19,10 @@ fn a_large_put_str_goes_out_in_maximal_records() {
     if !have_tools(&["cc"], "a_large_put_str_goes_out_in_maximal_records") {
         return;
     }
-    let dir = temp_dir();
-    let ours = our_lib(dir.path());
-    let exe = compile_c(dir.path(), "engine_app.c", "engine_app", &ours);
-    let (listener, port) = listener();
-    let lib = Lib::Ours(&ours);
-    let procs = spawn_sharing(&listener, 1, || lib.engine_app(&exe, &[]));
-    drop(listener);
-    lib.assert_loaded(procs[0].0.id());
+    let app = OursApp::start(&[]);
 
     // engine_app writes BODY_BYTES in FCGX_PutStr calls of 64 KiB.
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
     let body = BODY.to_string();
     s.write_all(&request_bytes(false, &[("BODY_BYTES", &body)]))
         .unwrap();

@@ -96,14 +96,8 @@ fn a_connection_that_has_not_spoken_yet_is_not_taken_from_a_polling_program() {
     if !have_tools(&["cc"], test) || !have_paths(&[CLASSIC], test) {
         return;
     }
-    let dir = temp_dir();
-    let ours = our_lib(dir.path());
-    let exe = compile_c(dir.path(), "engine_app.c", "engine_app", &ours);
-    let lib = Lib::Ours(&ours);
-    let (listener, port) = listener();
-    let procs: Vec<Running> = spawn_sharing(&listener, 1, || lib.engine_app(&exe, &["-p"]));
-    drop(listener);
-    lib.assert_loaded(procs[0].0.id());
+    let app = OursApp::start(&["-p"]);
+    let port = app.port;
     let deadline = || Instant::now() + Duration::from_secs(10);
     // A first request: the program has initialised the library (which sets
     // TCP_DEFER_ACCEPT on its socket; connections queued before that are taken as they are).

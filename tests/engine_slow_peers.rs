@@ -14,7 +14,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use support::capi::{compile_c, have_tools, our_lib, Running};
+use support::capi::have_tools;
 use support::engine::*;
 use support::peers::App;
 use support::{temp_dir, wait_until, Addr};
@@ -48,15 +48,8 @@ fn one_slow_peer_does_not_stall_a_single_threaded_c_program_on_our_library() {
     if !have_tools(&["cc"], test) {
         return;
     }
-    let dir = temp_dir();
-    let ours = our_lib(dir.path());
-    let exe = compile_c(dir.path(), "engine_app.c", "engine_app", &ours);
-    let lib = Lib::Ours(&ours);
-    let (listener, port) = listener();
-    let procs: Vec<Running> = spawn_sharing(&listener, 1, || lib.engine_app(&exe, &[]));
-    drop(listener);
-    let pid = procs[0].0.id();
-    lib.assert_loaded(pid);
+    let app = OursApp::start(&[]);
+    let (port, pid) = (app.port, app.pid);
 
     let _slow = slow_peer(port);
     assert!(

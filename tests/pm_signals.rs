@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::pm::{self, get, Ground, Lib};
-use support::{temp_dir, wait_until};
+use support::{temp_dir, wait_until, Addr};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -96,6 +96,13 @@ fn a_broken_configuration_on_reload_keeps_the_running_one() {
     assert_eq!(get(&g.listen, "", T).unwrap().status, 200);
 }
 
+/// Whether one of `kids` holds a connection accepted on `listen` (a request in flight).
+fn in_a_child(kids: &[u32], listen: &Addr) -> bool {
+    let port = listen.tcp().port();
+    kids.iter()
+        .any(|&k| support::engine::connections_held(k, port) > 0)
+}
+
 #[test]
 fn sigquit_finishes_the_running_request_then_stops() {
     let Some(g) = Ground::new(Lib::Classic, "pm sigquit") else {
@@ -106,15 +113,11 @@ fn sigquit_finishes_the_running_request_then_stops() {
     let kids = m.wait_children(2, T);
     let a = g.listen.clone();
     let slow = thread::spawn(move || get(&a, "sleep=1000", T));
-    // Wait until a child holds it.
-    assert!(wait_until(T, || std::fs::read_dir(format!(
-        "/proc/{}/fd",
-        kids[0]
-    ))
-    .map(|d| d.count())
-    .unwrap_or(0)
-        > 0));
-    thread::sleep(Duration::from_millis(200));
+    // Wait until a child has accepted it (not a fixed pause).
+    assert!(
+        wait_until(T, || in_a_child(&kids, &g.listen)),
+        "no child took the request"
+    );
     m.signal(libc::SIGQUIT);
     let r = slow
         .join()
@@ -137,10 +140,13 @@ fn sigterm_stops_fast() {
     };
     let conf = g.pool("pm = static\npm.max_children = 2\n");
     let mut m = g.start(&conf);
-    m.wait_children(2, T);
+    let kids = m.wait_children(2, T);
     let a = g.listen.clone();
     let slow = thread::spawn(move || get(&a, "sleep=8000", T));
-    thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_until(T, || in_a_child(&kids, &g.listen)),
+        "no child took the request"
+    );
     let t0 = Instant::now();
     m.signal(libc::SIGTERM);
     assert!(
@@ -232,22 +238,30 @@ fn sigusr1_reopens_the_error_log() {
     assert!(support::read_lossy(&rotated).contains("ready to handle connections"));
 }
 
+/// Writes `conf` to `path` and runs `fcgi-pm -t -y path` (check the file and stop): its
+/// exit code and stderr.
+fn test_config(path: &std::path::Path, conf: &str) -> (Option<i32>, String) {
+    std::fs::write(path, conf).unwrap();
+    let out = Command::new(pm::binary())
+        .args(["-t", "-y"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn test_flag_checks_the_file_and_names_the_line() {
     let dir = temp_dir();
     let path = dir.path().join("bad.conf");
-    std::fs::write(
+    let (code, err) = test_config(
         &path,
         "[www]\nlisten = 127.0.0.1:9\npm = static\npm.max_kids = 2\ncommand = /bin/true\n",
-    )
-    .unwrap();
-    let out = Command::new(pm::binary())
-        .args(["-t", "-y"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    let err = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, Some(78));
     assert!(
         err.contains(&format!(
             "[{}:4] unknown directive 'pm.max_kids'",
@@ -257,36 +271,19 @@ fn test_flag_checks_the_file_and_names_the_line() {
     );
     assert!(err.contains("test failed"), "{err}");
 
-    std::fs::write(
+    let (code, err) = test_config(
         &path,
         "[www]\nlisten = 127.0.0.1:9\npm = static\npm.max_children = 2\ncommand = /bin/true\n",
-    )
-    .unwrap();
-    let out = Command::new(pm::binary())
-        .args(["-t", "-y"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("test is successful"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("test is successful"));
 
-    std::fs::write(
+    let (code, err) = test_config(
         &path,
         "[www]\nlisten = 127.0.0.1:9\npm = static\npm.max_children = 2\ncommand = /no/such/program\n",
-    )
-    .unwrap();
-    let out = Command::new(pm::binary())
-        .args(["-t", "-y"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("'/no/such/program' is not an executable file"));
+    );
+    assert_eq!(code, Some(78));
+    assert!(err.contains("'/no/such/program' is not an executable file"));
 }
 
 /// A daemon's pid, killed with its children when dropped.

@@ -320,3 +320,34 @@ impl Lib<'_> {
         );
     }
 }
+
+/// `tests/c/engine_app.c` built against our library, one process of it serving a fresh
+/// loopback listener on fd 0 (with `args`), our libfcgi.so.0 proven loaded. Stopped (its
+/// process group killed) and its build removed when dropped.
+pub struct OursApp {
+    pub port: u16,
+    pub pid: u32,
+    _proc: Running,
+    _dir: tempfile::TempDir,
+}
+
+impl OursApp {
+    pub fn start(args: &[&str]) -> OursApp {
+        let dir = super::temp_dir();
+        let ours = super::capi::our_lib(dir.path());
+        let exe = super::capi::compile_c(dir.path(), "engine_app.c", "engine_app", &ours);
+        let lib = Lib::Ours(&ours);
+        let (listener, port) = listener();
+        let mut procs = spawn_sharing(&listener, 1, || lib.engine_app(&exe, args));
+        drop(listener);
+        let proc = procs.remove(0);
+        let pid = proc.0.id();
+        lib.assert_loaded(pid);
+        OursApp {
+            port,
+            pid,
+            _proc: proc,
+            _dir: dir,
+        }
+    }
+}
