@@ -17,6 +17,8 @@
 //!    match, a list without an address is an error the program sees.
 //! 6. The params limits (431 by default) are settable by environment.
 //! 8. `FCGI_ROLE` is in the C environment (fcgiapp and fcgi_stdio), and only there.
+//! 9. A shutdown signal ends `FCGX_Accept_r` in a thread that waits in `accept(2)` while
+//!    another thread took the signal.
 //!
 //! Tools (cc, the classic headers and library) are required: without them a test says it
 //! skips, and fails instead when `CI=true` or `FCGI_REQUIRE_PEERS=1`.
@@ -1025,4 +1027,50 @@ fn role_request(role: Role) -> Vec<u8> {
         encode_stream_end(&mut out, RecordType::Data, 1);
     }
     out
+}
+
+// ---- 9. a shutdown signal and threads waiting in accept(2) ----
+
+/// Whether a thread of `pid` waits in `accept(2)` now (its wait channel).
+fn in_accept(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|t| {
+            std::fs::read_to_string(t.path().join("wchan"))
+                .is_ok_and(|w| w.trim() == "inet_csk_accept")
+        })
+}
+
+/// The only thread in `FCGX_Accept_r` waits in `accept(2)` on a blocking socket, the main
+/// thread in `pthread_join`; SIGTERM, sent to the process, goes to the main thread, whose
+/// handler must also interrupt the accept: the worker's `FCGX_Accept_r` returns -1 and the
+/// program ends. (The classic library waits in that accept for good: a `systemctl stop`
+/// then waits for its SIGKILL.)
+#[test]
+fn sigterm_to_another_thread_ends_a_wait_in_accept() {
+    let test = "sigterm_to_another_thread_ends_a_wait_in_accept";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("stop_in_accept.c", h);
+        let (fd, port) = tcp_listener();
+        let p = start(&b, &exe, Runtime::Ours, &[], &[], fd);
+        let mut c = FcgiConn::tcp(port);
+        c.send_request(1, false, &[], b"");
+        assert_eq!(c.reply(1, LIMIT).unwrap().body(), "served\n", "{h:?}");
+        let deadline = Instant::now() + LIMIT;
+        while !in_accept(p.pid()) {
+            assert!(
+                Instant::now() < deadline,
+                "{h:?}: the worker is not waiting in accept(2)"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = p.stop(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{h:?}: {status}");
+    }
 }

@@ -81,9 +81,15 @@ pub(crate) fn unregister_wake_fd(fd: c_int, wait: bool) {
 /// Signal handlers in [`request_shutdown`] now.
 static WAKING: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets the shutdown flag and wakes every waiting accept (async-signal-safe: atomics and
-/// `write(2)` only).
-fn request_shutdown() {
+/// The first shutdown request interrupted the threads waiting in `accept(2)`; later ones
+/// (the same signal sent to those threads among them) do not again.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Sets the shutdown flag and wakes every waiting accept: threads waiting in the engine's
+/// poller through its eventfd, threads waiting in `accept(2)` by a signal whose handler is
+/// ours, `sig` (the one being handled) or another (see [`interrupt_waiting_accepts`]).
+/// Async-signal-safe: atomics, `write(2)`, `sigaction(2)`, `pthread_kill`.
+fn request_shutdown(sig: Option<c_int>) {
     SHUTDOWN_PENDING.store(true, Ordering::SeqCst);
     WAKING.fetch_add(1, Ordering::SeqCst);
     for slot in &WAKE_FDS {
@@ -93,12 +99,45 @@ fn request_shutdown() {
         }
     }
     WAKING.fetch_sub(1, Ordering::SeqCst);
+    if !INTERRUPTED.swap(true, Ordering::SeqCst) {
+        match sig {
+            Some(sig) => crate::sys::epoll::interrupt_accepts(sig),
+            None => interrupt_waiting_accepts(),
+        }
+    }
 }
 
-extern "C" fn shutdown_handler(_sig: c_int) {
+extern "C" fn shutdown_handler(sig: c_int) {
     let saved = errno();
-    request_shutdown();
+    request_shutdown(Some(sig));
     set_errno(saved);
+}
+
+/// Whether `sig`'s handler is [`shutdown_handler`] (installed without `SA_RESTART`).
+fn handler_is_ours(sig: c_int) -> bool {
+    // SAFETY: sigaction only reads the disposition into a zeroed, valid struct.
+    unsafe {
+        let mut old: libc::sigaction = mem::zeroed();
+        libc::sigaction(sig, ptr::null(), &mut old) == 0
+            && old.sa_sigaction == shutdown_handler as *const () as usize
+    }
+}
+
+/// Interrupts the threads that wait in `accept(2)` on a blocking listening socket (they
+/// wake for a connection or a signal, nothing else), so that they see the shutdown: with
+/// SIGTERM or SIGUSR1, whichever has our handler; with neither (the program handles both
+/// itself), they wait on, as with the classic library. Async-signal-safe; the engine
+/// calls it when it stops.
+pub(crate) fn interrupt_waiting_accepts() {
+    if !crate::sys::epoll::any_in_accept() {
+        return;
+    }
+    if let Some(sig) = [libc::SIGTERM, libc::SIGUSR1]
+        .into_iter()
+        .find(|&s| handler_is_ours(s))
+    {
+        crate::sys::epoll::interrupt_accepts(sig);
+    }
 }
 
 /// Installs libfcgi's handlers: SIGPIPE ignored through a no-op handler (writes fail with
@@ -715,7 +754,7 @@ pub extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
 /// Requests a shutdown: `OS_Accept` stops accepting (async-signal-safe).
 #[unsafe(no_mangle)]
 pub extern "C" fn OS_ShutdownPending() {
-    ffi_boundary!({ request_shutdown() })
+    ffi_boundary!({ request_shutdown(None) })
 }
 
 #[cfg(test)]

@@ -125,6 +125,7 @@ fn settle_after_fork() {
         os::unregister_wake_fd(r.acceptor.engine().wake_fd(), false);
         r.acceptor.engine().abandon_in_child();
     }
+    crate::sys::epoll::forget_accepts_in_child();
     match KEPT.try_lock() {
         Ok(mut kept) => *kept = None,
         Err(TryLockError::Poisoned(p)) => *p.into_inner() = None,
@@ -188,6 +189,7 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     opts.limits.max_reqs.store(0, Ordering::Relaxed);
     opts.count_threads = true;
     opts.external_stop = Some(os::shutdown_pending);
+    opts.on_stop = Some(os::interrupt_waiting_accepts);
     opts.classic_accept = true;
     // The program may exit right after FCGX_Finish_r: its last write completes first.
     opts.write_completion = false;

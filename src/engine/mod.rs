@@ -63,6 +63,9 @@ pub(crate) struct Options {
     /// Polled when the engine wakes: a shutdown requested from outside (a signal handler
     /// that sets a flag and writes [`Engine::wake_fd`]).
     pub(crate) external_stop: Option<fn() -> bool>,
+    /// Called once when the engine stops: the C ABI interrupts the threads that wait in a
+    /// blocking `accept(2)` (see [`epoll::accept_interruptible`]).
+    pub(crate) on_stop: Option<fn()>,
     /// Count the distinct threads that call [`Engine::next`] as `FCGI_MAX_REQS`.
     pub(crate) count_threads: bool,
     /// `TCP_DEFER_ACCEPT` on TCP listeners: the kernel hands a connection over once its
@@ -244,7 +247,8 @@ pub(crate) struct Engine {
     wake: EventFd,
     timer: TimerFd,
     timer_at: Mutex<Option<Instant>>,
-    listeners: RwLock<Vec<Listening>>,
+    /// Shared with a thread that waits in `accept(2)`, which holds no lock meanwhile.
+    listeners: RwLock<Vec<Arc<Listening>>>,
     /// Whether the listeners are in the epoll set.
     listening: Mutex<bool>,
     /// Accepting pauses until then (descriptors ran out).
@@ -262,6 +266,7 @@ pub(crate) struct Engine {
     idle_timeout: Option<Duration>,
     allow: Option<AllowList>,
     external_stop: Option<fn() -> bool>,
+    on_stop: Option<fn()>,
     count_threads: bool,
     classic_accept: bool,
     write_completion: bool,
@@ -322,11 +327,11 @@ impl Engine {
                     }
                     crate::sys::set_nodelay(t.as_fd());
                 }
-                Listening {
+                Arc::new(Listening {
                     nonblocking: crate::sys::is_nonblocking(l.as_fd()),
                     listener: l,
                     more: More::default(),
-                }
+                })
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -356,6 +361,7 @@ impl Engine {
             idle_timeout: opts.idle_timeout,
             allow: opts.allow,
             external_stop: opts.external_stop,
+            on_stop: opts.on_stop,
             count_threads: opts.count_threads,
             classic_accept: opts.classic_accept,
             write_completion: opts.write_completion,
@@ -383,6 +389,11 @@ impl Engine {
             return true;
         }
         false
+    }
+
+    /// [`Engine::is_stopping`] without stopping: for a thread about to wait in `accept(2)`.
+    fn stop_requested(&self) -> bool {
+        self.stopping.load(Ordering::Acquire) || self.external_stop.is_some_and(|f| f())
     }
 
     /// Connections waiting in the listeners' kernel queues, and the queues' sizes (summed),
@@ -606,29 +617,21 @@ impl Engine {
     /// unless another arrives meanwhile, and a peer slow to speak never keeps the next one
     /// waiting.
     fn accept_blocking(&self) -> Option<Job> {
-        let (listener, is_tcp) = {
-            use std::os::fd::AsRawFd;
-            let ls = self.listeners.read();
-            let l = ls.first()?;
-            (
-                l.listener.as_raw_fd(),
-                matches!(l.listener, Listener::Tcp(_)),
-            )
-        };
-        // SAFETY: the listener stays open until the engine stops, which a thread of this
-        // single-threaded program can only do by a signal, which interrupts these calls (a
-        // descriptor closed meanwhile makes them fail, never block).
-        let listener = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener) };
-        let res = epoll::accept(listener);
+        // A clone, not the lock: the engine may stop meanwhile (its listener then closes
+        // when this wait ends, which the stop interrupts).
+        let l = Arc::clone(self.listeners.read().first()?);
+        let listener = l.listener.as_fd();
+        let res = epoll::accept_interruptible(listener, || self.stop_requested());
         let Ok((fd, peer)) = res else {
             return self.accepted(res);
         };
-        if !is_tcp {
+        if !matches!(l.listener, Listener::Tcp(_)) {
             let timeout = self.shared.read_timeout;
             if let Ok(None) = epoll::wait_either(fd.as_fd(), listener, timeout) {
                 return None; // nothing within the head's deadline: a silent peer
             }
         }
+        drop(l);
         self.accepted(Ok((fd, peer)))
     }
 
@@ -676,27 +679,28 @@ impl Engine {
     }
 
     fn accept(&self, i: usize) -> Option<Job> {
-        let res = {
-            let ls = self.listeners.read();
-            let l = ls.get(i)?;
-            let seen = l.more.seen();
-            if !l.nonblocking && !readable(l) {
-                // A blocking listener whose connection another thread or process took
-                // meanwhile: accepting would block this thread. One may still take it
-                // between this look and the accept; then this thread, which holds no
-                // request (see hand_out), waits in accept for the next connection. (A lock
-                // around look and accept would keep the process's other threads from
-                // accepting while its holder waits there, and arrivals would go unserved.)
-                l.more.empty(seen);
-                return None;
-            }
-            let r = epoll::accept(l.listener.as_fd());
-            match r {
-                Ok(_) => l.more.took(),
-                Err(_) => l.more.empty(seen),
-            }
-            r
+        // A clone, not the lock, while accept may wait (see accept_blocking).
+        let l = Arc::clone(self.listeners.read().get(i)?);
+        let seen = l.more.seen();
+        let res = if l.nonblocking {
+            epoll::accept(l.listener.as_fd())
+        } else if readable(&l) {
+            // A blocking listener: another thread or process may take the connection
+            // between this look and the accept; then this thread, which holds no request
+            // (see hand_out), waits in accept for the next connection, or until the engine
+            // stops. (A lock around look and accept would keep the process's other threads
+            // from accepting while its holder waits there, and arrivals would go unserved.)
+            epoll::accept_interruptible(l.listener.as_fd(), || self.stop_requested())
+        } else {
+            // Its connection was taken meanwhile: accepting would block this thread.
+            l.more.empty(seen);
+            return None;
         };
+        match res {
+            Ok(_) => l.more.took(),
+            Err(_) => l.more.empty(seen),
+        }
+        drop(l);
         self.accepted(res)
     }
 
@@ -1547,6 +1551,9 @@ impl Engine {
             return;
         }
         self.update_listening();
+        if let Some(f) = self.on_stop {
+            f();
+        }
         // Closing the listeners resets connections still in their queue, so the web server
         // tries elsewhere at once (and a Unix socket's file goes away).
         self.listeners.write().clear();

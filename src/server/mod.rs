@@ -184,6 +184,7 @@ impl Config {
             allow: self.allow.clone().or(env_allow),
             log_errors: self.log_errors,
             external_stop: None,
+            on_stop: None,
             count_threads: false,
             classic_accept: false,
             defer_accept: true,

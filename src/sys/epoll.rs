@@ -9,6 +9,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use super::cvt;
@@ -233,6 +234,70 @@ pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<(OwnedFd, Peer)> {
             _ => Peer::Local,
         };
         Ok((owned, peer))
+    }
+}
+
+/// The threads waiting in [`accept_interruptible`] now (`pthread_t`; 0: a free slot). A
+/// blocking `accept(2)` ends for a connection or a signal, nothing else: a shutdown
+/// signals them ([`interrupt_accepts`]). A thread that finds every slot taken waits
+/// unregistered, as with the classic library.
+static IN_ACCEPT: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
+
+/// [`accept`] on a blocking listener, where the calling thread may wait: registered in
+/// [`IN_ACCEPT`] meanwhile, so a shutdown can interrupt it. `stop` is checked once
+/// registered (`Interrupted` without accepting when it says so): a shutdown that sets
+/// its flag before it looks at the registry either is seen here or signals this thread.
+/// (A signal that lands between this check and the call itself is spent before the wait
+/// begins; the threads that leave their accept loop signal again, see
+/// [`interrupt_accepts`].)
+pub(crate) fn accept_interruptible(
+    fd: BorrowedFd<'_>,
+    stop: impl Fn() -> bool,
+) -> io::Result<(OwnedFd, Peer)> {
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() } as usize;
+    let slot = IN_ACCEPT
+        .iter()
+        .find(|s| s.compare_exchange(0, me, SeqCst, SeqCst).is_ok());
+    let res = if stop() {
+        Err(io::Error::from_raw_os_error(libc::EINTR))
+    } else {
+        accept(fd)
+    };
+    if let Some(s) = slot {
+        s.store(0, SeqCst);
+    }
+    res
+}
+
+/// Whether a thread waits in [`accept_interruptible`] now.
+pub(crate) fn any_in_accept() -> bool {
+    IN_ACCEPT.iter().any(|s| s.load(SeqCst) != 0)
+}
+
+/// Sends `sig` to every other thread waiting in [`accept_interruptible`], whose accept
+/// then fails with EINTR, provided `sig`'s handler was installed without `SA_RESTART`
+/// (the caller's to check). Async-signal-safe (atomics, `pthread_self`, `pthread_kill`).
+/// A registered thread cannot end before it unregisters, so each `pthread_t` read here
+/// names a live thread, short of one that leaves its accept, returns and is joined in
+/// the instant between the read and the call.
+pub(crate) fn interrupt_accepts(sig: libc::c_int) {
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() } as usize;
+    for s in &IN_ACCEPT {
+        let t = s.load(SeqCst);
+        if t != 0 && t != me {
+            // SAFETY: `t` was registered by a live thread (see above); a thread that has
+            // ended meanwhile gives ESRCH at worst.
+            unsafe { libc::pthread_kill(t as libc::pthread_t, sig) };
+        }
+    }
+}
+
+/// In a forked child: the parent's threads that waited in accept are not here.
+pub(crate) fn forget_accepts_in_child() {
+    for s in &IN_ACCEPT {
+        s.store(0, SeqCst);
     }
 }
 
