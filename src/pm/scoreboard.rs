@@ -21,14 +21,12 @@
 //! # Example
 //!
 //! ```
-//! # #[cfg(target_os = "linux")] {
 //! use fcgi::pm::scoreboard::Board;
 //! // The manager's side: a page for one child that should exit after 100 requests.
 //! let board = Board::create(100).unwrap();
 //! let view = board.read();
 //! assert!(!view.attached);
 //! assert_eq!(view.max_requests, 100);
-//! # }
 //! ```
 
 use std::io;
@@ -357,12 +355,10 @@ pub fn should_exit() -> bool {
 /// # Example
 ///
 /// ```
-/// # #[cfg(target_os = "linux")] {
 /// let board = fcgi::pm::scoreboard::Board::create(0).unwrap();
 /// // Hand `board.fd()` to the child (not close-on-exec there) and set
 /// // FCGI_PM_SCOREBOARD to its number.
 /// assert_eq!(board.read().requests, 0);
-/// # }
 /// ```
 #[derive(Debug)]
 pub struct Board {
@@ -436,10 +432,8 @@ impl Board {
     /// # Example
     ///
     /// ```
-    /// # #[cfg(target_os = "linux")] {
     /// let b = fcgi::pm::scoreboard::Board::create(10).unwrap();
     /// assert_eq!(b.read().max_requests, 10);
-    /// # }
     /// ```
     pub fn create(max_requests: u64) -> io::Result<Board> {
         let fd = memfd()?;
@@ -461,11 +455,9 @@ impl Board {
     /// # Example
     ///
     /// ```
-    /// # #[cfg(target_os = "linux")] {
     /// use std::os::fd::AsRawFd;
     /// let b = fcgi::pm::scoreboard::Board::create(0).unwrap();
     /// assert!(b.fd().as_raw_fd() > 2);
-    /// # }
     /// ```
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -476,10 +468,8 @@ impl Board {
     /// # Example
     ///
     /// ```
-    /// # #[cfg(target_os = "linux")] {
     /// let b = fcgi::pm::scoreboard::Board::create(0).unwrap();
     /// assert_eq!(b.read().in_flight, 0);
-    /// # }
     /// ```
     pub fn read(&self) -> SlotView {
         let l = self.layout();
@@ -525,7 +515,6 @@ impl Board {
     /// # Example
     ///
     /// ```
-    /// # #[cfg(target_os = "linux")] {
     /// let b = fcgi::pm::scoreboard::Board::create(2).unwrap();
     /// let slot = b.child_view().unwrap();
     /// slot.request_started(b"GET", b"/x", b"/srv/x", 0);
@@ -534,7 +523,6 @@ impl Board {
     /// slot.request_started(b"GET", b"/y", b"/srv/y", 0);
     /// slot.request_finished();
     /// assert!(slot.should_exit());
-    /// # }
     /// ```
     pub fn child_view(&self) -> io::Result<Slot> {
         let page = map(self.fd.as_fd())?;
@@ -553,7 +541,6 @@ impl Drop for Board {
     }
 }
 
-#[cfg(target_os = "linux")]
 fn memfd() -> io::Result<OwnedFd> {
     // SAFETY: a static NUL-terminated name; the result is checked.
     let fd = unsafe { libc::memfd_create(c"fcgi-pm-scoreboard".as_ptr(), libc::MFD_CLOEXEC) };
@@ -567,15 +554,7 @@ fn memfd() -> io::Result<OwnedFd> {
     Ok(file.into())
 }
 
-#[cfg(not(target_os = "linux"))]
-fn memfd() -> io::Result<OwnedFd> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "the fcgi-pm scoreboard needs memfd_create (Linux)",
-    ))
-}
-
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 

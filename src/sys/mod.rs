@@ -225,27 +225,22 @@ use epoll::timeout_ms;
 
 /// `TCP_DEFER_ACCEPT` on a listening TCP socket (Linux): `accept` then reports a connection
 /// once its first bytes are in, so the server can serve it at once instead of parking it in
-/// the poller first. FastCGI clients always speak first. Other systems: nothing.
+/// the poller first. FastCGI clients always speak first.
 pub(crate) fn set_defer_accept(fd: BorrowedFd<'_>) {
-    #[cfg(target_os = "linux")]
-    {
-        // Long enough that a peer which connects and says nothing never leaves the kernel
-        // (it would be accepted, bytes-less, once the deferral ran out).
-        let secs: libc::c_int = 30;
-        // SAFETY: the option value is a c_int that lives across the call; a failure (say, on
-        // a Unix socket) only means the option is not set.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_DEFER_ACCEPT,
-                (&secs as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+    // Long enough that a peer which connects and says nothing never leaves the kernel (it
+    // would be accepted, bytes-less, once the deferral ran out).
+    let secs: libc::c_int = 30;
+    // SAFETY: the option value is a c_int that lives across the call; a failure (say, on a
+    // Unix socket) only means the option is not set.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = fd;
 }
 
 fn unknown(what: &str, name: &str) -> io::Error {

@@ -14,20 +14,12 @@
 //! Signals as php-fpm: SIGUSR2 reload, SIGQUIT graceful stop, SIGTERM/SIGINT fast stop,
 //! SIGUSR1 reopen logs. See the README's "Deploying" section.
 
-#[cfg(target_os = "linux")]
 mod config;
-#[cfg(target_os = "linux")]
-#[cfg(target_os = "linux")]
 mod listen;
-#[cfg(target_os = "linux")]
 mod log;
-#[cfg(target_os = "linux")]
 mod manager;
-#[cfg(target_os = "linux")]
 mod pool;
-#[cfg(target_os = "linux")]
 mod spawn;
-#[cfg(target_os = "linux")]
 mod status_server;
 
 use std::process::ExitCode;
@@ -48,13 +40,6 @@ const USAGE: &str = "Usage: fcgi-pm [-y FILE] [-t] [-F | -D] [-p PREFIX] [-g PID
 /// Exit code of a configuration error (php-fpm's FPM_EXIT_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 
-#[cfg(not(target_os = "linux"))]
-fn main() -> ExitCode {
-    eprintln!("fcgi-pm runs on Linux only (memfd scoreboard, sock_diag, signalfd)");
-    ExitCode::from(1)
-}
-
-#[cfg(target_os = "linux")]
 struct Args {
     file: std::path::PathBuf,
     test: bool,
@@ -64,7 +49,6 @@ struct Args {
     force_stderr: bool,
 }
 
-#[cfg(target_os = "linux")]
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         file: "/etc/fcgi-pm.conf".into(),
@@ -115,7 +99,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-#[cfg(target_os = "linux")]
 fn set_limit(resource: libc::__rlimit_resource_t, v: u64) {
     let lim = libc::rlimit {
         rlim_cur: v as libc::rlim_t,
@@ -129,7 +112,6 @@ fn set_limit(resource: libc::__rlimit_resource_t, v: u64) {
 
 /// Forks into the background; the parent waits until the child says it started (or why
 /// not) and exits with that. Returns the write end of that report pipe in the child.
-#[cfg(target_os = "linux")]
 fn daemonize(keep_stderr: bool) -> std::io::Result<std::fs::File> {
     use std::io::Read;
     use std::os::fd::FromRawFd;
@@ -187,7 +169,6 @@ fn daemonize(keep_stderr: bool) -> std::io::Result<std::fs::File> {
     }
 }
 
-#[cfg(target_os = "linux")]
 fn main() -> ExitCode {
     use std::io::Write;
     let args = match parse_args() {
