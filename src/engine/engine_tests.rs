@@ -146,3 +146,26 @@ fn slices_skip_empty_parts_and_spill_to_the_heap_past_eight() {
     assert_eq!(s.as_mut().len(), 20);
     assert_eq!(&s.as_mut()[19][..], &[20u8][..]);
 }
+
+/// A request that ends while the stopping thread looks at what is left (after its look,
+/// before it waits) must still wake it: the drain returns at once, not at its deadline.
+#[test]
+fn a_request_ending_as_the_drain_looks_wakes_it() {
+    let (engine, _peers) = engine_with_peers(true, 1);
+    let job = engine.next(true).unwrap();
+    engine.stop();
+    let (e, conn) = (Arc::clone(&engine), Arc::clone(&job.conn));
+    *engine.drain_looked.lock() = Some(Hook(Box::new(move || {
+        // The request's thread: its connection closes, then the job is done.
+        e.close(&conn, false);
+        e.job_done();
+    })));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = Arc::clone(&engine);
+    std::thread::spawn(move || tx.send(e.drain(Instant::now() + Duration::from_secs(120))));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Ok(true),
+        "the drain slept through the end of the last request"
+    );
+}
