@@ -553,7 +553,15 @@ fn bad_input_ends_the_request_and_the_program_keeps_serving() {
     fcgi::protocol::encode_params(&mut wire, 1, [(&b"X"[..], &b"ab"[..])]);
     encode_record(&mut wire, RecordType::Stdin, 1, b"part");
     conn.write_all(&wire).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // The abort must come in the middle of stdin: once the program has accepted the
+    // request, taken in "part" and waits in recv(2) for more of it.
+    let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let pid = app.pid() as u32;
+    let reading_stdin = || support::waits_in_recv(pid, port);
+    assert!(
+        support::wait_until(Duration::from_secs(10), reading_stdin),
+        "roles.c never waited for the rest of stdin (/proc/{pid}/task/*/syscall)"
+    );
     let mut abort = Vec::new();
     fcgi::protocol::encode_header_into(&mut abort, RecordType::AbortRequest, 1, 0);
     conn.write_all(&abort).unwrap();

@@ -2,6 +2,7 @@
 //! spawner, systemd socket activation, the CGI fallback, the allow-list and signals.
 
 mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -298,10 +299,22 @@ fn stops_gracefully_on(signal: i32) {
     let full = Raw::request_bytes(1, false, &[], b"finish me");
     let cut = full.len() - 8; // all but the end of STDIN
     c.write_all(&full[..cut]).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // In flight: a worker runs the handler, which has read the body and waits in recv(2)
+    // for the end of stdin.
+    eventually("the handler waiting for the end of stdin", || {
+        support::waits_in_recv(child.id(), port)
+    });
+    assert!(
+        support::listening(port),
+        "no LISTEN row for {port} in /proc/net/tcp"
+    );
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, signal) };
-    std::thread::sleep(Duration::from_millis(200));
+    // The signal was taken: the server stops accepting (closes its listener) ...
+    eventually("the listener to close after the signal", || {
+        !support::listening(port)
+    });
+    // ... and is still there, finishing the request in flight.
     assert!(
         child.try_wait().unwrap().is_none(),
         "still finishing the request in flight"

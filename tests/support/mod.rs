@@ -372,3 +372,69 @@ pub fn connections_to(port: u16) -> usize {
     }
     n
 }
+
+/// Whether a thread of process `pid` is blocked in a blocking `recv(2)` on one of its
+/// server-side connections of local port `port` (an ESTABLISHED socket of that port among
+/// its descriptors), from `/proc/PID/task/TID/syscall`: the thread has taken in everything
+/// the peer sent so far and waits for more. For a FastCGI application that is the proof
+/// that a request was accepted and its handler reads the request's input: the engine's
+/// own reads never wait (`MSG_DONTWAIT`), and a thread waiting for a connection sits in
+/// `accept4` or `epoll_wait`, not in `recv`.
+///
+/// The kernel lets the parent read a child's `syscall` file; a thread that is running, or
+/// that cannot be read, does not count.
+pub fn waits_in_recv(pid: u32, port: u16) -> bool {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in read_lossy(Path::new(table)).lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // cols: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && *state == "01" && *inode != "0" {
+                inodes.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        // "NR ARG0 .. ARG5 SP PC" for a thread blocked in a system call; "running" or
+        // "-1 SP PC" otherwise.
+        let line = read_lossy(&task.path().join("syscall"));
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 7 || f[0].parse::<i64>().ok() != Some(libc::SYS_recvfrom) {
+            return false;
+        }
+        let (Some(fd), Some(flags)) = (hex(f[1]), hex(f[4])) else {
+            return false;
+        };
+        flags & libc::MSG_DONTWAIT as u64 == 0
+            && fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .is_ok_and(|l| inodes.contains(l.to_string_lossy().as_ref()))
+    })
+}
+
+/// Whether a TCP socket (IPv4 or IPv6) listens on local port `port`, from the kernel's
+/// tables: the row goes away as soon as the listening socket is closed. Unlike a probing
+/// `connect`, this adds no connection to the server it watches.
+pub fn listening(port: u16) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        read_lossy(Path::new(table)).lines().skip(1).any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // cols: sl local_address rem_address st ...; 0A is LISTEN.
+            let local_port = cols
+                .get(1)
+                .and_then(|l| l.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && cols.get(3) == Some(&"0A")
+        })
+    })
+}
