@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fcgi::client::{Address, Backend, Config, Error, FcgiRequest, MuxConnection, Pool};
 use fcgi::protocol::{
@@ -20,6 +21,9 @@ enum Mode {
     /// Wait until this many requests have their whole stdin, then answer them interleaved,
     /// one record each in turn.
     Batch(usize),
+    /// As `Batch`, in request id order, and all in one write: the whole answer is on its
+    /// way (as far as socket buffers go) before the client reads any of it.
+    Burst(usize),
     /// Answer each request as soon as its stdin is complete, after a short pause.
     Immediate,
     /// Once this many requests have their whole stdin: a part of each answer, then close.
@@ -56,9 +60,11 @@ fn answer_line(r: &Req) -> String {
     )
 }
 
-/// Records the answer for one request: head, `parts` stdout records, END.
+/// Records the answer for one request: head, `parts` stdout records, END. With the param
+/// `SEQ`, each line starts with its number, seven digits and a space.
 fn answer_parts(id: u16, r: &Req) -> Vec<Vec<u8>> {
     let parts: usize = r.params.get("PARTS").map_or(20, |p| p.parse().unwrap());
+    let seq = r.params.contains_key("SEQ");
     let line = answer_line(r);
     let mut out = Vec::new();
     let mut rec = Vec::new();
@@ -69,9 +75,14 @@ fn answer_parts(id: u16, r: &Req) -> Vec<Vec<u8>> {
         b"Content-Type: text/plain\r\n\r\n",
     );
     out.push(rec);
-    for _ in 0..parts {
+    for i in 0..parts {
         let mut rec = Vec::new();
-        encode_record(&mut rec, RecordType::Stdout, id, line.as_bytes());
+        let text = if seq {
+            format!("{i:07} {line}")
+        } else {
+            line.clone()
+        };
+        encode_record(&mut rec, RecordType::Stdout, id, text.as_bytes());
         out.push(rec);
     }
     let mut rec = Vec::new();
@@ -241,6 +252,23 @@ fn serve(mut s: TcpStream, mode: Mode, log: &Mutex<Log>) {
                 }
                 return;
             }
+            Mode::Burst(n) if ready.len() >= n => {
+                let mut ready = ready;
+                ready.sort_unstable();
+                let mut queues: Vec<std::vec::IntoIter<Vec<u8>>> = ready
+                    .iter()
+                    .map(|&id| answer_parts(id, &reqs.remove(&id).unwrap()).into_iter())
+                    .collect();
+                let mut out = Vec::new();
+                while queues.iter().any(|q| !q.as_slice().is_empty()) {
+                    for q in queues.iter_mut() {
+                        out.extend(q.next().unwrap_or_default());
+                    }
+                }
+                if s.write_all(&out).is_err() {
+                    return;
+                }
+            }
             Mode::Batch(n) if ready.len() >= n => {
                 let mut queues: Vec<(u16, std::collections::VecDeque<Vec<u8>>)> = ready
                     .iter()
@@ -283,6 +311,28 @@ fn body(len: usize, seed: u8) -> (Vec<u8>, u64) {
 fn read_all(mut r: impl Read) -> Result<String, std::io::Error> {
     let mut s = String::new();
     r.read_to_string(&mut s).map(|_| s)
+}
+
+/// Polls `cond` every millisecond until it holds (true) or `timeout` passes (false).
+fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Polls `cond` until it holds, failing the test after 10 s.
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        poll_until(Duration::from_secs(10), cond),
+        "timed out waiting for {what}"
+    );
 }
 
 #[test]
@@ -388,30 +438,120 @@ fn max_reqs_bounds_requests_in_flight() {
 
 #[test]
 fn a_slow_reader_holds_back_but_does_not_corrupt_the_others() {
-    let (addr, _log) = mux_backend(Mode::Batch(2));
-    let conn = MuxConnection::connect(&addr, &Config::default(), 8).unwrap();
+    // Both answers are numbered lines of one length, interleaved one record each in turn,
+    // the slow request's first (Burst answers in id order; it takes id 1 by being sent
+    // first), all written before the client reads. So the fast reader has read no more than
+    // the slow inbox holds plus what the slow reader took out: once it is 1 MiB ahead the
+    // slow inbox is full, reading pauses for everyone, and each line the slow reader then
+    // takes lets the fast one have one more.
+    const INBOX: usize = 1 << 20;
+    const SLOW_PARTS: usize = 150_000; // ~4 MB, more than an inbox holds
+    const FAST_PARTS: usize = 100_000; // ~2.7 MB: cannot end before the slow one reads
+    const STEPS: usize = 32; // lines the slow reader takes one at a time once its inbox is full
+    let lines = |n: &str, parts: usize| -> String {
+        (0..parts)
+            .map(|i| format!("{i:07} n={n} len=0 sum=0\n"))
+            .collect()
+    };
+    let line = lines("fast", 1).len();
+    assert_eq!(lines("slow", 1).len(), line);
+    assert!(FAST_PARTS * line > INBOX + (STEPS + 1) * line);
+
+    let (addr, _log) = mux_backend(Mode::Burst(2));
+    let mut config = Config::default();
+    config.io_timeout = Some(Duration::from_secs(20)); // a lost wake-up fails, not hangs
+    let conn = MuxConnection::connect(&addr, &config, 8).unwrap();
+    // Bytes the fast reader has read.
+    let fast_got = Arc::new(AtomicUsize::new(0));
+    // Bytes the slow reader may have taken: raised before each of its reads.
+    let slow_took = Arc::new(AtomicUsize::new(0));
     let slow = {
         let conn = conn.clone();
+        let (fast_got, slow_took) = (fast_got.clone(), slow_took.clone());
         std::thread::spawn(move || {
-            // About 3 MiB of answer, more than an inbox holds: reading pauses for everyone
-            // until this reader catches up.
             let req = FcgiRequest::new()
                 .param("N", "slow")
-                .param("PARTS", "150000");
-            let resp = conn.send(req, std::io::empty()).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-            read_all(resp).unwrap()
+                .param("SEQ", "1")
+                .param("PARTS", SLOW_PARTS.to_string());
+            let mut resp = conn.send(req, std::io::empty()).unwrap();
+            // Bounded waits: a client that pauses too early, or does not go on when this
+            // reader takes a line, fails below instead of hanging.
+            let fast_at = |target: usize| {
+                poll_until(Duration::from_secs(30), || {
+                    fast_got.load(Ordering::SeqCst) >= target
+                })
+            };
+            let (mut text, mut one) = (Vec::new(), vec![0u8; line]);
+            // Lag, reading nothing, until the fast reader has seen this inbox fill (it
+            // reads whole lines: the first line end at or past 1 MiB).
+            let full = INBOX.div_ceil(line) * line;
+            let mut paced = fast_at(full);
+            for k in 1..=STEPS {
+                if !paced {
+                    break;
+                }
+                slow_took.fetch_add(line, Ordering::SeqCst);
+                resp.read_exact(&mut one).unwrap();
+                text.extend_from_slice(&one);
+                // That made room for one record: the fast reader gets one line more.
+                paced = fast_at(full + k * line);
+            }
+            // Then it reads the rest as fast as it can: no bound for the other reader.
+            slow_took.store(usize::MAX / 2, Ordering::SeqCst);
+            resp.read_to_end(&mut text).unwrap();
+            (paced, String::from_utf8(text).unwrap(), resp.app_status())
         })
     };
+    wait_until("the slow request to take its id", || conn.in_flight() == 1);
     let fast = {
         let conn = conn.clone();
+        let (fast_got, slow_took) = (fast_got.clone(), slow_took.clone());
         std::thread::spawn(move || {
-            let req = FcgiRequest::new().param("N", "fast").param("PARTS", "100");
-            read_all(conn.send(req, std::io::empty()).unwrap()).unwrap()
+            let req = FcgiRequest::new()
+                .param("N", "fast")
+                .param("SEQ", "1")
+                .param("PARTS", FAST_PARTS.to_string());
+            let mut resp = conn.send(req, std::io::empty()).unwrap();
+            let (mut text, mut buf) = (Vec::new(), [0u8; 4096]);
+            // The most this reader got beyond what the slow inbox may hold.
+            let mut excess = 0;
+            loop {
+                let n = resp.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                text.extend_from_slice(&buf[..n]);
+                // The slow inbox holds 1 MiB plus the record that crosses it, no more.
+                let allowed = slow_took.load(Ordering::SeqCst) + INBOX + line;
+                excess = excess.max(text.len().saturating_sub(allowed));
+                fast_got.store(text.len(), Ordering::SeqCst);
+            }
+            (String::from_utf8(text).unwrap(), excess, resp.app_status())
         })
     };
-    assert_eq!(fast.join().unwrap(), "n=fast len=0 sum=0\n".repeat(100));
-    assert_eq!(slow.join().unwrap(), "n=slow len=0 sum=0\n".repeat(150000));
+    let (fast_text, excess, fast_id) = fast.join().unwrap();
+    let (paced, slow_text, slow_id) = slow.join().unwrap();
+    assert_eq!((slow_id, fast_id), (Some(1), Some(2)), "answer order");
+    assert!(
+        paced,
+        "the fast reader did not get 1 MiB ahead of the idle slow one, then one line on \
+         for each line the slow one took: reading paused early or did not resume"
+    );
+    // Each answer whole and in order (the lines are numbered).
+    assert!(
+        fast_text == lines("fast", FAST_PARTS),
+        "fast answer corrupted"
+    );
+    assert!(
+        slow_text == lines("slow", SLOW_PARTS),
+        "slow answer corrupted"
+    );
+    assert_eq!(
+        excess, 0,
+        "the fast reader got further ahead than the slow inbox holds: not held back"
+    );
+    assert!(!conn.is_broken());
+    assert_eq!(conn.in_flight(), 0);
 }
 
 #[test]

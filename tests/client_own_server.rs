@@ -332,6 +332,18 @@ fn example(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// Polls `cond` every 10 ms until it holds, failing the test after 10 s.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn spawn_echo(port: u16) -> Child {
     let child = Command::new(example("echo"))
         .arg(format!("127.0.0.1:{port}"))
@@ -375,14 +387,29 @@ fn backend_killed_mid_response_then_the_pool_recovers() {
         "clear error: {err}"
     );
     drop(resp);
+    // The dead connection is not kept for reuse.
+    let s = &pool.stats()[0];
+    assert_eq!((s.busy, s.idle, s.connects), (0, 0, 1), "{s:?}");
+    // Returns once the new process accepts connections.
     let mut echo = spawn_echo(port);
-    std::thread::sleep(Duration::from_millis(150));
+    // A death mid-response is no failed connect, so the backend should still count as
+    // healthy; were it marked down, its probe (every 100 ms) must see the new process
+    // before a request can go there.
+    wait_until("the pool to count the backend healthy", || {
+        pool.stats()[0].healthy
+    });
     let mut ok = String::new();
     pool.send(FcgiRequest::new().param("A", "1"), std::io::empty())
         .unwrap()
         .read_to_string(&mut ok)
         .unwrap();
     assert!(ok.starts_with("A=1\n"), "{ok}");
+    let s = &pool.stats()[0];
+    assert_eq!(
+        (s.connects, s.healthy),
+        (2, true),
+        "a new connection: {s:?}"
+    );
     echo.kill().unwrap();
     echo.wait().unwrap();
 }

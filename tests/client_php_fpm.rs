@@ -427,8 +427,14 @@ fn backend_killed_mid_response_then_pool_recovers() {
         .unwrap_err();
     assert!(matches!(err, Error::NoBackend), "{err}");
 
+    // Returns once php-fpm accepts connections again; the pool takes the backend back
+    // when its probe (every 200 ms) connects.
     fpm.restart();
-    std::thread::sleep(Duration::from_millis(250));
+    wait_until(
+        "the probe to find php-fpm back",
+        Duration::from_secs(10),
+        || pool.stats()[0].healthy,
+    );
     let body = body_string(
         pool.send(request(&fpm, "echo.php", "GET", "back=1"), std::io::empty())
             .unwrap(),
@@ -710,17 +716,29 @@ fn idle_connections_are_closed_so_they_do_not_pin_workers() {
     };
 
     // The idle timeout closes it in the background, with no further traffic on the pool.
+    let keepalive = Duration::from_millis(300);
     let pool = Pool::builder()
         .backend(Backend::new(fpm.tcp()))
-        .keepalive_timeout(Duration::from_millis(300))
+        .keepalive_timeout(keepalive)
         .build();
+    let sent = Instant::now();
     pool.send(request(&fpm, "echo.php", "GET", ""), std::io::empty())
         .unwrap()
         .finish()
         .unwrap();
     assert_eq!(pool.stats()[0].idle, 1);
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(pool.stats()[0].idle, 0, "idle connection not reaped");
+    // Kept for the keep-alive timeout (it went idle after `sent`), then closed by the
+    // background reaper (it looks every 150 ms): stats() itself closes nothing.
+    wait_until(
+        "the idle connection to be reaped",
+        Duration::from_secs(5),
+        || pool.stats()[0].idle == 0,
+    );
+    let reaped = sent.elapsed();
+    assert!(
+        reaped >= keepalive,
+        "reaped {reaped:?} after the request, before the keep-alive timeout"
+    );
     assert!(direct(&fpm).contains("get.d=1\n"));
 
     // close_idle() does it at once.
@@ -784,6 +802,18 @@ fn runs_of(fpm: &PhpFpm, id: &str) -> Vec<String> {
         .filter(|l| l.split(' ').next() == Some(id))
         .map(str::to_string)
         .collect()
+}
+
+/// Polls `cond` every 10 ms until it holds, failing the test (naming `what`) after `limit`.
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Waits (bounded) until count.php has started for `id`; returns the worker's pid.
