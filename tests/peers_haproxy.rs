@@ -6,15 +6,18 @@ mod support;
 
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fcgi::protocol::{decode_record, ParamsDecoder, ParamsLimits, RecordType, Status};
+use fcgi::protocol::{
+    decode_record, Header, ParamsDecoder, ParamsLimits, RecordType, Status, HEADER_LEN,
+};
 
 use support::http::{self, concurrent_posts, post_echo, Echo, Request};
 use support::peers::{App, Haproxy, HaproxyConf};
-use support::{assert_bytes_eq, connections_to, pattern, require_peer, temp_dir, Addr};
+use support::{assert_bytes_eq, connections_to, pattern, require_peer, temp_dir, wait_until, Addr};
 
 /// HAProxy in front of an example app, torn down in this order: HAProxy, app, temp dir.
 struct Stack {
@@ -40,6 +43,24 @@ fn stack(unix: bool, env: &[(&str, &str)], tune: impl FnOnce(&mut HaproxyConf)) 
         app,
         _dir: dir,
     })
+}
+
+/// Like [`stack`] over TCP, with a [`Tap`] between HAProxy and the app.
+fn tapped_stack(env: &[(&str, &str)], tune: impl FnOnce(&mut HaproxyConf)) -> Option<(Stack, Tap)> {
+    require_peer("haproxy")?;
+    let dir = temp_dir();
+    let addr = Addr::free_tcp();
+    let app = App::start("echo", dir.path(), addr.clone(), env);
+    let tap = Tap::start(addr.tcp());
+    let mut conf = HaproxyConf::new(Addr::Tcp(tap.addr));
+    tune(&mut conf);
+    let haproxy = Haproxy::start(dir.path(), &conf)?;
+    let s = Stack {
+        haproxy,
+        app,
+        _dir: dir,
+    };
+    Some((s, tap))
 }
 
 /// GET, POST bodies of 0 B, 1 B, 64 KiB and 8 MiB, and a 32 KiB header, through `s`.
@@ -212,10 +233,12 @@ const TAP_KEEP: usize = 4096;
 /// Per tapped connection: the first bytes (HAProxy to app, app to HAProxy).
 type Taps = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
 
-/// A TCP relay that records the first [`TAP_KEEP`] bytes each way of every connection.
+/// A TCP relay that records the first [`TAP_KEEP`] bytes each way of every connection,
+/// and counts the FCGI_BEGIN_REQUEST records HAProxy sends through it.
 struct Tap {
     addr: std::net::SocketAddr,
     conns: Taps,
+    begun: Arc<AtomicUsize>,
 }
 
 impl Tap {
@@ -224,6 +247,8 @@ impl Tap {
         let addr = l.local_addr().unwrap();
         let conns: Taps = Arc::default();
         let all = Arc::clone(&conns);
+        let begun = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&begun);
         // Ends with the test process (it only ever waits in accept).
         thread::spawn(move || {
             for client in l.incoming() {
@@ -238,24 +263,72 @@ impl Tap {
                 };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let a = Arc::clone(&all);
-                thread::spawn(move || pump(client, server, &a, slot, true));
+                let n = Arc::clone(&counter);
+                thread::spawn(move || pump(client, server, &a, slot, Some(&n)));
                 let a = Arc::clone(&all);
-                thread::spawn(move || pump(s2, c2, &a, slot, false));
+                thread::spawn(move || pump(s2, c2, &a, slot, None));
             }
         });
-        Tap { addr, conns }
+        Tap { addr, conns, begun }
+    }
+
+    /// How many FCGI_BEGIN_REQUEST records HAProxy has sent through the tap so far (each
+    /// counted once it has been passed on to the app).
+    fn begun(&self) -> usize {
+        self.begun.load(Ordering::SeqCst)
     }
 }
 
-/// Copies `from` to `to` until EOF (then half-closes `to`), keeping the first bytes.
+/// Follows a stream of FastCGI records piece by piece, counting FCGI_BEGIN_REQUESTs.
+#[derive(Default)]
+struct RecordScan {
+    head: [u8; HEADER_LEN],
+    have: usize,
+    skip: usize,
+}
+
+impl RecordScan {
+    /// Takes the next bytes of the stream; answers how many BEGIN_REQUEST records start in
+    /// them.
+    fn feed(&mut self, mut bytes: &[u8]) -> usize {
+        let mut begins = 0;
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let k = self.skip.min(bytes.len());
+                self.skip -= k;
+                bytes = &bytes[k..];
+                continue;
+            }
+            let k = (HEADER_LEN - self.have).min(bytes.len());
+            self.head[self.have..self.have + k].copy_from_slice(&bytes[..k]);
+            self.have += k;
+            bytes = &bytes[k..];
+            if self.have == HEADER_LEN {
+                let h = Header::decode(&self.head).expect("HAProxy sent a bad record header");
+                if h.record_type == RecordType::BeginRequest {
+                    begins += 1;
+                }
+                self.skip = h.record_len() - HEADER_LEN;
+                self.have = 0;
+            }
+        }
+        begins
+    }
+}
+
+/// Copies `from` to `to` until EOF (then half-closes `to`), keeping the first bytes. The
+/// upstream direction (HAProxy to app) has `begun`: BEGIN_REQUEST records are counted there
+/// once written on to the app.
 fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     all: &Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
     slot: usize,
-    upstream: bool,
+    begun: Option<&AtomicUsize>,
 ) {
     use std::io::Read;
+    let upstream = begun.is_some();
+    let mut scan = RecordScan::default();
     let mut buf = vec![0u8; 65536];
     loop {
         let n = match from.read(&mut buf) {
@@ -275,19 +348,23 @@ fn pump(
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
+        if let Some(begun) = begun {
+            begun.fetch_add(scan.feed(&buf[..n]), Ordering::SeqCst);
+        }
     }
     let _ = to.shutdown(Shutdown::Write);
 }
 
 /// Opens `n` requests at once and keeps them open: each upload is held part-sent until all
 /// are under way, then finished; every answer must match its own request. Answers how many
-/// connections HAProxy had open to the app while the requests were held.
-fn hold_requests(s: &Stack, n: usize) -> usize {
+/// connections HAProxy had open to the app (through `tap`) while the requests were held.
+fn hold_requests(s: &Stack, tap: &Tap, n: usize) -> usize {
     // HAProxy 2.6 holds a request back until its body is complete or fills a buffer
     // (tune.bufsize): only more than 65528 bytes make it open the request in the app.
     const BODY: usize = 100_000;
     const SENT: usize = 70_000;
     let addr = s.haproxy.addr;
+    let before = tap.begun();
     let mut held = Vec::new();
     for i in 0..n {
         let body = pattern(BODY, 1000 + i as u32);
@@ -306,9 +383,18 @@ fn hold_requests(s: &Stack, n: usize) -> usize {
         conn.write_all(&body[..SENT]).expect("send start of body");
         held.push((conn, body));
     }
-    // Give HAProxy a moment to pass them all on.
-    thread::sleep(Duration::from_millis(1000));
-    let open = connections_to(s.app.addr.tcp().port());
+    // Wait until HAProxy has passed every one of them on to the app (its BEGIN_REQUEST has
+    // gone through the tap). None can finish while its body is held, so from then on the
+    // connections carrying them stay open and no more are needed.
+    let passed = || tap.begun() - before;
+    assert!(
+        wait_until(Duration::from_secs(20), || passed() >= n),
+        "HAProxy passed on {} of {n} held requests\nHAProxy log:\n{}\napp log:\n{}",
+        passed(),
+        s.haproxy.proc.log(),
+        s.app.proc.log()
+    );
+    let open = connections_to(tap.addr.port());
     support::shout(&format!(
         "haproxy: {n} requests open at once used {open} connections to the app"
     ));
@@ -337,19 +423,20 @@ fn hold_requests(s: &Stack, n: usize) -> usize {
 /// one connection, their records interleaved.
 ///
 /// 16 requests held open at once fit on 2 connections (more if the app announces a lower
-/// FCGI_MAX_REQS), not multiplexed they need 16. Then bursts of concurrent requests, and
-/// the whole GET/POST/header round.
+/// FCGI_MAX_REQS), not multiplexed they need 16; a tap between HAProxy and the app shows
+/// when all 16 have reached the app. Then bursts of concurrent requests, and the whole
+/// GET/POST/header round.
 #[test]
 fn mpxs_conns_concurrent_requests() {
     let env = [("FCGI_MPXS_CONNS", "1"), ("FCGI_WORKERS", "16")];
-    let Some(mut s) = stack(false, &env, |c| {
+    let Some((mut s, tap)) = tapped_stack(&env, |c| {
         c.keep_conn = true;
         c.get_values = true;
         c.mpxs = Some(8);
     }) else {
         return;
     };
-    let open = hold_requests(&s, 16);
+    let open = hold_requests(&s, &tap, 16);
     assert!(
         (1..=8).contains(&open),
         "{open} connections HAProxy -> app for 16 open requests: not multiplexed"

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::thread;
 use std::time::{Duration, Instant};
 
 use support::http::{self, concurrent_posts, post_echo, Echo};
@@ -157,13 +156,36 @@ fn echo_over_unix_socket_keep_conn() {
 /// idle connections than the app has workers. A pool of 4 must still answer everyone.
 #[test]
 fn two_hundred_concurrent_requests_with_four_workers_and_keepalive_pool() {
+    const WORKERS: usize = 4;
+    const POOL: usize = 16;
     let env = [("FCGI_WORKERS", "4"), ("FCGI_MAX_QUEUE", "256")];
-    let Some(mut s) = stack("echo", Via::Tcp, &env, |c| c.keepalive = Some(16)) else {
+    let Some(mut s) = stack("echo", Via::Tcp, &env, |c| c.keepalive = Some(POOL as u32)) else {
         return;
     };
-    // Fill nginx's pool with more idle kept connections than there are workers.
-    concurrent_posts(s.nginx.addr, 32, Duration::from_secs(30));
-    thread::sleep(Duration::from_millis(200));
+    // Fill nginx's pool with more idle kept connections than there are workers. A burst
+    // opens only as many connections as nginx has requests to the app in flight at once,
+    // which a quick app can keep to a handful: repeat it until the pool holds enough (it
+    // only grows, the app keeps them open).
+    let port = s.app.addr.tcp().port();
+    for burst in 1.. {
+        concurrent_posts(s.nginx.addr, 32, Duration::from_secs(30));
+        // Every answer is in, so each connection nginx still has open to the app is idle;
+        // wait until they all fit in its pool (it closes the ones there is no room for).
+        assert!(
+            support::wait_until(Duration::from_secs(10), || connections_to(port) <= POOL),
+            "{} connections from nginx to the app, more than its pool of {POOL}",
+            connections_to(port)
+        );
+        let pooled = connections_to(port);
+        if pooled > WORKERS {
+            break;
+        }
+        assert!(
+            burst < 20,
+            "after {burst} bursts of 32 requests nginx keeps only {pooled} idle connections \
+             to the app, not more than its {WORKERS} workers"
+        );
+    }
     concurrent_posts(s.nginx.addr, 200, Duration::from_secs(45));
     // And the idle pool must not block sequential requests afterwards.
     for i in 0..8 {
