@@ -16,7 +16,7 @@ use fcgi::protocol::{
 };
 
 use support::http::{self, concurrent_posts, post_echo, Echo, Request};
-use support::peers::{App, Haproxy, HaproxyConf};
+use support::peers::{App, Haproxy, HaproxyConf, ReservedPort};
 use support::{assert_bytes_eq, connections_to, pattern, require_peer, temp_dir, wait_until, Addr};
 
 /// HAProxy in front of an example app, torn down in this order: HAProxy, app, temp dir.
@@ -29,13 +29,13 @@ struct Stack {
 fn stack(unix: bool, env: &[(&str, &str)], tune: impl FnOnce(&mut HaproxyConf)) -> Option<Stack> {
     require_peer("haproxy")?;
     let dir = temp_dir();
-    let addr = if unix {
-        Addr::unix_in(dir.path(), "app.sock")
+    let app = if unix {
+        let addr = Addr::unix_in(dir.path(), "app.sock");
+        App::start("echo", dir.path(), addr, env)
     } else {
-        Addr::free_tcp()
+        App::start_tcp("echo", dir.path(), env)
     };
-    let app = App::start("echo", dir.path(), addr.clone(), env);
-    let mut conf = HaproxyConf::new(addr);
+    let mut conf = HaproxyConf::new(app.addr.clone());
     tune(&mut conf);
     let haproxy = Haproxy::start(dir.path(), &conf)?;
     Some(Stack {
@@ -49,9 +49,8 @@ fn stack(unix: bool, env: &[(&str, &str)], tune: impl FnOnce(&mut HaproxyConf)) 
 fn tapped_stack(env: &[(&str, &str)], tune: impl FnOnce(&mut HaproxyConf)) -> Option<(Stack, Tap)> {
     require_peer("haproxy")?;
     let dir = temp_dir();
-    let addr = Addr::free_tcp();
-    let app = App::start("echo", dir.path(), addr.clone(), env);
-    let tap = Tap::start(addr.tcp());
+    let app = App::start_tcp("echo", dir.path(), env);
+    let tap = Tap::start(app.addr.tcp());
     let mut conf = HaproxyConf::new(Addr::Tcp(tap.addr));
     tune(&mut conf);
     let haproxy = Haproxy::start(dir.path(), &conf)?;
@@ -144,14 +143,8 @@ fn get_values_answered() {
         return;
     };
     let dir = temp_dir();
-    let app_addr = Addr::free_tcp();
-    let app = App::start(
-        "echo",
-        dir.path(),
-        app_addr.clone(),
-        &[("FCGI_WORKERS", "5")],
-    );
-    let tap = Tap::start(app_addr.tcp());
+    let app = App::start_tcp("echo", dir.path(), &[("FCGI_WORKERS", "5")]);
+    let tap = Tap::start(app.addr.tcp());
     let mut conf = HaproxyConf::new(Addr::Tcp(tap.addr));
     conf.keep_conn = true;
     conf.get_values = true;
@@ -455,8 +448,14 @@ fn mpxs_conns_concurrent_requests() {
 fn abandon_then_serve(s: &mut Stack) {
     let addr = s.haproxy.addr;
     let body = pattern(8 * 1024 * 1024, 9);
-    for _ in 0..5 {
-        http::abandon_mid_response(addr, "/abandon", &body);
+    for i in 0..5 {
+        if let Err(e) = http::try_abandon_mid_response(addr, "/abandon", &body) {
+            panic!(
+                "abandoned request {i}: {e}\nHAProxy log:\n{}\napp log:\n{}",
+                s.haproxy.proc.log(),
+                s.app.proc.log()
+            );
+        }
     }
     let start = Instant::now();
     for i in 0..4 {
@@ -510,7 +509,9 @@ fn harness_haproxy_dead_upstream() {
         return;
     }
     let dir = temp_dir();
-    let Some(haproxy) = Haproxy::start(dir.path(), &HaproxyConf::new(Addr::free_tcp())) else {
+    // Held for the whole test, so that no other test's server can take the port.
+    let dead = ReservedPort::new();
+    let Some(haproxy) = Haproxy::start(dir.path(), &HaproxyConf::new(Addr::Tcp(dead.addr))) else {
         return;
     };
     let resp = http::get(haproxy.addr, "/app").expect("GET dead upstream");

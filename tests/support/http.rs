@@ -438,9 +438,18 @@ pub fn concurrent_posts(addr: SocketAddr, n: usize, deadline: Duration) {
 /// The client's receive buffer is kept small, so that the kernel cannot soak up the whole
 /// answer on the client's behalf (loopback buffers grow to megabytes): the peer must still
 /// be sending when the client leaves. Pair it with a small send buffer on the peer's side.
+#[track_caller]
 pub fn abandon_mid_response(addr: SocketAddr, path: &str, body: &[u8]) {
-    let conn = connect_small_rcvbuf(addr, 16 * 1024).expect("connect");
-    let mut writer = conn.try_clone().expect("clone socket");
+    if let Err(e) = try_abandon_mid_response(addr, path, body) {
+        panic!("{e}");
+    }
+}
+
+/// [`abandon_mid_response`], saying what went wrong (with what arrived) instead of
+/// panicking.
+pub fn try_abandon_mid_response(addr: SocketAddr, path: &str, body: &[u8]) -> Result<(), String> {
+    let conn = connect_small_rcvbuf(addr, 16 * 1024).map_err(|e| format!("connect: {e}"))?;
+    let mut writer = conn.try_clone().map_err(|e| format!("clone socket: {e}"))?;
     let head = encode_head(
         addr,
         &Request {
@@ -455,16 +464,39 @@ pub fn abandon_mid_response(addr: SocketAddr, path: &str, body: &[u8]) {
             // Fails once the reader below hangs up: expected.
             let _ = writer.write_all(&head).and_then(|_| writer.write_all(body));
         });
-        let mut first = vec![0u8; 16 * 1024];
-        (&conn)
-            .read_exact(&mut first)
-            .unwrap_or_else(|e| panic!("reading the start of the answer: {e}"));
-        assert!(
-            first.starts_with(b"HTTP/1.1 200"),
-            "answer starts {:?}",
-            String::from_utf8_lossy(&first[..64])
-        );
+        let start = read_start(&conn, 16 * 1024);
         // Both directions, so the upload thread stops too; unread data makes this a reset.
         let _ = conn.shutdown(Shutdown::Both);
-    });
+        let first = start?;
+        if !first.starts_with(b"HTTP/1.1 200") {
+            return Err(format!(
+                "answer starts {:?}",
+                String::from_utf8_lossy(&first[..64])
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Reads the first `n` bytes of an answer; when it ends or fails sooner, says how, and what
+/// came before (an error page, say).
+fn read_start(mut conn: &TcpStream, n: usize) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        let end = match conn.read(&mut buf[got..]) {
+            Ok(0) => "the connection ended".to_string(),
+            Ok(k) => {
+                got += k;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => e.to_string(),
+        };
+        return Err(format!(
+            "reading the start of the answer: {end} after {got} B: {:?}",
+            String::from_utf8_lossy(&buf[..got.min(1024)])
+        ));
+    }
+    Ok(buf)
 }

@@ -3,14 +3,67 @@
 //! test's temp dir and runs in its own process group (see [`Proc`]).
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::SocketAddr;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{require_peer, Addr, Proc};
+use socket2::{Domain, Socket, Type};
+
+use super::{require_peer, Addr, Proc, START_TIMEOUT};
+
+/// A TCP port on 127.0.0.1 held by a socket of the test process, bound but not listening:
+/// connections to it are refused, and no other process can bind the port while it lives
+/// (no `SO_REUSEADDR`, `SO_REUSEPORT`). Unlike [`super::free_port`], whose port is free
+/// again when it returns, so that servers started at once by tests running in parallel can
+/// be handed the same port.
+#[derive(Debug)]
+pub struct ReservedPort {
+    sock: Socket,
+    /// The port's address.
+    pub addr: SocketAddr,
+}
+
+impl ReservedPort {
+    /// A port the kernel picks, held until this drops.
+    pub fn new() -> ReservedPort {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind 127.0.0.1:0");
+        let addr = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("local_addr");
+        ReservedPort { sock, addr }
+    }
+}
+
+/// Makes `fd` (a socket of the test process, close-on-exec) descriptor `target` of the
+/// program `cmd` starts, so that the program serves on a socket the test process made:
+/// the socket's port is never free between being picked and being served.
+fn hand_over(cmd: &mut Command, fd: RawFd, target: RawFd) {
+    // SAFETY: dup2 and fcntl are async-signal-safe and touch no memory of the parent. The
+    // closure runs after the child's stdio is set up, so `target` may be 0, 1 or 2.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == target {
+                // Already there: only clear close-on-exec (dup2 would leave it set).
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags == -1 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, target) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
 
 /// `target/<profile>/examples/<name>`, found from the test binary's own path
 /// (`target/<profile>/deps/<test>-<hash>`). `cargo test` builds the examples first.
@@ -42,18 +95,107 @@ pub struct App {
 impl App {
     /// Starts example `name` listening on `addr` with extra environment `env` (e.g.
     /// `FCGI_WORKERS`), and waits until it accepts connections.
+    ///
+    /// For a TCP address prefer [`App::start_tcp`]: a port from [`Addr::free_tcp`] may be
+    /// taken by another test's server before the application binds it, and then this waits
+    /// for, and the test talks to, that other server.
     pub fn start(name: &str, dir: &Path, addr: Addr, env: &[(&str, &str)]) -> App {
-        let mut cmd = Command::new(example_path(name));
-        cmd.arg(addr.to_string())
-            .env_remove("FCGI_WEB_SERVER_ADDRS")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .env("RUST_BACKTRACE", "1")
-            .envs(env.iter().copied());
+        let mut cmd = App::command(name, env);
+        cmd.arg(addr.to_string());
         let mut proc = Proc::spawn(name, cmd, dir.join(format!("app-{name}.log")));
         proc.wait_accepts(&addr);
         App { proc, addr }
     }
+
+    /// Starts example `name` on a TCP port of 127.0.0.1 with extra environment `env`, and
+    /// waits until it serves. The listening socket is made here and handed to the
+    /// application as fd 0, the FastCGI way (`Listener::inherited`), so its port is never
+    /// free for another process to take.
+    pub fn start_tcp(name: &str, dir: &Path, env: &[(&str, &str)]) -> App {
+        // As the library's own bind does: SO_REUSEADDR and its backlog.
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        sock.set_reuse_address(true).expect("SO_REUSEADDR");
+        sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind 127.0.0.1:0");
+        sock.listen(fcgi::server::DEFAULT_BACKLOG).expect("listen");
+        let addr = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("local_addr");
+        let mut cmd = App::command(name, env);
+        hand_over(&mut cmd, sock.as_raw_fd(), 0);
+        let mut proc = Proc::spawn(name, cmd, dir.join(format!("app-{name}.log")));
+        // Connections are queued from now on; this copy of the socket is kept until the
+        // application answers, so that a probe to an application that died waits (and is
+        // seen to) rather than reaching whatever took the port next.
+        wait_serves(name, &mut proc, addr);
+        drop(sock);
+        App {
+            proc,
+            addr: Addr::Tcp(addr),
+        }
+    }
+
+    fn command(name: &str, env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(example_path(name));
+        cmd.env_remove("FCGI_WEB_SERVER_ADDRS")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env("RUST_BACKTRACE", "1")
+            .envs(env.iter().copied());
+        cmd
+    }
+}
+
+/// Waits until the FastCGI application `name` (`proc`) answers an `FCGI_GET_VALUES` on
+/// `addr`, whose listening socket it inherited (a connection waits in its queue until the
+/// application runs). Panics with its log if it exits first or does not answer within
+/// [`START_TIMEOUT`].
+fn wait_serves(name: &str, proc: &mut Proc, addr: SocketAddr) {
+    use fcgi::protocol::{encode_get_values, Header, RecordType, HEADER_LEN, MPXS_CONNS};
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut ask = Vec::new();
+    encode_get_values(&mut ask, &[MPXS_CONNS]);
+    let mut conn = TcpStream::connect(addr).expect("connect to the application's socket");
+    conn.write_all(&ask).expect("send FCGI_GET_VALUES");
+    // Short waits, to look at the process in between.
+    conn.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("set_read_timeout");
+    let mut head = [0u8; HEADER_LEN];
+    let mut have = 0;
+    while have < HEADER_LEN {
+        let err = match conn.read(&mut head[have..]) {
+            Ok(0) => "connection closed".to_string(),
+            Ok(n) => {
+                have += n;
+                continue;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                proc.assert_running();
+                if Instant::now() < deadline {
+                    continue;
+                }
+                format!("no answer within {START_TIMEOUT:?}")
+            }
+            Err(e) => e.to_string(),
+        };
+        panic!(
+            "{name} on {addr} did not answer FCGI_GET_VALUES: {err}; its log:\n{}",
+            proc.log()
+        );
+    }
+    let h = Header::decode(&head).expect("a record header");
+    assert_eq!(
+        h.record_type,
+        RecordType::GetValuesResult,
+        "{name} answered FCGI_GET_VALUES with {h:?}"
+    );
 }
 
 /// How a test's nginx is set up in front of the application.
@@ -263,6 +405,9 @@ pub struct Haproxy {
     pub addr: SocketAddr,
 }
 
+/// The descriptor HAProxy gets its frontend's socket on.
+const FRONTEND_FD: RawFd = 3;
+
 impl Haproxy {
     /// Writes `dir/haproxy/haproxy.cfg`, starts `haproxy -db` and waits for its port.
     /// `None` when HAProxy is not installed (and skipping is allowed).
@@ -275,7 +420,12 @@ impl Haproxy {
         let base = dir.join("haproxy");
         let docroot = base.join("www");
         fs::create_dir_all(&docroot).expect("mkdir haproxy docroot");
-        let addr = Addr::free_tcp();
+        // The frontend's socket is bound here and handed over as fd 3 (`bind fd@3`;
+        // HAProxy listens on it). With a port from `Addr::free_tcp`, HAProxy processes of
+        // tests started together could be given the same port and, as HAProxy binds with
+        // SO_REUSEPORT, both bind it and the kernel splits the connections between them.
+        let frontend = ReservedPort::new();
+        let addr = Addr::Tcp(frontend.addr);
         let server = match &conf.upstream {
             Addr::Tcp(a) => a.to_string(),
             Addr::Unix(p) => p.display().to_string(),
@@ -306,7 +456,7 @@ defaults
     timeout http-request 30s
 
 frontend fe
-    bind {addr}
+    bind fd@{FRONTEND_FD}
     default_backend be
 
 backend be
@@ -323,15 +473,18 @@ fcgi-app app
                 .client_sndbuf
                 .map(|n| format!("    tune.sndbuf.client {n}\n"))
                 .unwrap_or_default(),
-            addr = addr.tcp(),
             docroot = docroot.display(),
         );
         let conf_path = base.join("haproxy.cfg");
         fs::write(&conf_path, text).expect("write haproxy.cfg");
         let mut cmd = Command::new(bin);
         cmd.arg("-db").arg("-f").arg(&conf_path);
+        hand_over(&mut cmd, frontend.sock.as_raw_fd(), FRONTEND_FD);
         let mut proc = Proc::spawn("haproxy", cmd, base.join("haproxy.log"));
+        // Refused until HAProxy listens. This copy holds the port meanwhile, even if
+        // HAProxy fails to start.
         proc.wait_accepts(&addr);
+        drop(frontend);
         Some(Haproxy {
             proc,
             addr: addr.tcp(),
