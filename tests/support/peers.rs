@@ -247,14 +247,19 @@ pub struct Nginx {
 
 impl Nginx {
     /// Writes the config under `dir/nginx/`, starts nginx in the foreground (`daemon off;`;
-    /// prefix, config and logs all in that directory) and waits for its port. `None` when
-    /// nginx is not installed (and skipping is allowed).
+    /// prefix, config and logs all in that directory) on a socket made here, and waits
+    /// until it answers. `None` when nginx is not installed (and skipping is allowed).
     pub fn start(dir: &Path, conf: &NginxConf) -> Option<Nginx> {
         let bin = require_peer("nginx")?;
         let base = dir.join("nginx");
         let root = base.join("www");
         fs::create_dir_all(root.join("static")).expect("mkdir nginx root");
-        let addr = Addr::free_tcp();
+        // The HTTP socket is bound and listening here, and nginx inherits it the way a new
+        // binary does on an upgrade (`NGINX="fd;"`; it matches the `listen` address below,
+        // so nginx takes it over instead of binding). With a port from `Addr::free_tcp`,
+        // nginx processes of tests started together could be given the same port: one of
+        // them fails to bind, and the test's readiness check is met by the other one.
+        let (listener, addr) = nginx_listener();
         let error_log = base.join("error.log");
         let server = match &conf.upstream {
             Addr::Tcp(a) => a.to_string(),
@@ -272,6 +277,8 @@ impl Nginx {
             ""
         };
         let b = base.display();
+        // What the readiness location answers: this nginx's config, no other.
+        let ready = format!("ready {}", base.display());
         let text = format!(
             r#"{user}
 daemon off;
@@ -298,6 +305,10 @@ http {{
     server {{
         listen {addr}{sndbuf};
         root {root};
+        location = {READY_PATH} {{
+            access_log off;
+            return 200 "{ready}";
+        }}
         location /static/ {{ }}
         location / {{
             include /etc/nginx/fastcgi_params;
@@ -314,7 +325,6 @@ http {{
     {extra_http}
 }}
 "#,
-            addr = addr.tcp(),
             root = root.display(),
             buffering = if conf.buffering { "on" } else { "off" },
             sndbuf = conf
@@ -334,12 +344,18 @@ http {{
             .arg(&error_log)
             .arg("-c")
             .arg(&conf_path);
+        cmd.env("NGINX", format!("{NGINX_LISTEN_FD};"));
+        hand_over(&mut cmd, listener.as_raw_fd(), NGINX_LISTEN_FD);
         let mut proc = Proc::spawn("nginx", cmd, base.join("stderr.log"));
         proc.add_log(error_log.clone());
-        proc.wait_accepts(&addr);
+        // The socket accepts (into its queue) from the start, so "accepts" says nothing:
+        // wait for this nginx's own answer. This copy of the socket is kept meanwhile, so
+        // the port cannot pass to another process even if nginx fails to start.
+        wait_http_answer("nginx", &mut proc, addr, READY_PATH, &ready);
+        drop(listener);
         Some(Nginx {
             proc,
-            addr: addr.tcp(),
+            addr,
             root,
             error_log,
             access_log: base.join("access.log"),
@@ -355,6 +371,78 @@ http {{
     /// nginx's error log so far (the app's FCGI_STDERR shows up here).
     pub fn error_log(&self) -> String {
         super::read_lossy(&self.error_log)
+    }
+}
+
+/// The descriptor nginx inherits its HTTP socket on.
+const NGINX_LISTEN_FD: RawFd = 3;
+
+/// The location nginx answers [`wait_http_answer`]'s readiness check on.
+const READY_PATH: &str = "/.harness-ready";
+
+/// A listening TCP socket on a port of 127.0.0.1 the kernel picks, set up as nginx sets up
+/// its own (`SO_REUSEADDR`, backlog 511, non-blocking: nginx does not change an inherited
+/// socket's blocking mode), and its address.
+fn nginx_listener() -> (Socket, SocketAddr) {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    sock.set_reuse_address(true).expect("SO_REUSEADDR");
+    sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind 127.0.0.1:0");
+    // NGX_LISTEN_BACKLOG on Linux: with the same backlog nginx leaves the socket as it is.
+    sock.listen(511).expect("listen");
+    sock.set_nonblocking(true).expect("O_NONBLOCK");
+    let addr = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("local_addr");
+    (sock, addr)
+}
+
+/// Waits until the HTTP server `name` (`proc`), on a listening socket it inherited from the
+/// test, answers `GET path` with a 200 whose body is `body` (a connection waits in the
+/// socket's queue until the server runs). Panics with its log if it exits first, answers
+/// something else, or does not answer within [`START_TIMEOUT`].
+fn wait_http_answer(name: &str, proc: &mut Proc, addr: SocketAddr, path: &str, body: &str) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut conn = TcpStream::connect(addr).expect("connect to the server's socket");
+    write!(
+        conn,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the readiness request");
+    // Short waits, to look at the process in between.
+    conn.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("set_read_timeout");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let err = loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                proc.assert_running();
+                if Instant::now() >= deadline {
+                    break Some(format!("no answer within {START_TIMEOUT:?}"));
+                }
+            }
+            Err(e) => break Some(e.to_string()),
+        }
+    };
+    let text = String::from_utf8_lossy(&answer);
+    let ok = text.starts_with("HTTP/1.1 200") && text.ends_with(&format!("\r\n\r\n{body}"));
+    if err.is_some() || !ok {
+        panic!(
+            "{name} on {addr} did not answer GET {path} as expected ({}); got {text:?}; its log:\n{}",
+            err.as_deref().unwrap_or("wrong answer"),
+            proc.log()
+        );
     }
 }
 
