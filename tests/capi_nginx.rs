@@ -8,10 +8,7 @@
 
 mod support;
 
-use support::capi::{
-    compile_c, have_paths, http_get, our_lib, spawn_on_fd0, wait_for_port, Running,
-};
-use support::free_port;
+use support::capi::{compile_c, have_paths, http_get, our_lib, spawn_on_fd0, Running};
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,7 +27,12 @@ fn single_threaded_program_behind_nginx_keepalive_pool_never_stalls() {
 
     let (app_port, _app) = spawn_on_fd0(&exe, &lib);
 
-    let port = free_port();
+    // nginx's socket is made here and inherited (`NGINX="3;"`, as on a binary upgrade), so
+    // its port is never free for another test's server between being picked and used.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap(); // nginx leaves an inherited socket as it is
+    let port = listener.local_addr().unwrap().port();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
     let d = dir.path().display();
     let conf = dir.path().join("nginx.conf");
     std::fs::write(
@@ -47,8 +49,11 @@ fn single_threaded_program_behind_nginx_keepalive_pool_never_stalls() {
         ),
     )
     .unwrap();
+    let mut nginx = Command::new("/usr/sbin/nginx");
+    support::peers::hand_over(&mut nginx, fd, 3);
     let _nginx = Running(
-        Command::new("/usr/sbin/nginx")
+        nginx
+            .env("NGINX", "3;")
             .arg("-c")
             .arg(&conf)
             .arg("-p")
@@ -61,7 +66,7 @@ fn single_threaded_program_behind_nginx_keepalive_pool_never_stalls() {
             .spawn()
             .unwrap(),
     );
-    wait_for_port(port);
+    // Requests wait in the socket's queue until nginx serves them.
 
     let started = Instant::now();
     let clients: Vec<_> = (0..8)

@@ -46,7 +46,7 @@ impl ReservedPort {
 /// Makes `fd` (a socket of the test process, close-on-exec) descriptor `target` of the
 /// program `cmd` starts, so that the program serves on a socket the test process made:
 /// the socket's port is never free between being picked and being served.
-fn hand_over(cmd: &mut Command, fd: RawFd, target: RawFd) {
+pub fn hand_over(cmd: &mut Command, fd: RawFd, target: RawFd) {
     // SAFETY: dup2 and fcntl are async-signal-safe and touch no memory of the parent. The
     // closure runs after the child's stdio is set up, so `target` may be 0, 1 or 2.
     unsafe {
