@@ -2,12 +2,14 @@
 //! requests at once on one connection, interleaved answers, aborts, limits, a slow reader,
 //! and a backend that dies.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fcgi::client::{Address, Backend, Config, Error, FcgiRequest, MuxConnection, Pool};
 use fcgi::protocol::{
@@ -313,24 +315,10 @@ fn read_all(mut r: impl Read) -> Result<String, std::io::Error> {
     r.read_to_string(&mut s).map(|_| s)
 }
 
-/// Polls `cond` every millisecond until it holds (true) or `timeout` passes (false).
-fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// Polls `cond` until it holds, failing the test after 10 s.
 fn wait_until(what: &str, cond: impl FnMut() -> bool) {
     assert!(
-        poll_until(Duration::from_secs(10), cond),
+        support::wait_until(Duration::from_secs(10), cond),
         "timed out waiting for {what}"
     );
 }
@@ -477,7 +465,7 @@ fn a_slow_reader_holds_back_but_does_not_corrupt_the_others() {
             // Bounded waits: a client that pauses too early, or does not go on when this
             // reader takes a line, fails below instead of hanging.
             let fast_at = |target: usize| {
-                poll_until(Duration::from_secs(30), || {
+                support::wait_until(Duration::from_secs(30), || {
                     fast_got.load(Ordering::SeqCst) >= target
                 })
             };

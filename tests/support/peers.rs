@@ -165,25 +165,13 @@ fn wait_serves(name: &str, proc: &mut Proc, addr: SocketAddr) {
     let mut head = [0u8; HEADER_LEN];
     let mut have = 0;
     while have < HEADER_LEN {
-        let err = match conn.read(&mut head[have..]) {
+        let err = match read_watching(proc, &mut conn, deadline, &mut head[have..]) {
             Ok(0) => "connection closed".to_string(),
             Ok(n) => {
                 have += n;
                 continue;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                proc.assert_running();
-                if Instant::now() < deadline {
-                    continue;
-                }
-                format!("no answer within {START_TIMEOUT:?}")
-            }
-            Err(e) => e.to_string(),
+            Err(e) => e,
         };
         panic!(
             "{name} on {addr} did not answer FCGI_GET_VALUES: {err}; its log:\n{}",
@@ -196,6 +184,35 @@ fn wait_serves(name: &str, proc: &mut Proc, addr: SocketAddr) {
         RecordType::GetValuesResult,
         "{name} answered FCGI_GET_VALUES with {h:?}"
     );
+}
+
+/// One read from `conn` (set to time out after a short wait) of the server `proc`: the
+/// bytes read (0 at the end), or why none came. Between the short waits the process must
+/// still run; after `deadline` it gives up.
+fn read_watching(
+    proc: &mut Proc,
+    conn: &mut TcpStream,
+    deadline: Instant,
+    buf: &mut [u8],
+) -> Result<usize, String> {
+    loop {
+        match conn.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                proc.assert_running();
+                if Instant::now() >= deadline {
+                    return Err(format!("no answer within {START_TIMEOUT:?}"));
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// How a test's nginx is set up in front of the application.
@@ -417,22 +434,10 @@ fn wait_http_answer(name: &str, proc: &mut Proc, addr: SocketAddr, path: &str, b
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     let err = loop {
-        match conn.read(&mut buf) {
+        match read_watching(proc, &mut conn, deadline, &mut buf) {
             Ok(0) => break None,
             Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                proc.assert_running();
-                if Instant::now() >= deadline {
-                    break Some(format!("no answer within {START_TIMEOUT:?}"));
-                }
-            }
-            Err(e) => break Some(e.to_string()),
+            Err(e) => break Some(e),
         }
     };
     let text = String::from_utf8_lossy(&answer);
