@@ -5,8 +5,9 @@
 //! per-request inboxes, and the interleaving of each request's STDIN records. There is no
 //! I/O thread: whichever request thread needs the socket becomes the "leader" for one
 //! round (poll, write queued records, read and sort records), then hands it back. Each
-//! request keeps at most one STDIN record queued, and each inbox holds at most
-//! `INBOX_LIMIT` bytes; when a slow reader's inbox is full, reading from the socket pauses
+//! request keeps at most one STDIN record queued, and each inbox takes records until it
+//! holds `INBOX_LIMIT` bytes (so at most that plus one record, 64 KiB); when a slow
+//! reader's inbox is full, reading from the socket pauses
 //! until it catches up. FastCGI has no per-request flow control, so that pause is the
 //! price of multiplexing: one request that is not read holds back the others on its
 //! connection (use separate connections for long, slowly-consumed streams).
