@@ -147,6 +147,15 @@ fn slices_skip_empty_parts_and_spill_to_the_heap_past_eight() {
     assert_eq!(&s.as_mut()[19][..], &[20u8][..]);
 }
 
+/// What `engine.drain` (with a deadline of 120 s) answered, if it returned within 30 s: a
+/// drain that missed its wake-up sleeps until the deadline.
+fn drain_within_30_s(engine: &Arc<Engine>) -> Result<bool, std::sync::mpsc::RecvTimeoutError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = Arc::clone(engine);
+    std::thread::spawn(move || tx.send(e.drain(Instant::now() + Duration::from_secs(120))));
+    rx.recv_timeout(Duration::from_secs(30))
+}
+
 /// A request that ends while the stopping thread looks at what is left (after its look,
 /// before it waits) must still wake it: the drain returns at once, not at its deadline.
 #[test]
@@ -160,12 +169,31 @@ fn a_request_ending_as_the_drain_looks_wakes_it() {
         e.close(&conn, false);
         e.job_done();
     })));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let e = Arc::clone(&engine);
-    std::thread::spawn(move || tx.send(e.drain(Instant::now() + Duration::from_secs(120))));
     assert_eq!(
-        rx.recv_timeout(Duration::from_secs(30)),
+        drain_within_30_s(&engine),
         Ok(true),
         "the drain slept through the end of the last request"
+    );
+}
+
+/// While stopping, a connection that still owes its peer (closing) and is then closed on
+/// another thread must wake the drain waiting for it; nothing else would (no event, no
+/// timer).
+#[test]
+fn a_connection_closed_elsewhere_while_stopping_wakes_the_drain() {
+    let (engine, _peers) = engine_with_peers(true, 1);
+    let job = engine.next(true).unwrap();
+    // Its request is over; its thread still holds the connection, which owes its peer.
+    if let Some(e) = engine.table.lock().get(job.conn.key) {
+        e.phase = Phase::Closing;
+    }
+    engine.job_done(); // before the stop: no wake-up
+    engine.stop();
+    let (e, conn) = (Arc::clone(&engine), Arc::clone(&job.conn));
+    *engine.drain_looked.lock() = Some(Hook(Box::new(move || e.close(&conn, false))));
+    assert_eq!(
+        drain_within_30_s(&engine),
+        Ok(true),
+        "the drain slept through the close of the last connection it waited for"
     );
 }
