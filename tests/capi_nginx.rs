@@ -27,12 +27,10 @@ fn single_threaded_program_behind_nginx_keepalive_pool_never_stalls() {
 
     let (app_port, _app) = spawn_on_fd0(&exe, &lib);
 
-    // nginx's socket is made here and inherited (`NGINX="3;"`, as on a binary upgrade), so
-    // its port is never free for another test's server between being picked and used.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap(); // nginx leaves an inherited socket as it is
-    let port = listener.local_addr().unwrap().port();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    // nginx's socket is made here and inherited (as on a binary upgrade), so its port is
+    // never free for another test's server between being picked and used.
+    let (listener, addr) = support::peers::nginx_listener();
+    let port = addr.port();
     let d = dir.path().display();
     let conf = dir.path().join("nginx.conf");
     std::fs::write(
@@ -50,10 +48,9 @@ fn single_threaded_program_behind_nginx_keepalive_pool_never_stalls() {
     )
     .unwrap();
     let mut nginx = Command::new("/usr/sbin/nginx");
-    support::peers::hand_over(&mut nginx, fd, 3);
+    support::peers::nginx_inherits(&mut nginx, &listener);
     let _nginx = Running(
         nginx
-            .env("NGINX", "3;")
             .arg("-c")
             .arg(&conf)
             .arg("-p")

@@ -46,7 +46,7 @@ impl ReservedPort {
 /// Makes `fd` (a socket of the test process, close-on-exec) descriptor `target` of the
 /// program `cmd` starts, so that the program serves on a socket the test process made:
 /// the socket's port is never free between being picked and being served.
-pub fn hand_over(cmd: &mut Command, fd: RawFd, target: RawFd) {
+fn hand_over(cmd: &mut Command, fd: RawFd, target: RawFd) {
     // SAFETY: dup2 and fcntl are async-signal-safe and touch no memory of the parent. The
     // closure runs after the child's stdio is set up, so `target` may be 0, 1 or 2.
     unsafe {
@@ -361,8 +361,7 @@ http {{
             .arg(&error_log)
             .arg("-c")
             .arg(&conf_path);
-        cmd.env("NGINX", format!("{NGINX_LISTEN_FD};"));
-        hand_over(&mut cmd, listener.as_raw_fd(), NGINX_LISTEN_FD);
+        nginx_inherits(&mut cmd, &listener);
         let mut proc = Proc::spawn("nginx", cmd, base.join("stderr.log"));
         proc.add_log(error_log.clone());
         // The socket accepts (into its queue) from the start, so "accepts" says nothing:
@@ -394,13 +393,21 @@ http {{
 /// The descriptor nginx inherits its HTTP socket on.
 const NGINX_LISTEN_FD: RawFd = 3;
 
+/// Makes the nginx that `cmd` starts take `listener` (from [`nginx_listener`]) over, the
+/// way a new binary does on an upgrade: as descriptor [`NGINX_LISTEN_FD`], named in the
+/// `NGINX` variable. nginx's `listen` address must be the socket's.
+pub fn nginx_inherits(cmd: &mut Command, listener: &Socket) {
+    cmd.env("NGINX", format!("{NGINX_LISTEN_FD};"));
+    hand_over(cmd, listener.as_raw_fd(), NGINX_LISTEN_FD);
+}
+
 /// The location nginx answers [`wait_http_answer`]'s readiness check on.
 const READY_PATH: &str = "/.harness-ready";
 
 /// A listening TCP socket on a port of 127.0.0.1 the kernel picks, set up as nginx sets up
 /// its own (`SO_REUSEADDR`, backlog 511, non-blocking: nginx does not change an inherited
 /// socket's blocking mode), and its address.
-fn nginx_listener() -> (Socket, SocketAddr) {
+pub fn nginx_listener() -> (Socket, SocketAddr) {
     let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     sock.set_reuse_address(true).expect("SO_REUSEADDR");
     sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
