@@ -2,6 +2,8 @@
 //! server examples, including multiplexed connections"): both ends of this crate, over real
 //! loopback sockets.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -332,18 +334,6 @@ fn example(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// Polls `cond` every 10 ms until it holds, failing the test after 10 s.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn spawn_echo(port: u16) -> Child {
     let child = Command::new(example("echo"))
         .arg(format!("127.0.0.1:{port}"))
@@ -395,9 +385,10 @@ fn backend_killed_mid_response_then_the_pool_recovers() {
     // A death mid-response is no failed connect, so the backend should still count as
     // healthy; were it marked down, its probe (every 100 ms) must see the new process
     // before a request can go there.
-    wait_until("the pool to count the backend healthy", || {
-        pool.stats()[0].healthy
-    });
+    assert!(
+        support::wait_until(Duration::from_secs(10), || pool.stats()[0].healthy),
+        "the pool never counted the restarted backend healthy"
+    );
     let mut ok = String::new();
     pool.send(FcgiRequest::new().param("A", "1"), std::io::empty())
         .unwrap()

@@ -1,5 +1,6 @@
 //! The client against a real PHP-FPM (Debian's php-fpm8.2), over TCP and a Unix socket.
 
+mod support;
 mod support_client;
 
 use std::io::Read;
@@ -430,10 +431,9 @@ fn backend_killed_mid_response_then_pool_recovers() {
     // Returns once php-fpm accepts connections again; the pool takes the backend back
     // when its probe (every 200 ms) connects.
     fpm.restart();
-    wait_until(
-        "the probe to find php-fpm back",
-        Duration::from_secs(10),
-        || pool.stats()[0].healthy,
+    assert!(
+        support::wait_until(Duration::from_secs(10), || pool.stats()[0].healthy),
+        "the probe never found php-fpm back"
     );
     let body = body_string(
         pool.send(request(&fpm, "echo.php", "GET", "back=1"), std::io::empty())
@@ -729,10 +729,9 @@ fn idle_connections_are_closed_so_they_do_not_pin_workers() {
     assert_eq!(pool.stats()[0].idle, 1);
     // Kept for the keep-alive timeout (it went idle after `sent`), then closed by the
     // background reaper (it looks every 150 ms): stats() itself closes nothing.
-    wait_until(
-        "the idle connection to be reaped",
-        Duration::from_secs(5),
-        || pool.stats()[0].idle == 0,
+    assert!(
+        support::wait_until(Duration::from_secs(5), || pool.stats()[0].idle == 0),
+        "the idle connection was not reaped"
     );
     let reaped = sent.elapsed();
     assert!(
@@ -802,18 +801,6 @@ fn runs_of(fpm: &PhpFpm, id: &str) -> Vec<String> {
         .filter(|l| l.split(' ').next() == Some(id))
         .map(str::to_string)
         .collect()
-}
-
-/// Polls `cond` every 10 ms until it holds, failing the test (naming `what`) after `limit`.
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(
-            t0.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Waits (bounded) until count.php has started for `id`; returns the worker's pid.
