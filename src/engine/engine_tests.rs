@@ -28,20 +28,25 @@ fn an_empty_look_clears_more_only_if_nothing_was_taken_since() {
 
 /// A complete request head: BEGIN_REQUEST (responder) and an empty PARAMS.
 fn head() -> Vec<u8> {
+    head_with(0)
+}
+
+/// A complete request head whose BEGIN_REQUEST has `flags`.
+fn head_with(flags: u8) -> Vec<u8> {
     let mut out = Vec::new();
     encode_header_into(&mut out, RecordType::BeginRequest, 1, 8);
     let body = BeginRequestBody {
         role: Role::Responder,
-        flags: 0,
+        flags,
     };
     out.extend_from_slice(&body.encode());
     encode_params(&mut out, 1, std::iter::empty::<(&[u8], &[u8])>());
     out
 }
 
-/// An engine on a loopback listener (blocking unless `nonblocking`), and `peers`
-/// connections that each sent a complete request head (kept open).
-fn engine_with_peers(nonblocking: bool, peers: usize) -> (Arc<Engine>, Vec<TcpStream>) {
+/// An engine (the Rust server's options, without `TCP_DEFER_ACCEPT`) on a loopback
+/// listener, blocking unless `nonblocking`.
+fn engine_on_loopback(nonblocking: bool) -> (Arc<Engine>, std::net::SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.set_nonblocking(nonblocking).unwrap();
     let addr = l.local_addr().unwrap();
@@ -49,6 +54,13 @@ fn engine_with_peers(nonblocking: bool, peers: usize) -> (Arc<Engine>, Vec<TcpSt
     opts.defer_accept = false;
     let engine = Engine::new(vec![Listener::Tcp(l)], opts, Arc::new(Counters::default())).unwrap();
     assert_eq!(engine.listeners.read()[0].nonblocking, nonblocking);
+    (engine, addr)
+}
+
+/// An engine on a loopback listener (blocking unless `nonblocking`), and `peers`
+/// connections that each sent a complete request head (kept open).
+fn engine_with_peers(nonblocking: bool, peers: usize) -> (Arc<Engine>, Vec<TcpStream>) {
+    let (engine, addr) = engine_on_loopback(nonblocking);
     let peers = (0..peers)
         .map(|_| {
             let mut s = TcpStream::connect(addr).unwrap();
@@ -196,4 +208,177 @@ fn a_connection_closed_elsewhere_while_stopping_wakes_the_drain() {
         Ok(true),
         "the drain slept through the close of the last connection it waited for"
     );
+}
+
+/// Waits (10 s at most) until `cond` holds; false if it never did.
+fn until(cond: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+/// `engine.next(true)` on a new thread; its answer comes on the channel.
+fn next_on_a_thread(engine: &Arc<Engine>) -> std::sync::mpsc::Receiver<io::Result<Job>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = Arc::clone(engine);
+    std::thread::spawn(move || {
+        let _ = tx.send(e.next(true));
+    });
+    rx
+}
+
+fn own_waiters(engine: &Engine) -> usize {
+    engine.own_waiters.load(Ordering::SeqCst)
+}
+
+fn shared_waiters(engine: &Engine) -> usize {
+    engine.waiters.load(Ordering::SeqCst)
+}
+
+/// A kept-alive connection with its first request taken by the calling thread.
+fn kept_request(engine: &Engine, addr: std::net::SocketAddr) -> (TcpStream, Job) {
+    let mut peer = TcpStream::connect(addr).unwrap();
+    peer.write_all(&head_with(1)).unwrap();
+    let job = engine.accept(0).expect("the request");
+    (peer, job)
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn connections_that_arrive_together_each_wake_a_thread_in_its_own_set() {
+    let (engine, addr) = engine_on_loopback(true);
+    assert!(engine.own_sets);
+    let threads: Vec<_> = (0..2).map(|_| next_on_a_thread(&engine)).collect();
+    assert!(
+        until(|| own_waiters(&engine) == 2),
+        "the threads did not wait in their own sets"
+    );
+    let _peers: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&head()).unwrap();
+            s
+        })
+        .collect();
+    // No second look at the queue: the kernel woke one thread per arrival.
+    let jobs: Vec<Job> = threads
+        .iter()
+        .map(|rx| {
+            rx.recv_timeout(WAIT)
+                .expect("a connection found no thread")
+                .unwrap()
+        })
+        .collect();
+    assert_ne!(jobs[0].conn.key, jobs[1].conn.key);
+    assert_eq!(engine.ready_len.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_connection_that_came_while_every_thread_was_busy_is_found_by_the_next_free_one() {
+    let (engine, addr) = engine_on_loopback(true);
+    let mut peer = TcpStream::connect(addr).unwrap();
+    peer.write_all(&head()).unwrap();
+    // No thread waited when it came; the first to come back finds it in its own set.
+    let job = next_on_a_thread(&engine)
+        .recv_timeout(WAIT)
+        .expect("never found")
+        .unwrap();
+    assert_eq!(engine.counters.open.load(Ordering::SeqCst), 1);
+    drop(job);
+}
+
+#[test]
+fn a_connection_parked_outside_the_engine_calls_own_set_waiters_to_the_shared_set() {
+    let (engine, addr) = engine_on_loopback(true);
+    let (mut peer, job) = kept_request(&engine, addr);
+    // Nothing to watch while the request runs: a free thread waits in its own set.
+    let waiter = next_on_a_thread(&engine);
+    assert!(until(|| own_waiters(&engine) == 1));
+    // The request ends on this thread (not in `next`): its connection parks, and the
+    // waiter must come to watch it.
+    assert!(engine.finish(&job.conn, 1, &[]).is_none());
+    assert!(
+        until(|| own_waiters(&engine) == 0 && shared_waiters(&engine) == 1),
+        "the parked connection has no watcher"
+    );
+    peer.write_all(&head_with(1)).unwrap();
+    let next = waiter
+        .recv_timeout(WAIT)
+        .expect("its next request was never taken")
+        .unwrap();
+    assert_eq!(next.conn.key, job.conn.key);
+}
+
+#[test]
+fn the_last_watcher_leaving_with_a_request_calls_own_set_waiters() {
+    let (engine, addr) = engine_on_loopback(true);
+    let (mut peer_a, a) = kept_request(&engine, addr);
+    let (mut peer_b, b) = kept_request(&engine, addr);
+    assert!(engine.finish(&a.conn, 1, &[]).is_none()); // A parks; nobody waits yet
+    let y = next_on_a_thread(&engine);
+    assert!(until(|| shared_waiters(&engine) == 1), "Y does not watch A");
+    // A is taken elsewhere: nothing to watch, so the next free thread, X, waits in its
+    // own set while Y still waits in the shared one.
+    assert!(engine.try_take(&a.conn));
+    let x = next_on_a_thread(&engine);
+    assert!(until(|| own_waiters(&engine) == 1));
+    // A and B park while Y watches: nobody is called.
+    assert!(engine.park(&a.conn, Phase::Idle));
+    assert!(engine.finish(&b.conn, 1, &[]).is_none());
+    assert_eq!(own_waiters(&engine), 1);
+    // Y leaves with B's next request; A must keep a watcher.
+    peer_b.write_all(&head_with(1)).unwrap();
+    let got = y.recv_timeout(WAIT).expect("Y took nothing").unwrap();
+    assert_eq!(got.conn.key, b.conn.key);
+    assert!(
+        until(|| own_waiters(&engine) == 0 && shared_waiters(&engine) == 1),
+        "A was left without a watcher"
+    );
+    peer_a.write_all(&head_with(1)).unwrap();
+    let got = x
+        .recv_timeout(WAIT)
+        .expect("A's request was never taken")
+        .unwrap();
+    assert_eq!(got.conn.key, a.conn.key);
+}
+
+#[test]
+fn stopping_wakes_the_threads_in_their_own_sets() {
+    let (engine, _addr) = engine_on_loopback(true);
+    let waiter = next_on_a_thread(&engine);
+    assert!(until(|| own_waiters(&engine) == 1));
+    engine.stop();
+    let err = waiter
+        .recv_timeout(WAIT)
+        .expect("still waiting after the stop")
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+}
+
+#[test]
+fn a_blocking_listener_gets_no_own_sets() {
+    let (engine, _addr) = engine_on_loopback(false);
+    assert!(!engine.own_sets);
+}
+
+#[test]
+fn a_request_queued_outside_the_engine_reaches_a_thread_in_its_own_set() {
+    let (engine, addr) = engine_on_loopback(true);
+    let (_peer, job) = kept_request(&engine, addr);
+    let key = job.conn.key;
+    let waiter = next_on_a_thread(&engine);
+    assert!(until(|| own_waiters(&engine) == 1));
+    // A multiplexed connection's reader (a request's thread) queues a request it read.
+    engine.push_ready(job);
+    let got = waiter
+        .recv_timeout(WAIT)
+        .expect("the queued request waits")
+        .unwrap();
+    assert_eq!(got.conn.key, key);
 }

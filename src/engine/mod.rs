@@ -15,8 +15,12 @@
 //!
 //! Connections stay registered, edge-triggered, for their whole life: a kept-alive request
 //! costs `epoll_wait`, `recv` and `sendmsg`, nothing else. Listeners are edge-triggered
-//! with `EPOLLEXCLUSIVE`; connections that arrived under one edge are taken by the next
-//! free thread before it waits. Deadlines (a head's, an idle connection's, a slow reader's, a
+//! with `EPOLLEXCLUSIVE` in the shared set; connections that arrived under one edge are
+//! taken by the next free thread before it waits. While nothing but the listeners needs
+//! watching (no kept-alive connection, no head in progress), free threads wait in epoll
+//! sets of their own instead, where each arrival wakes one of them and none needs that
+//! second look: a new connection costs `epoll_wait`, `accept4`, `recv`, `sendmsg` and
+//! `close` (see [`Engine::wait_own`]). Deadlines (a head's, an idle connection's, a slow reader's, a
 //! closing connection's linger) share one timerfd, armed only while one is pending, so an
 //! idle engine wakes for nothing.
 
@@ -41,6 +45,10 @@ use crate::sys::epoll::{self, Epoll, EventFd, Peer, TimerFd};
 const WAKE: u64 = u64::MAX;
 const TIMER: u64 = u64::MAX - 1;
 const LISTENER_BASE: u64 = 1 << 62;
+/// In a thread's own set: the engine calls one free thread to the shared set.
+const RECALL: u64 = u64::MAX - 2;
+/// In a thread's own set: the engine stops.
+const HALT: u64 = u64::MAX - 3;
 /// How long a closing connection may take to send its last bytes before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long accepting pauses when descriptors (or memory) run out.
@@ -83,6 +91,11 @@ pub(crate) struct Options {
     /// connection to watch, wait in `accept(2)` itself, as libfcgi does (the kernel hands
     /// each connection to exactly one waiting process, and a signal interrupts the wait).
     pub(crate) classic_accept: bool,
+    /// Each free thread waits for connections in an epoll set of its own while the engine
+    /// has nothing else to watch (no parked connection, no queued request); see
+    /// [`Engine::wait_own`]. Only on non-blocking listeners (a blocking one is a C
+    /// program's, whose single thread waits in `accept(2)` instead).
+    pub(crate) own_sets: bool,
 }
 
 /// Numbers an engine keeps for [`crate::server::Stats`].
@@ -268,7 +281,20 @@ pub(crate) struct Engine {
     table: Mutex<Table>,
     ready: Mutex<VecDeque<Job>>,
     ready_len: AtomicUsize,
+    /// Threads waiting in the shared epoll set.
     waiters: AtomicUsize,
+    /// Threads waiting in their own sets (see [`Engine::next`]).
+    own_waiters: AtomicUsize,
+    /// Written (never read) to call one of the threads that wait in their own sets to the
+    /// shared set: something there needs a watcher.
+    recall: EventFd,
+    /// Written once (never read) when the engine stops: wakes every thread in its own set.
+    halt: EventFd,
+    /// Whether free threads may wait in their own sets ([`Options::own_sets`], and every
+    /// listener non-blocking).
+    own_sets: bool,
+    /// Tells this engine's own sets from another's (a thread keeps one set).
+    id: u64,
     stopping: AtomicBool,
     /// Jobs handed out and not finished, for a graceful stop to wait on.
     jobs: Mutex<usize>,
@@ -293,6 +319,39 @@ thread_local! {
     /// whose request head had not arrived, and until when it waits for them (see there).
     static ACCEPTED: std::cell::RefCell<Option<Vec<Accepted>>> =
         const { std::cell::RefCell::new(None) };
+    /// This thread's own epoll set, and the id of the engine it belongs to.
+    static OWN_SET: std::cell::RefCell<Option<(u64, Epoll)>> =
+        const { std::cell::RefCell::new(None) };
+    /// The id of the engine whose [`Engine::next`] this thread runs (0: none).
+    static IN_NEXT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Engine ids, for [`OWN_SET`] and [`IN_NEXT`].
+static ENGINE_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Marks the calling thread as inside an engine's [`Engine::next`] until dropped.
+struct InNext(u64);
+
+impl InNext {
+    fn enter(id: u64) -> InNext {
+        InNext(IN_NEXT.with(|c| c.replace(id)))
+    }
+}
+
+impl Drop for InNext {
+    fn drop(&mut self) {
+        IN_NEXT.with(|c| c.set(self.0));
+    }
+}
+
+/// What a wait in a thread's own set came to.
+enum Own {
+    /// A request for this thread.
+    Job(Job),
+    /// Woken (a connection went to another thread or process, a recall): look again.
+    Again,
+    /// The engine has something to watch: wait in the shared set.
+    Shared,
 }
 
 /// A connection's key, and until when to wait for its head (None: no limit).
@@ -330,7 +389,8 @@ impl Engine {
         let timer = TimerFd::new()?;
         epoll.add(wake.as_fd(), WAKE, epoll::LEVEL)?;
         epoll.add(timer.as_fd(), TIMER, epoll::LEVEL)?;
-        let listeners = listeners
+        let own_sets = opts.own_sets && !listeners.is_empty();
+        let listeners: Vec<Arc<Listening>> = listeners
             .into_iter()
             .map(|l| {
                 if let Listener::Tcp(t) = &l {
@@ -348,6 +408,7 @@ impl Engine {
                 })
             })
             .collect();
+        let own_sets = own_sets && listeners.iter().all(|l| l.nonblocking);
         let shared = Arc::new(Shared {
             limits: opts.limits,
             bufs: BufPool::default(),
@@ -368,6 +429,11 @@ impl Engine {
             ready: Mutex::new(VecDeque::new()),
             ready_len: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
+            own_waiters: AtomicUsize::new(0),
+            recall: EventFd::new()?,
+            halt: EventFd::new()?,
+            own_sets,
+            id: ENGINE_IDS.fetch_add(1, Ordering::Relaxed),
             stopping: AtomicBool::new(false),
             jobs: Mutex::new(0),
             shared,
@@ -445,6 +511,7 @@ impl Engine {
             self.count_thread();
         }
         let _accepted = (!wait).then(AcceptedList::start);
+        let _in_next = InNext::enter(self.id);
         loop {
             if self.is_stopping() {
                 return Err(stopped());
@@ -464,6 +531,13 @@ impl Engine {
             }
             if let Some(job) = self.accept_leftovers(false).0 {
                 return Ok(self.hand_out(job));
+            }
+            if wait && self.own_sets {
+                match self.wait_own()? {
+                    Own::Job(job) => return Ok(self.hand_out(job)),
+                    Own::Again => continue,
+                    Own::Shared => {}
+                }
             }
             self.waiters.fetch_add(1, Ordering::SeqCst);
             if self.ready_len.load(Ordering::SeqCst) > 0 {
@@ -507,6 +581,93 @@ impl Engine {
         }
     }
 
+    /// While the engine has nothing to watch but its listeners, a free thread waits in an
+    /// epoll set of its own, which holds the listeners (level-triggered, exclusive: see
+    /// [`epoll::LISTENER_OWN`]) and the recall eventfd. Each arrival wakes one waiting
+    /// thread, and a thread that comes back finds connections that arrived meanwhile, so
+    /// a new connection costs `epoll_wait` and `accept4` and no second look at the queue.
+    /// Once a connection waits in the shared set (or a request in the queue), one of the
+    /// threads is called there ([`Engine::call_watchers`]); the others go there as they
+    /// come back while it has something to watch.
+    fn wait_own(&self) -> io::Result<Own> {
+        // Counted before the look, so that whoever parks a connection or queues a
+        // request after it sees this thread and calls it back (see `call_watchers`).
+        self.own_waiters.fetch_add(1, Ordering::SeqCst);
+        let ev = if self.nothing_to_watch() {
+            OWN_SET.with(|own| {
+                let mut own = own.borrow_mut();
+                if own.as_ref().is_none_or(|(id, _)| *id != self.id) {
+                    *own = None;
+                    *own = Some((self.id, self.own_set()?));
+                }
+                let (_, set) = own.as_ref().expect("set just made");
+                set.wait_one(None).map(Some)
+            })
+        } else {
+            Ok(None)
+        };
+        self.own_waiters.fetch_sub(1, Ordering::SeqCst);
+        let Some(ev) = ev? else {
+            return Ok(Own::Shared);
+        };
+        let Some(ev) = ev else {
+            return Ok(Own::Again); // a signal
+        };
+        if ev.key & LISTENER_BASE != 0 && !matches!(ev.key, RECALL | HALT) && *self.listening.lock()
+        {
+            if let Some(job) = self.accept_own((ev.key & !LISTENER_BASE) as usize) {
+                return Ok(Own::Job(job));
+            }
+        }
+        Ok(Own::Again)
+    }
+
+    /// Whether the shared set has nothing a thread must watch: no parked connection, no
+    /// queued request, accepting, not stopping.
+    fn nothing_to_watch(&self) -> bool {
+        !self.stopping.load(Ordering::SeqCst)
+            && self.counters.parked.load(Ordering::SeqCst) == 0
+            && self.ready_len.load(Ordering::SeqCst) == 0
+            && *self.listening.lock()
+    }
+
+    /// A new own set for the calling thread.
+    fn own_set(&self) -> io::Result<Epoll> {
+        let set = Epoll::new()?;
+        set.add(self.recall.as_fd(), RECALL, epoll::EDGE_ONE)?;
+        set.add(self.halt.as_fd(), HALT, epoll::LEVEL)?;
+        for (i, l) in self.listeners.read().iter().enumerate() {
+            set.add(
+                l.listener.as_fd(),
+                LISTENER_BASE | i as u64,
+                epoll::LISTENER_OWN,
+            )?;
+        }
+        Ok(set)
+    }
+
+    /// Accepts from a (non-blocking) listener for a thread woken in its own set. Leaves
+    /// the "more may wait" flag alone: the own sets need no second look.
+    fn accept_own(&self, i: usize) -> Option<Job> {
+        let res = {
+            let ls = self.listeners.read();
+            let l = ls.get(i)?;
+            epoll::accept(l.listener.as_fd())
+        };
+        self.accepted(res)
+    }
+
+    /// Something now waits in the shared set (a parked connection, a queued request) and
+    /// the calling thread will not wait there next: if no thread waits there and some
+    /// wait in their own sets, call one back (one watcher is enough; the others stay where
+    /// a new connection costs the least). A thread inside [`Engine::next`] that parks a
+    /// connection waits in the shared set next; its caller need not call.
+    fn call_watchers(&self) {
+        if self.own_waiters.load(Ordering::SeqCst) > 0 && self.waiters.load(Ordering::SeqCst) == 0 {
+            self.recall.notify();
+        }
+    }
+
     /// How long a non-blocking [`Engine::next`] may still wait: for the connections it
     /// accepted, while they wait in the poller for the rest of their heads (None: no
     /// read timeout, no limit).
@@ -546,6 +707,13 @@ impl Engine {
 
     fn hand_out(&self, job: Job) -> Job {
         *self.jobs.lock() += 1;
+        if self.own_sets
+            && (self.counters.parked.load(Ordering::SeqCst) > 0
+                || self.ready_len.load(Ordering::SeqCst) > 0)
+        {
+            // This thread leaves; the shared set keeps a watcher.
+            self.call_watchers();
+        }
         if self.waiters.load(Ordering::SeqCst) > 0 {
             // Connections that arrived together gave one edge, and this thread leaves with
             // one of them: take the next one now for a thread that waits (the accept this
@@ -586,6 +754,8 @@ impl Engine {
         self.ready_len.fetch_add(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.wake.notify();
+        } else if self.own_sets {
+            self.call_watchers();
         }
     }
 
@@ -823,7 +993,7 @@ impl Engine {
             e.busy = true;
             Arc::clone(&e.conn)
         };
-        self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+        self.counters.parked.fetch_sub(1, Ordering::SeqCst);
         self.drive(conn, false)
     }
 
@@ -1139,7 +1309,10 @@ impl Engine {
         e.phase = phase;
         e.deadline = deadline;
         drop(t);
-        self.counters.parked.fetch_add(1, Ordering::Relaxed);
+        self.counters.parked.fetch_add(1, Ordering::SeqCst);
+        if self.own_sets && IN_NEXT.with(|c| c.get()) != self.id {
+            self.call_watchers();
+        }
         if let Some(d) = deadline {
             self.arm_timer(d);
         }
@@ -1175,7 +1348,7 @@ impl Engine {
         let Some(entry) = entry else { return };
         self.counters.open.fetch_sub(1, Ordering::Relaxed);
         if !entry.busy {
-            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+            self.counters.parked.fetch_sub(1, Ordering::SeqCst);
         }
         let running = {
             let mut rs = conn.read.lock();
@@ -1334,7 +1507,7 @@ impl Engine {
             }
             e.busy = true;
         }
-        self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+        self.counters.parked.fetch_sub(1, Ordering::SeqCst);
         self.close(conn, linger);
         true
     }
@@ -1365,7 +1538,7 @@ impl Engine {
         let Some(entry) = entry else { return };
         self.counters.open.fetch_sub(1, Ordering::Relaxed);
         if !entry.busy {
-            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+            self.counters.parked.fetch_sub(1, Ordering::SeqCst);
         }
         if !in_child && entry.interest.is_some() {
             let _ = self.epoll.delete(conn.as_fd());
@@ -1405,7 +1578,7 @@ impl Engine {
             }
         };
         if parked {
-            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+            self.counters.parked.fetch_sub(1, Ordering::SeqCst);
             self.close(conn, true);
         }
     }
@@ -1437,7 +1610,7 @@ impl Engine {
             Some(e) if !e.busy => {
                 e.busy = true;
                 drop(t);
-                self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+                self.counters.parked.fetch_sub(1, Ordering::SeqCst);
                 true
             }
             _ => false,
@@ -1554,7 +1727,7 @@ impl Engine {
             }
         }
         for (conn, phase) in expired {
-            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+            self.counters.parked.fetch_sub(1, Ordering::SeqCst);
             match phase {
                 Phase::Head => {
                     self.log(format_args!(
@@ -1607,11 +1780,12 @@ impl Engine {
                 .collect()
         };
         for c in idle {
-            self.counters.parked.fetch_sub(1, Ordering::Relaxed);
+            self.counters.parked.fetch_sub(1, Ordering::SeqCst);
             self.close(&c, false);
         }
         // Level-triggered and never drained from now on: every waiter wakes, in turn.
         self.wake.notify();
+        self.halt.notify();
     }
 
     /// After [`Engine::stop`], from the stopping thread: waits until every request handed

@@ -3,8 +3,9 @@
 //!
 //! Registrations carry a caller-chosen 64-bit key. Connections are registered
 //! edge-triggered once for their lifetime (no re-arming per request); listening sockets
-//! edge-triggered with `EPOLLEXCLUSIVE`, so one idle process of several sharing a socket
-//! is woken per connection, as threads blocked in `accept(2)` are.
+//! edge-triggered with `EPOLLEXCLUSIVE` in the engine's shared set (level-triggered in a
+//! thread's own set), so one idle process of several sharing a socket is woken per
+//! connection, as threads blocked in `accept(2)` are.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -29,6 +30,16 @@ pub(crate) const QUIET: u32 = libc::EPOLLET as u32;
 pub(crate) const LISTENER: u32 = (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32;
 /// Readable, level-triggered: the wake-up and timer descriptors.
 pub(crate) const LEVEL: u32 = libc::EPOLLIN as u32;
+/// Readable, level-triggered and exclusive: a listener in one thread's own epoll set (see
+/// the engine's `Engine::next`). Each arrival wakes one set that has a waiting thread (a
+/// set whose thread is busy lets the wake-up pass on to the next), and a set checks the
+/// queue again each time its thread comes back, so connections that arrived together
+/// are never left without a thread to notice them; with one waiter per set, level
+/// triggering wakes no one else.
+pub(crate) const LISTENER_OWN: u32 = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+/// Readable, edge-triggered and exclusive: an eventfd that is written and never read,
+/// each write waking one of the sets it is in that has a waiting thread.
+pub(crate) const EDGE_ONE: u32 = (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32;
 
 /// An epoll set.
 #[derive(Debug)]
