@@ -1014,3 +1014,38 @@ fn a_slow_first_answer_does_not_shrink_the_pool_for_good() {
     );
     assert_eq!(s.limit, 8, "{s:?}");
 }
+
+#[test]
+fn a_leased_connection_closed_by_the_backend_is_seen_before_its_request_is_sent() {
+    // The pool's pick looks at an idle connection just before a request starts on it, and
+    // that start then skips its own look. A connection handed to the caller instead may
+    // start its request much later: that start must look again.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Address::Tcp(l.local_addr().unwrap());
+    let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        read_request(&mut s, &mut got);
+        s.write_all(&answer(b"first")).unwrap();
+        // Kept open and idle until told: then closed, like a recycled php-fpm child.
+        let _ = close_rx.recv();
+        s.shutdown(Shutdown::Both).unwrap();
+        closed_tx.send(()).unwrap();
+    });
+    let pool = one_conn_pool(addr);
+    pool.send(FcgiRequest::new(), std::io::empty())
+        .unwrap()
+        .finish()
+        .unwrap();
+    let mut leased = pool.get().unwrap(); // picked (and looked at) while alive
+    close_tx.send(()).unwrap();
+    closed_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let err = leased
+        .send(FcgiRequest::new(), std::io::empty())
+        .unwrap_err();
+    assert!(matches!(err, Error::NotSent(_)), "{err}");
+    assert!(!err.may_have_run(), "{err}");
+}

@@ -264,6 +264,7 @@ pub unsafe extern "C" fn OS_FcgiConnect(bindPath: *mut c_char) -> c_int {
             timeout: None,
             cloexec: false,
             nodelay: false,
+            nonblocking: false,
         };
         let result = match target {
             Ok(addr) => crate::net::connect(&addr, opts),

@@ -93,6 +93,10 @@ pub struct Connection {
     pub(super) reported: bool,
     /// The pool's bound generation when this connection was opened.
     pub(super) epoch: u64,
+    /// The pool's pick has just found this idle connection alive, for the request that
+    /// starts next on it: that start need not look again (one `poll` less). Cleared by
+    /// the start, and when the pool hands the connection to a caller instead.
+    pub(super) just_looked: bool,
 }
 
 /// How often a wait for the first answer on a new pooled connection looks at whether the
@@ -150,9 +154,9 @@ impl Connection {
             timeout: config.connect_timeout,
             cloexec: true,
             nodelay: true,
+            nonblocking: true,
         };
         let sock = crate::net::connect(addr, opts).map_err(fail)?;
-        sock.set_nonblocking(true).map_err(fail)?;
         Ok(Connection {
             sock,
             addr: addr.clone(),
@@ -168,6 +172,7 @@ impl Connection {
             started: None,
             reported: false,
             epoch: 0,
+            just_looked: false,
         })
     }
 
@@ -224,6 +229,17 @@ impl Connection {
                 false
             }
         }
+    }
+
+    /// [`Connection::is_reusable`], unless the pool's pick just said yes.
+    pub(super) fn still_reusable(&mut self) -> bool {
+        if std::mem::take(&mut self.just_looked)
+            && self.state == ConnState::Idle
+            && self.rpos == self.rlen
+        {
+            return true;
+        }
+        self.is_reusable()
     }
 
     /// Sends `request` with `body` as its stdin, and returns once the CGI response head has

@@ -562,6 +562,8 @@ impl Watch {
 }
 
 /// What a caller got from the pool.
+// Moved once per request, on the stack: boxing the connection would allocate for each.
+#[allow(clippy::large_enum_variant)]
 enum Lease {
     Conn(PooledConnection),
     Mux(usize, MuxConnection),
@@ -765,6 +767,8 @@ impl Shared {
     }
 }
 
+// Moved once per request, on the stack: boxing the connection would allocate for each.
+#[allow(clippy::large_enum_variant)]
 enum Choice {
     Idle(usize, Connection),
     Connect(usize),
@@ -1016,7 +1020,11 @@ impl Pool {
     /// ```
     pub fn get_keyed(&self, key: Option<&[u8]>) -> Result<PooledConnection, Error> {
         match self.acquire(key, false)? {
-            Lease::Conn(conn) => Ok(conn),
+            Lease::Conn(mut conn) => {
+                // The caller may start its request much later: that start looks again.
+                conn.just_looked = false;
+                Ok(conn)
+            }
             Lease::Mux(..) => unreachable!("multiplexed leases only when asked for"),
         }
     }
@@ -1228,6 +1236,7 @@ impl Pool {
         }
         while let Some((mut conn, since)) = slot.idle.pop() {
             if since.elapsed() < keepalive_timeout && conn.is_reusable() {
+                conn.just_looked = true;
                 return Choice::Idle(pick, conn);
             }
             // Expired or closed by the backend: dropping closes it, freeing a place.

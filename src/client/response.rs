@@ -297,6 +297,14 @@ impl<'a> Exchange<'a> {
                     _ => return Err(unexpected),
                 }
             }
+            if !self.sent_any && self.wants_write() {
+                // Nothing sent yet: the socket has room for the head (and the body's first
+                // piece), so it goes out without a poll first.
+                self.pump_stdin(conn)?;
+                if self.sent_any {
+                    continue;
+                }
+            }
             let want_write = self.wants_write();
             let ready = conn.wait(want_write, self.deadline)?;
             if ready.writable && want_write {
@@ -449,7 +457,7 @@ impl<'a> Response<'a> {
         }
         // A kept connection the backend closed while it was idle (php-fpm recycling a
         // child, a reload): seen before any byte is written, so certainly not run.
-        if conn.requests > 0 && !conn.is_reusable() {
+        if conn.requests > 0 && !conn.still_reusable() {
             return Err(StartFailure {
                 error: Error::NotSent(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

@@ -31,7 +31,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -738,20 +738,62 @@ pub(crate) struct ConnectOptions {
     pub(crate) cloexec: bool,
     /// `TCP_NODELAY` on a TCP connection.
     pub(crate) nodelay: bool,
+    /// Leave the socket non-blocking (it is made so, and connects so, either way).
+    pub(crate) nonblocking: bool,
 }
 
-/// Connects a stream socket to `addr`; the socket is blocking. Errors are the system's
-/// (with their `errno`); the caller names the address.
+/// Connects a stream socket to `addr`; the socket is blocking unless `opts.nonblocking`.
+/// Errors are the system's (with their `errno`); the caller names the address.
 pub(crate) fn connect(addr: &Address, opts: ConnectOptions) -> io::Result<Socket> {
     let (domain, sa) = match addr {
         Address::Tcp(a) => (Domain::for_address(*a), SockAddr::from(*a)),
         Address::Unix(p) => (Domain::UNIX, unix_sockaddr(p)?),
     };
-    let socket = new_socket(domain, opts.cloexec)?;
-    match opts.timeout {
-        Some(t) => socket.connect_timeout(&sa, t)?,
-        None => socket.connect(&sa)?,
+    // Without a limit, a Unix socket's connect waits for room in a full backlog, where a
+    // non-blocking one fails at once (EAGAIN): that wait needs a blocking connect.
+    let wait_for_room = opts.timeout.is_none() && matches!(addr, Address::Unix(_));
+    if !opts.nonblocking || wait_for_room {
+        let socket = new_socket(domain, opts.cloexec)?;
+        match opts.timeout {
+            Some(t) => socket.connect_timeout(&sa, t)?,
+            None => socket.connect(&sa)?,
+        }
+        if opts.nonblocking {
+            socket.set_nonblocking(true)?;
+        }
+        return finish_connect(socket, addr, opts);
     }
+    // Non-blocking from the start: no fcntl(2) before and after the connect.
+    let ty = Type::STREAM.nonblocking();
+    let socket = if opts.cloexec {
+        Socket::new(domain, ty, None)?
+    } else {
+        Socket::new_raw(domain, ty, None)?
+    };
+    match socket.connect(&sa) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            let ready = crate::sys::poll(socket.as_fd(), true, opts.timeout)?;
+            // A connection being made is not readable: readable means it failed (a
+            // FastCGI application never speaks first), and only then is SO_ERROR asked.
+            if ready.readable || !ready.writable {
+                if let Some(e) = socket.take_error()? {
+                    return Err(e);
+                }
+            }
+            if !ready.writable {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ));
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    finish_connect(socket, addr, opts)
+}
+
+fn finish_connect(socket: Socket, addr: &Address, opts: ConnectOptions) -> io::Result<Socket> {
     if opts.nodelay && matches!(addr, Address::Tcp(_)) {
         socket.set_nodelay(true)?;
     }
@@ -761,6 +803,61 @@ pub(crate) fn connect(addr: &Address, opts: ConnectOptions) -> io::Result<Socket
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nonblocking_opts(timeout: Option<Duration>) -> ConnectOptions {
+        ConnectOptions {
+            timeout,
+            cloexec: true,
+            nodelay: true,
+            nonblocking: true,
+        }
+    }
+
+    #[test]
+    fn a_nonblocking_connect_gives_a_connected_nonblocking_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = Address::Tcp(l.local_addr().unwrap());
+        for timeout in [None, Some(Duration::from_secs(5))] {
+            let s = connect(&addr, nonblocking_opts(timeout)).unwrap();
+            assert_eq!(
+                s.peer_addr().unwrap().as_socket(),
+                Some(l.local_addr().unwrap())
+            );
+            assert!(s.nonblocking().unwrap());
+            assert!(s.nodelay().unwrap());
+            let (_, _) = l.accept().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_nonblocking_connect_reports_a_refusal() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = Address::Tcp(l.local_addr().unwrap());
+        drop(l);
+        let e = connect(&addr, nonblocking_opts(Some(Duration::from_secs(5)))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+    }
+
+    #[test]
+    fn a_nonblocking_connect_times_out_when_the_backlog_is_full() {
+        // A listener that never accepts, with the smallest queue: once it is full, the
+        // kernel drops further SYNs and the connect waits for its limit.
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        l.bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
+            .unwrap();
+        l.listen(0).unwrap();
+        let addr = Address::Tcp(l.local_addr().unwrap().as_socket().unwrap());
+        let opts = nonblocking_opts(Some(Duration::from_millis(200)));
+        let mut held = Vec::new();
+        let err = loop {
+            match connect(&addr, opts) {
+                Ok(s) => held.push(s),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 8, "the queue never filled");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    }
 
     fn tcp(s: &str) -> Address {
         Address::Tcp(s.parse().unwrap())
