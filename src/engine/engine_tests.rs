@@ -382,3 +382,23 @@ fn a_request_queued_outside_the_engine_reaches_a_thread_in_its_own_set() {
         .unwrap();
     assert_eq!(got.conn.key, key);
 }
+
+#[test]
+fn a_thread_about_to_wait_as_the_drain_clears_the_wake_up_sees_the_stop() {
+    let (engine, addr) = engine_on_loopback(true);
+    let (_peer, job) = kept_request(&engine, addr);
+    // A parked connection: the next free thread waits in the shared set.
+    assert!(engine.finish(&job.conn, 1, &[]).is_none());
+    let e = Arc::clone(&engine);
+    *engine.before_wait.lock() = Some(Hook(Box::new(move || {
+        // After this thread's look at the stop, before it counts itself a waiter: the
+        // engine stops, and the drain, seeing no waiter, clears the wake-up.
+        e.stop();
+        assert!(e.drain(Instant::now() + Duration::from_secs(5)));
+    })));
+    let err = next_on_a_thread(&engine)
+        .recv_timeout(WAIT)
+        .expect("the thread slept through the stop")
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+}

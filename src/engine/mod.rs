@@ -307,6 +307,10 @@ pub(crate) struct Engine {
     /// Run once by [`Engine::drain`] right after it looked at what is left (tests).
     #[cfg(test)]
     drain_looked: Mutex<Option<Hook>>,
+    /// Run once by [`Engine::next`] right before it counts itself a waiter in the shared
+    /// set (tests).
+    #[cfg(test)]
+    before_wait: Mutex<Option<Hook>>,
     count_threads: bool,
     classic_accept: bool,
     write_completion: bool,
@@ -444,6 +448,8 @@ impl Engine {
             on_stop: opts.on_stop,
             #[cfg(test)]
             drain_looked: Mutex::new(None),
+            #[cfg(test)]
+            before_wait: Mutex::new(None),
             count_threads: opts.count_threads,
             classic_accept: opts.classic_accept,
             write_completion: opts.write_completion,
@@ -539,7 +545,17 @@ impl Engine {
                     Own::Shared => {}
                 }
             }
+            #[cfg(test)]
+            if let Some(Hook(f)) = self.before_wait.lock().take() {
+                f();
+            }
             self.waiters.fetch_add(1, Ordering::SeqCst);
+            // Counted, then looked: a drain that saw no waiter and cleared the wake-up
+            // (see `drain`) looked after the stop began, so this sees it.
+            if self.stopping.load(Ordering::SeqCst) {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
             if self.ready_len.load(Ordering::SeqCst) > 0 {
                 self.waiters.fetch_sub(1, Ordering::SeqCst);
                 if let Some(job) = self.pop_ready() {
@@ -1757,7 +1773,7 @@ impl Engine {
     /// Stops accepting, closes idle connections, and makes every [`Engine::next`] return
     /// `Interrupted`; requests in flight go on.
     pub(crate) fn stop(&self) {
-        if self.stopping.swap(true, Ordering::AcqRel) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
         self.update_listening();
