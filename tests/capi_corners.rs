@@ -1043,6 +1043,74 @@ fn in_accept(pid: u32) -> bool {
         })
 }
 
+/// Threads of `pid` waiting for a connection: in `epoll_wait` (x86_64: 232; epoll_pwait
+/// 281, epoll_pwait2 441) or in `accept(2)`, read from `/proc/PID/task/*/`.
+fn waiting_for_a_connection(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|t| {
+            let in_epoll = std::fs::read_to_string(t.path().join("syscall"))
+                .is_ok_and(|s| matches!(s.split_whitespace().next(), Some("232" | "281" | "441")));
+            in_epoll
+                || std::fs::read_to_string(t.path().join("wchan"))
+                    .is_ok_and(|w| w.trim() == "inet_csk_accept")
+        })
+        .count()
+}
+
+/// Each thread's current system call and wait channel, for a failure message.
+fn syscalls(pid: u32) -> String {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| {
+            let read = |f| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            let sys = read("syscall");
+            format!(
+                "{} {}",
+                sys.split_whitespace().next().unwrap_or("?"),
+                read("wchan").trim()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Three threads in `FCGX_Accept_r` with nothing to watch wait in epoll sets of their own
+/// (see the engine), or in `accept(2)` when another took the connection they woke for;
+/// SIGTERM goes to the main thread in `pthread_join`, and its handler must wake them
+/// wherever they wait: each `FCGX_Accept_r` returns -1 and the program ends.
+#[test]
+fn sigterm_to_another_thread_ends_several_threads_waiting_for_a_request() {
+    let test = "sigterm_to_another_thread_ends_several_threads_waiting_for_a_request";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    for h in headers {
+        let exe = b.compile("stop_in_accept.c", h);
+        let (fd, port) = tcp_listener();
+        let p = start(&b, &exe, Runtime::Ours, &["3"], &[], fd);
+        let mut c = FcgiConn::tcp(port);
+        c.send_request(1, false, &[], b"");
+        assert_eq!(c.reply(1, LIMIT).unwrap().body(), "served\n", "{h:?}");
+        let deadline = Instant::now() + LIMIT;
+        while waiting_for_a_connection(p.pid()) < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{h:?}: the three workers do not wait for a connection: {}",
+                syscalls(p.pid())
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = p.stop(libc::SIGTERM);
+        assert_eq!(status.code(), Some(0), "{h:?}: {status}");
+    }
+}
+
 /// The only thread in `FCGX_Accept_r` waits in `accept(2)` on a blocking socket, the main
 /// thread in `pthread_join`; SIGTERM, sent to the process, goes to the main thread, whose
 /// handler must also interrupt the accept: the worker's `FCGX_Accept_r` returns -1 and the

@@ -123,6 +123,7 @@ fn settle_after_fork() {
         // Not closed here (the engine drops when its last request does): no wait for a
         // signal handler of this single-threaded child.
         os::unregister_wake_fd(r.acceptor.engine().wake_fd(), false);
+        os::unregister_wake_fd(r.acceptor.engine().halt_fd(), false);
         r.acceptor.engine().abandon_in_child();
     }
     crate::sys::epoll::forget_accepts_in_child();
@@ -140,6 +141,7 @@ fn retire(r: Registered) {
     r.acceptor.shutdown();
     // Unregistered before it can close, and after any signal handler writing it is done.
     os::unregister_wake_fd(r.acceptor.engine().wake_fd(), true);
+    os::unregister_wake_fd(r.acceptor.engine().halt_fd(), true);
 }
 
 /// The acceptor for the listening socket on `listen_sock`, made on first use. It works on
@@ -196,6 +198,8 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     watch_forks();
     let acceptor = Arc::new(Acceptor::with_options(listener, opts)?);
     os::register_wake_fd(acceptor.engine().wake_fd());
+    // Threads waiting in their own epoll sets (see engine::Engine::wait_own) wake by this.
+    os::register_wake_fd(acceptor.engine().halt_fd());
     table.push(Registered {
         fd: listen_sock,
         ident,

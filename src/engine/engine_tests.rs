@@ -362,9 +362,15 @@ fn stopping_wakes_the_threads_in_their_own_sets() {
 }
 
 #[test]
-fn a_blocking_listener_gets_no_own_sets() {
-    let (engine, _addr) = engine_on_loopback(false);
-    assert!(!engine.own_sets);
+fn a_thread_woken_in_its_own_set_on_a_blocking_listener_takes_the_connection() {
+    // A C program's blocking listener: the thread accepts with a blocking accept(2).
+    let (engine, addr) = engine_on_loopback(false);
+    assert!(engine.own_sets);
+    let waiter = next_on_a_thread(&engine);
+    assert!(until(|| own_waiters(&engine) == 1));
+    let mut peer = TcpStream::connect(addr).unwrap();
+    peer.write_all(&head()).unwrap();
+    waiter.recv_timeout(WAIT).expect("never taken").unwrap();
 }
 
 #[test]

@@ -93,8 +93,8 @@ pub(crate) struct Options {
     pub(crate) classic_accept: bool,
     /// Each free thread waits for connections in an epoll set of its own while the engine
     /// has nothing else to watch (no parked connection, no queued request); see
-    /// [`Engine::wait_own`]. Only on non-blocking listeners (a blocking one is a C
-    /// program's, whose single thread waits in `accept(2)` instead).
+    /// [`Engine::wait_own`]. (A C program's single thread waits in `accept(2)` itself
+    /// instead, see `classic_accept`.)
     pub(crate) own_sets: bool,
 }
 
@@ -290,8 +290,7 @@ pub(crate) struct Engine {
     recall: EventFd,
     /// Written once (never read) when the engine stops: wakes every thread in its own set.
     halt: EventFd,
-    /// Whether free threads may wait in their own sets ([`Options::own_sets`], and every
-    /// listener non-blocking).
+    /// Whether free threads may wait in their own sets ([`Options::own_sets`]).
     own_sets: bool,
     /// Tells this engine's own sets from another's (a thread keeps one set).
     id: u64,
@@ -412,7 +411,6 @@ impl Engine {
                 })
             })
             .collect();
-        let own_sets = own_sets && listeners.iter().all(|l| l.nonblocking);
         let shared = Arc::new(Shared {
             limits: opts.limits,
             bufs: BufPool::default(),
@@ -462,6 +460,14 @@ impl Engine {
     pub(crate) fn wake_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.wake.as_fd().as_raw_fd()
+    }
+
+    /// The eventfd that wakes the threads waiting in their own sets, for a signal handler
+    /// that requests the stop ([`Options::external_stop`]); written only then (they do
+    /// not read it: it stays readable).
+    pub(crate) fn halt_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.halt.as_fd().as_raw_fd()
     }
 
     pub(crate) fn log(&self, args: std::fmt::Arguments<'_>) {
@@ -614,7 +620,11 @@ impl Engine {
                 let mut own = own.borrow_mut();
                 if own.as_ref().is_none_or(|(id, _)| *id != self.id) {
                     *own = None;
-                    *own = Some((self.id, self.own_set()?));
+                    // Out of descriptors: this thread waits in the shared set instead.
+                    let Ok(set) = self.own_set() else {
+                        return Ok(None);
+                    };
+                    *own = Some((self.id, set));
                 }
                 let (_, set) = own.as_ref().expect("set just made");
                 set.wait_one(None).map(Some)
@@ -662,14 +672,20 @@ impl Engine {
         Ok(set)
     }
 
-    /// Accepts from a (non-blocking) listener for a thread woken in its own set. Leaves
-    /// the "more may wait" flag alone: the own sets need no second look.
+    /// Accepts for a thread woken in its own set. Leaves the "more may wait" flag alone:
+    /// the own sets need no second look. On a blocking listener (a C program's), another
+    /// process may take the connection first (one polling the socket, or a thread coming
+    /// back to its own set); this thread, which holds no request, then waits in `accept`
+    /// for the next one, as a classic libfcgi thread does, or until the engine stops.
     fn accept_own(&self, i: usize) -> Option<Job> {
-        let res = {
-            let ls = self.listeners.read();
-            let l = ls.get(i)?;
+        // A clone, not the lock, while accept may wait (see accept_blocking).
+        let l = Arc::clone(self.listeners.read().get(i)?);
+        let res = if l.nonblocking {
             epoll::accept(l.listener.as_fd())
+        } else {
+            epoll::accept_interruptible(l.listener.as_fd(), || self.stop_requested())
         };
+        drop(l);
         self.accepted(res)
     }
 
