@@ -44,6 +44,9 @@ count_calls() {
     BY_NAME=$(awk -v n="$N" '/^-/ { s++; next } s == 1 && $4 / n >= 0.05 { printf "%s%s %.2f", sep, $NF, $4 / n; sep = ", " }' "$out")
     PERF_PER=
     [ -n "$PERF" ] || return 0
+    # A warm-up first, as above: strace's stops leave the threads' waits in other states
+    # (threads that lost races, sets with stale readiness) for the first requests after.
+    "$BENCH" -n 500 -c 1 "-$mode" -t 5 "$addr" >/dev/null 2>&1 || die "warm-up failed"
     perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$TMP/perf.out" &
     spid=$!
     sleep 0.5 # perf attaches to every thread before it counts
