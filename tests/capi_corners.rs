@@ -1033,31 +1033,32 @@ fn role_request(role: Role) -> Vec<u8> {
 
 /// Whether a thread of `pid` waits in `accept(2)` now (its wait channel).
 fn in_accept(pid: u32) -> bool {
+    threads_where(pid, in_accept_now) > 0
+}
+
+/// Whether the thread at `/proc/PID/task/TID` waits in `accept(2)`.
+fn in_accept_now(task: &std::path::Path) -> bool {
+    std::fs::read_to_string(task.join("wchan")).is_ok_and(|w| w.trim() == "inet_csk_accept")
+}
+
+/// How many threads of `pid` `pred` holds for (given `/proc/PID/task/TID`).
+fn threads_where(pid: u32, pred: impl Fn(&std::path::Path) -> bool) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
         .flatten()
-        .any(|t| {
-            std::fs::read_to_string(t.path().join("wchan"))
-                .is_ok_and(|w| w.trim() == "inet_csk_accept")
-        })
+        .filter(|t| pred(&t.path()))
+        .count()
 }
 
 /// Threads of `pid` waiting for a connection: in `epoll_wait` (x86_64: 232; epoll_pwait
 /// 281, epoll_pwait2 441) or in `accept(2)`, read from `/proc/PID/task/*/`.
 fn waiting_for_a_connection(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|t| {
-            let in_epoll = std::fs::read_to_string(t.path().join("syscall"))
-                .is_ok_and(|s| matches!(s.split_whitespace().next(), Some("232" | "281" | "441")));
-            in_epoll
-                || std::fs::read_to_string(t.path().join("wchan"))
-                    .is_ok_and(|w| w.trim() == "inet_csk_accept")
-        })
-        .count()
+    threads_where(pid, |t| {
+        in_accept_now(t)
+            || std::fs::read_to_string(t.join("syscall"))
+                .is_ok_and(|s| matches!(s.split_whitespace().next(), Some("232" | "281" | "441")))
+    })
 }
 
 /// Each thread's current system call and wait channel, for a failure message.
@@ -1091,24 +1092,30 @@ fn sigterm_to_another_thread_ends_several_threads_waiting_for_a_request() {
     };
     let b = CBuild::new();
     for h in headers {
-        let exe = b.compile("stop_in_accept.c", h);
-        let (fd, port) = tcp_listener();
-        let p = start(&b, &exe, Runtime::Ours, &["3"], &[], fd);
-        let mut c = FcgiConn::tcp(port);
-        c.send_request(1, false, &[], b"");
-        assert_eq!(c.reply(1, LIMIT).unwrap().body(), "served\n", "{h:?}");
-        let deadline = Instant::now() + LIMIT;
-        while waiting_for_a_connection(p.pid()) < 3 {
-            assert!(
-                Instant::now() < deadline,
-                "{h:?}: the three workers do not wait for a connection: {}",
-                syscalls(p.pid())
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let status = p.stop(libc::SIGTERM);
-        assert_eq!(status.code(), Some(0), "{h:?}: {status}");
+        stop_in_accept_ends(&b, h, 3, |pid| waiting_for_a_connection(pid) == 3);
     }
+}
+
+/// Runs `stop_in_accept.c` with `threads` workers, serves one request, waits until
+/// `waiting(pid)` holds, then sends SIGTERM to the process: it must exit 0.
+fn stop_in_accept_ends(b: &CBuild, h: Headers, threads: usize, waiting: impl Fn(u32) -> bool) {
+    let exe = b.compile("stop_in_accept.c", h);
+    let (fd, port) = tcp_listener();
+    let p = start(b, &exe, Runtime::Ours, &[&threads.to_string()], &[], fd);
+    let mut c = FcgiConn::tcp(port);
+    c.send_request(1, false, &[], b"");
+    assert_eq!(c.reply(1, LIMIT).unwrap().body(), "served\n", "{h:?}");
+    let deadline = Instant::now() + LIMIT;
+    while !waiting(p.pid()) {
+        assert!(
+            Instant::now() < deadline,
+            "{h:?}: the {threads} worker(s) do not wait as expected: {}",
+            syscalls(p.pid())
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = p.stop(libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{h:?}: {status}");
 }
 
 /// The only thread in `FCGX_Accept_r` waits in `accept(2)` on a blocking socket, the main
@@ -1124,21 +1131,6 @@ fn sigterm_to_another_thread_ends_a_wait_in_accept() {
     };
     let b = CBuild::new();
     for h in headers {
-        let exe = b.compile("stop_in_accept.c", h);
-        let (fd, port) = tcp_listener();
-        let p = start(&b, &exe, Runtime::Ours, &[], &[], fd);
-        let mut c = FcgiConn::tcp(port);
-        c.send_request(1, false, &[], b"");
-        assert_eq!(c.reply(1, LIMIT).unwrap().body(), "served\n", "{h:?}");
-        let deadline = Instant::now() + LIMIT;
-        while !in_accept(p.pid()) {
-            assert!(
-                Instant::now() < deadline,
-                "{h:?}: the worker is not waiting in accept(2)"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let status = p.stop(libc::SIGTERM);
-        assert_eq!(status.code(), Some(0), "{h:?}: {status}");
+        stop_in_accept_ends(&b, h, 1, in_accept);
     }
 }

@@ -303,16 +303,27 @@ fn a_connection_parked_outside_the_engine_calls_own_set_waiters_to_the_shared_se
     // The request ends on this thread (not in `next`): its connection parks, and the
     // waiter must come to watch it.
     assert!(engine.finish(&job.conn, 1, &[]).is_none());
+    called_to_watch(&engine, &waiter, &mut peer, job.conn.key);
+}
+
+/// `waiter`, until now in its own set, must come to the shared set as its only waiter
+/// and take the next request of `key` (sent now by `peer`) from there.
+fn called_to_watch(
+    engine: &Engine,
+    waiter: &std::sync::mpsc::Receiver<io::Result<Job>>,
+    peer: &mut TcpStream,
+    key: u64,
+) {
     assert!(
-        until(|| own_waiters(&engine) == 0 && shared_waiters(&engine) == 1),
-        "the parked connection has no watcher"
+        until(|| own_waiters(engine) == 0 && shared_waiters(engine) == 1),
+        "a parked connection was left without a watcher"
     );
     peer.write_all(&head_with(1)).unwrap();
-    let next = waiter
+    let got = waiter
         .recv_timeout(WAIT)
         .expect("its next request was never taken")
         .unwrap();
-    assert_eq!(next.conn.key, job.conn.key);
+    assert_eq!(got.conn.key, key);
 }
 
 #[test]
@@ -336,16 +347,7 @@ fn the_last_watcher_leaving_with_a_request_calls_own_set_waiters() {
     peer_b.write_all(&head_with(1)).unwrap();
     let got = y.recv_timeout(WAIT).expect("Y took nothing").unwrap();
     assert_eq!(got.conn.key, b.conn.key);
-    assert!(
-        until(|| own_waiters(&engine) == 0 && shared_waiters(&engine) == 1),
-        "A was left without a watcher"
-    );
-    peer_a.write_all(&head_with(1)).unwrap();
-    let got = x
-        .recv_timeout(WAIT)
-        .expect("A's request was never taken")
-        .unwrap();
-    assert_eq!(got.conn.key, a.conn.key);
+    called_to_watch(&engine, &x, &mut peer_a, a.conn.key);
 }
 
 #[test]
