@@ -605,7 +605,7 @@ impl Engine {
 
     /// While the engine has nothing to watch but its listeners, a free thread waits in an
     /// epoll set of its own, which holds the listeners (level-triggered, exclusive: see
-    /// [`epoll::LISTENER_OWN`]) and the recall eventfd. Each arrival wakes one waiting
+    /// [`epoll::LISTENER_OWN`]), the recall eventfd and the halt eventfd. Each arrival wakes one waiting
     /// thread, and a thread that comes back finds connections that arrived meanwhile, so
     /// a new connection costs `epoll_wait` and `accept4` and no second look at the queue.
     /// Once a connection waits in the shared set (or a request in the queue), one of the
