@@ -91,11 +91,6 @@ pub(crate) struct Options {
     /// connection to watch, wait in `accept(2)` itself, as libfcgi does (the kernel hands
     /// each connection to exactly one waiting process, and a signal interrupts the wait).
     pub(crate) classic_accept: bool,
-    /// Each free thread waits for connections in an epoll set of its own while the engine
-    /// has nothing else to watch (no parked connection, no queued request); see
-    /// [`Engine::wait_own`]. (A C program's single thread waits in `accept(2)` itself
-    /// instead, see `classic_accept`.)
-    pub(crate) own_sets: bool,
 }
 
 /// Numbers an engine keeps for [`crate::server::Stats`].
@@ -283,14 +278,16 @@ pub(crate) struct Engine {
     ready_len: AtomicUsize,
     /// Threads waiting in the shared epoll set.
     waiters: AtomicUsize,
-    /// Threads waiting in their own sets (see [`Engine::next`]).
+    /// Threads waiting in their own sets (see [`Engine::wait_own`]).
     own_waiters: AtomicUsize,
     /// Written (never read) to call one of the threads that wait in their own sets to the
     /// shared set: something there needs a watcher.
     recall: EventFd,
     /// Written once (never read) when the engine stops: wakes every thread in its own set.
     halt: EventFd,
-    /// Whether free threads may wait in their own sets ([`Options::own_sets`]).
+    /// Whether free threads wait in sets of their own while nothing else needs watching
+    /// ([`Engine::wait_own`]): whenever there is a listener to wait for. (A C program's
+    /// single thread waits in `accept(2)` itself instead, see `classic_accept`.)
     own_sets: bool,
     /// Tells this engine's own sets from another's (a thread keeps one set).
     id: u64,
@@ -392,8 +389,8 @@ impl Engine {
         let timer = TimerFd::new()?;
         epoll.add(wake.as_fd(), WAKE, epoll::LEVEL)?;
         epoll.add(timer.as_fd(), TIMER, epoll::LEVEL)?;
-        let own_sets = opts.own_sets && !listeners.is_empty();
-        let listeners: Vec<Arc<Listening>> = listeners
+        let own_sets = !listeners.is_empty();
+        let listeners = listeners
             .into_iter()
             .map(|l| {
                 if let Listener::Tcp(t) = &l {
@@ -639,13 +636,22 @@ impl Engine {
         let Some(ev) = ev else {
             return Ok(Own::Again); // a signal
         };
-        if ev.key & LISTENER_BASE != 0 && !matches!(ev.key, RECALL | HALT) && *self.listening.lock()
-        {
-            if let Some(job) = self.accept_own((ev.key & !LISTENER_BASE) as usize) {
-                return Ok(Own::Job(job));
+        match ev.key {
+            // Looked at again by the caller's loop (the stop, or what needs watching).
+            RECALL | HALT => Ok(Own::Again),
+            k if *self.listening.lock() => {
+                // A listener: take the connection; the "more may wait" flag stays alone,
+                // as the own sets need no second look.
+                let i = (k & !LISTENER_BASE) as usize;
+                let Some(l) = self.listeners.read().get(i).cloned() else {
+                    return Ok(Own::Again); // stopped: the listeners are gone
+                };
+                let res = self.accept_on(&l);
+                drop(l); // a stop closes the listener once its clones are gone
+                Ok(self.accepted(res).map_or(Own::Again, Own::Job))
             }
+            _ => Ok(Own::Again),
         }
-        Ok(Own::Again)
     }
 
     /// Whether the shared set has nothing a thread must watch: no parked connection, no
@@ -672,28 +678,25 @@ impl Engine {
         Ok(set)
     }
 
-    /// Accepts for a thread woken in its own set. Leaves the "more may wait" flag alone:
-    /// the own sets need no second look. On a blocking listener (a C program's), another
-    /// process may take the connection first (one polling the socket, or a thread coming
-    /// back to its own set); this thread, which holds no request, then waits in `accept`
-    /// for the next one, as a classic libfcgi thread does, or until the engine stops.
-    fn accept_own(&self, i: usize) -> Option<Job> {
-        // A clone, not the lock, while accept may wait (see accept_blocking).
-        let l = Arc::clone(self.listeners.read().get(i)?);
-        let res = if l.nonblocking {
+    /// `accept(2)` on `l`, which the caller holds by a clone, not the listeners' lock: on
+    /// a blocking listener (a C program's) the call may wait, when another thread or
+    /// process took the connection first; this thread holds no request then and waits,
+    /// as a classic libfcgi thread does, for the next connection or until the engine
+    /// stops (see [`epoll::accept_interruptible`]).
+    fn accept_on(&self, l: &Listening) -> io::Result<(OwnedFd, Peer)> {
+        if l.nonblocking {
             epoll::accept(l.listener.as_fd())
         } else {
             epoll::accept_interruptible(l.listener.as_fd(), || self.stop_requested())
-        };
-        drop(l);
-        self.accepted(res)
+        }
     }
 
     /// Something now waits in the shared set (a parked connection, a queued request) and
     /// the calling thread will not wait there next: if no thread waits there and some
     /// wait in their own sets, call one back (one watcher is enough; the others stay where
     /// a new connection costs the least). A thread inside [`Engine::next`] that parks a
-    /// connection waits in the shared set next; its caller need not call.
+    /// connection waits in the shared set next; its caller need not call. Nothing happens
+    /// where no thread waits in an own set (a C program's single thread, no listener).
     fn call_watchers(&self) {
         if self.own_waiters.load(Ordering::SeqCst) > 0 && self.waiters.load(Ordering::SeqCst) == 0 {
             self.recall.notify();
@@ -739,9 +742,8 @@ impl Engine {
 
     fn hand_out(&self, job: Job) -> Job {
         *self.jobs.lock() += 1;
-        if self.own_sets
-            && (self.counters.parked.load(Ordering::SeqCst) > 0
-                || self.ready_len.load(Ordering::SeqCst) > 0)
+        if self.counters.parked.load(Ordering::SeqCst) > 0
+            || self.ready_len.load(Ordering::SeqCst) > 0
         {
             // This thread leaves; the shared set keeps a watcher.
             self.call_watchers();
@@ -786,7 +788,7 @@ impl Engine {
         self.ready_len.fetch_add(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.wake.notify();
-        } else if self.own_sets {
+        } else {
             self.call_watchers();
         }
     }
@@ -839,7 +841,7 @@ impl Engine {
         // when this wait ends, which the stop interrupts).
         let l = Arc::clone(self.listeners.read().first()?);
         let listener = l.listener.as_fd();
-        let res = epoll::accept_interruptible(listener, || self.stop_requested());
+        let res = self.accept_on(&l);
         let Ok((fd, peer)) = res else {
             return self.accepted(res);
         };
@@ -897,23 +899,18 @@ impl Engine {
     }
 
     fn accept(&self, i: usize) -> Option<Job> {
-        // A clone, not the lock, while accept may wait (see accept_blocking).
         let l = Arc::clone(self.listeners.read().get(i)?);
         let seen = l.more.seen();
-        let res = if l.nonblocking {
-            epoll::accept(l.listener.as_fd())
-        } else if readable(&l) {
-            // A blocking listener: another thread or process may take the connection
-            // between this look and the accept; then this thread, which holds no request
-            // (see hand_out), waits in accept for the next connection, or until the engine
-            // stops. (A lock around look and accept would keep the process's other threads
-            // from accepting while its holder waits there, and arrivals would go unserved.)
-            epoll::accept_interruptible(l.listener.as_fd(), || self.stop_requested())
-        } else {
-            // Its connection was taken meanwhile: accepting would block this thread.
+        if !l.nonblocking && !readable(&l) {
+            // A blocking listener whose connection another thread or process took
+            // meanwhile: accepting would block this thread. (One may still take it between
+            // this look and the accept: see `accept_on`. A lock around look and accept would
+            // keep the process's other threads from accepting while its holder waits there,
+            // and arrivals would go unserved.)
             l.more.empty(seen);
             return None;
-        };
+        }
+        let res = self.accept_on(&l);
         match res {
             Ok(_) => l.more.took(),
             Err(_) => l.more.empty(seen),
@@ -1342,7 +1339,7 @@ impl Engine {
         e.deadline = deadline;
         drop(t);
         self.counters.parked.fetch_add(1, Ordering::SeqCst);
-        if self.own_sets && IN_NEXT.with(|c| c.get()) != self.id {
+        if IN_NEXT.with(|c| c.get()) != self.id {
             self.call_watchers();
         }
         if let Some(d) = deadline {

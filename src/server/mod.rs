@@ -187,7 +187,6 @@ impl Config {
             on_stop: None,
             count_threads: false,
             classic_accept: false,
-            own_sets: true,
             defer_accept: true,
             write_completion: true,
         }

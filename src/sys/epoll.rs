@@ -31,7 +31,7 @@ pub(crate) const LISTENER: u32 = (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXC
 /// Readable, level-triggered: the wake-up and timer descriptors.
 pub(crate) const LEVEL: u32 = libc::EPOLLIN as u32;
 /// Readable, level-triggered and exclusive: a listener in one thread's own epoll set (see
-/// the engine's `Engine::next`). Each arrival wakes one set that has a waiting thread (a
+/// the engine's `Engine::wait_own`). Each arrival wakes one set that has a waiting thread (a
 /// set whose thread is busy lets the wake-up pass on to the next), and a set checks the
 /// queue again each time its thread comes back, so connections that arrived together
 /// are never left without a thread to notice them; with one waiter per set, level
