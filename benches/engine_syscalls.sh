@@ -24,36 +24,45 @@ N=${N:-2000}
 command -v strace >/dev/null || die "'strace' is not installed (apt-get install strace)"
 build_engine
 
+# warm_up ADDR MODE: 500 requests in MODE (k or K), not counted.
+warm_up() {
+    "$BENCH" -n 500 -c 1 "-$2" -t 5 "$1" >/dev/null 2>&1 || die "warm-up failed"
+}
+
+# counted_run ADDR MODE COUNTER_PID NAME: N requests in MODE while the counter (strace or
+# perf, NAME) runs, then stops the counter; every request must have been answered.
+counted_run() {
+    local addr=$1 mode=$2 spid=$3 name=$4
+    "$BENCH" -n "$N" -c 1 "-$mode" -t 5 "$addr" >"$TMP/bench.out" 2>&1 || die "fcgi-bench failed: $(cat "$TMP/bench.out")"
+    kill -INT "$spid"
+    wait "$spid" || true
+    grep -q '^Failed: *0$' "$TMP/bench.out" || die "requests failed under $name: $(cat "$TMP/bench.out")"
+}
+
 # count_calls PID MODE: strace -c over N requests in MODE (k or K); sets PER (calls per
 # request) and BY_NAME ("name per-request, ...", the calls of at least 0.05 per request).
 count_calls() {
-    local pid=$1 mode=$2 addr=127.0.0.1:$PORT out=$TMP/strace.out spid
-    "$BENCH" -n 500 -c 1 "-$mode" -t 5 "$addr" >/dev/null 2>&1 || die "warm-up failed"
+    local pid=$1 mode=$2 addr=127.0.0.1:$PORT out=$TMP/strace.out
+    warm_up "$addr" "$mode"
     setsid strace -f -c -p "$pid" -o "$out" 2>"$TMP/strace.err" &
-    spid=$!
+    local spid=$!
     for _ in $(seq 100); do
         grep -q attached "$TMP/strace.err" && break
         sleep 0.05
     done
     sleep 0.2 # strace attaches the threads one by one after its first message
-    "$BENCH" -n "$N" -c 1 "-$mode" -t 5 "$addr" >"$TMP/bench.out" 2>&1 || die "fcgi-bench failed: $(cat "$TMP/bench.out")"
-    kill -INT "$spid"
-    wait "$spid" || true
-    grep -q '^Failed: *0$' "$TMP/bench.out" || die "requests failed under strace: $(cat "$TMP/bench.out")"
+    counted_run "$addr" "$mode" "$spid" strace
     PER=$(awk -v n="$N" '$NF == "total" { printf "%.2f", $4 / n }' "$out")
     BY_NAME=$(awk -v n="$N" '/^-/ { s++; next } s == 1 && $4 / n >= 0.05 { printf "%s%s %.2f", sep, $NF, $4 / n; sep = ", " }' "$out")
     PERF_PER=
     [ -n "$PERF" ] || return 0
     # A warm-up first, as above: strace's stops leave the threads' waits in other states
     # (threads that lost races, sets with stale readiness) for the first requests after.
-    "$BENCH" -n 500 -c 1 "-$mode" -t 5 "$addr" >/dev/null 2>&1 || die "warm-up failed"
+    warm_up "$addr" "$mode"
     perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$TMP/perf.out" &
     spid=$!
     sleep 0.5 # perf attaches to every thread before it counts
-    "$BENCH" -n "$N" -c 1 "-$mode" -t 5 "$addr" >"$TMP/bench.out" 2>&1 || die "fcgi-bench failed: $(cat "$TMP/bench.out")"
-    kill -INT "$spid"
-    wait "$spid" || true
-    grep -q '^Failed: *0$' "$TMP/bench.out" || die "requests failed under perf: $(cat "$TMP/bench.out")"
+    counted_run "$addr" "$mode" "$spid" perf
     PERF_PER=$(awk -F, -v n="$N" '/raw_syscalls:sys_enter/ { printf "%.2f", $1 / n }' "$TMP/perf.out")
 }
 

@@ -62,19 +62,9 @@ fn backend(when: When, bytes: Vec<u8>) -> (Address, JoinHandle<Vec<u8>>) {
 
 /// TCP_CORK on `s`: what it writes waits for a full segment or the shutdown.
 fn cork(s: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CORK,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "TCP_CORK: {}", std::io::Error::last_os_error());
+    socket2::SockRef::from(s)
+        .set_cork(true)
+        .unwrap_or_else(|e| panic!("TCP_CORK: {e}"));
 }
 
 /// Reads records until the empty STDIN record.
