@@ -19,6 +19,8 @@
 //! 8. `FCGI_ROLE` is in the C environment (fcgiapp and fcgi_stdio), and only there.
 //! 9. A shutdown signal ends `FCGX_Accept_r` in a thread that waits in `accept(2)` while
 //!    another thread took the signal.
+//! 10. A process that keeps a connection for the web server and loses a new connection to
+//!     another process on the same socket goes on serving the kept one.
 //!
 //! Tools (cc, the classic headers and library) are required: without them a test says it
 //! skips, and fails instead when `CI=true` or `FCGI_REQUIRE_PEERS=1`.
@@ -1132,5 +1134,75 @@ fn sigterm_to_another_thread_ends_a_wait_in_accept() {
     let b = CBuild::new();
     for h in headers {
         stop_in_accept_ends(&b, h, 1, in_accept);
+    }
+}
+
+// ---- 10. a connection lost to another process, while a kept one waits ----
+
+/// Processes that share one listening socket (spawn-fcgi -F, a process manager) race for
+/// each new connection. A single-threaded process that keeps a connection for the web
+/// server waits for the kept connection and the socket at once; when a connection arrives
+/// and another process takes it between this process's look at the socket and its
+/// `accept(2)`, that accept finds the queue empty and waits for the next connection. It
+/// must not wait there for long: the web server's next request on the kept connection
+/// would go unanswered until some new connection reached this very process (nginx with
+/// `fastcgi_keep_conn on` then times out). `steal_accept.so` (LD_PRELOAD) plays the other
+/// process at exactly that moment. Ours only: the classic library reads the kept
+/// connection alone and never looks at the socket while it is open.
+#[test]
+fn a_connection_lost_to_another_process_does_not_hold_up_a_kept_one() {
+    let test = "a_connection_lost_to_another_process_does_not_hold_up_a_kept_one";
+    let Some(headers) = both_headers(test) else {
+        return;
+    };
+    let b = CBuild::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shim = b.dir.path().join("steal_accept.so");
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-o"])
+        .arg(&shim)
+        .arg(root.join("tests/c/steal_accept.c"))
+        .arg("-ldl")
+        .output()
+        .expect("cc");
+    assert!(
+        out.status.success(),
+        "cc steal_accept.c: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for h in headers {
+        let exe = b.compile("free_kept.c", h);
+        let (fd, port) = tcp_listener();
+        let preload = shim.to_str().unwrap();
+        let p = start(&b, &exe, Runtime::Ours, &[], &[("LD_PRELOAD", preload)], fd);
+        let mut kept = FcgiConn::tcp(port);
+        kept.send_request(1, true, &[("QUERY_STRING", "first")], b"");
+        let r = kept.reply(1, LIMIT).unwrap();
+        assert_eq!(r.body(), "n=1 q=first in=0\n", "{h:?}");
+        assert_eq!(p.line(), "served 1");
+
+        // A new connection: the program is told of it, and "another process" takes it.
+        let mut lost = FcgiConn::tcp(port);
+        lost.send_request(1, false, &[("QUERY_STRING", "lost")], b"");
+        lost.closed_within(LIMIT)
+            .unwrap_or_else(|e| panic!("{h:?}: the other process took the connection: {e}"));
+        assert_eq!(p.line(), "stole a connection", "{h:?}");
+
+        kept.send_request(1, true, &[("QUERY_STRING", "kept")], b"");
+        let r = kept.reply(1, LIMIT).unwrap_or_else(|e| {
+            panic!(
+                "{h:?}: the kept connection's next request: {e} (threads: {})",
+                syscalls(p.pid())
+            )
+        });
+        assert_eq!(r.body(), "n=2 q=kept in=0\n", "{h:?}");
+        assert_eq!(p.line(), "served 2");
+
+        // New connections are served as before.
+        let mut next = FcgiConn::tcp(port);
+        next.send_request(1, false, &[("QUERY_STRING", "next")], b"");
+        let r = next.reply(1, LIMIT).unwrap();
+        assert_eq!(r.body(), "n=3 q=next in=0\n", "{h:?}");
+        assert_eq!(p.line(), "served 3");
     }
 }

@@ -48,6 +48,20 @@ fn env_millis(name: &str, default: c_int) -> c_int {
 
 extern "C" fn sigpipe_handler(_sig: c_int) {}
 
+/// SIGPIPE while its handler is ours: it does nothing and, installed without
+/// `SA_RESTART`, ends a blocked system call with EINTR. The engine sends it to a thread
+/// of its own to bound a wait in `accept(2)`. None when the program handles SIGPIPE
+/// itself.
+pub(crate) fn quiet_signal() -> Option<c_int> {
+    // SAFETY: sigaction only reads the disposition into a zeroed, valid struct.
+    let ours = unsafe {
+        let mut old: libc::sigaction = mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, ptr::null(), &mut old) == 0
+            && old.sa_sigaction == sigpipe_handler as *const () as usize
+    };
+    ours.then_some(libc::SIGPIPE)
+}
+
 /// The eventfds of the engines behind `FCGX_Accept_r`: a shutdown request writes each, so
 /// threads waiting for a request wake at once (no thread polls the flag).
 static WAKE_FDS: [AtomicI32; 16] = [const { AtomicI32::new(-1) }; 16];

@@ -193,6 +193,8 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     opts.external_stop = Some(os::shutdown_pending);
     opts.on_stop = Some(os::interrupt_waiting_accepts);
     opts.classic_accept = true;
+    // An accept that lost its connection to another process ends soon (see the engine).
+    opts.accept_signal = os::quiet_signal();
     // The program may exit right after FCGX_Finish_r: its last write completes first.
     opts.write_completion = false;
     watch_forks();

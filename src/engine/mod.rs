@@ -58,6 +58,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(250);
 const OWED_MAX: usize = 256 << 10;
 /// At most one log line per this interval for repeated accept errors.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a thread may wait in `accept(2)` on a blocking listener while connections
+/// wait in the shared set (see [`Engine::accept_on`]).
+const ACCEPT_BOUND: Duration = Duration::from_millis(2);
 
 /// How an engine is set up.
 #[derive(Debug)]
@@ -91,6 +94,10 @@ pub(crate) struct Options {
     /// connection to watch, wait in `accept(2)` itself, as libfcgi does (the kernel hands
     /// each connection to exactly one waiting process, and a signal interrupts the wait).
     pub(crate) classic_accept: bool,
+    /// A signal whose handler does nothing and is installed without `SA_RESTART` (the C
+    /// library's SIGPIPE handler): it bounds an `accept(2)` on a blocking listener while
+    /// connections wait in the shared set (see [`Engine::accept_on`]).
+    pub(crate) accept_signal: Option<libc::c_int>,
 }
 
 /// Numbers an engine keeps for [`crate::server::Stats`].
@@ -309,6 +316,7 @@ pub(crate) struct Engine {
     before_wait: Mutex<Option<Hook>>,
     count_threads: bool,
     classic_accept: bool,
+    accept_signal: Option<libc::c_int>,
     write_completion: bool,
 }
 
@@ -447,6 +455,7 @@ impl Engine {
             before_wait: Mutex::new(None),
             count_threads: opts.count_threads,
             classic_accept: opts.classic_accept,
+            accept_signal: opts.accept_signal,
             write_completion: opts.write_completion,
         });
         engine.update_listening();
@@ -683,11 +692,25 @@ impl Engine {
     /// process took the connection first; this thread holds no request then and waits,
     /// as a classic libfcgi thread does, for the next connection or until the engine
     /// stops (see [`epoll::accept_interruptible`]).
+    ///
+    /// While connections or requests wait in the shared set, that wait is bounded by
+    /// [`ACCEPT_BOUND`] (given an `accept_signal`): the thread may be the only one to watch
+    /// them, and a kept connection's next request would otherwise wait until a new
+    /// connection reached this process. Processes that share a socket lose connections to
+    /// each other between a look at the socket and the accept; nothing else can wake a
+    /// blocked accept.
     fn accept_on(&self, l: &Listening) -> io::Result<(OwnedFd, Peer)> {
         if l.nonblocking {
             epoll::accept(l.listener.as_fd())
         } else {
-            epoll::accept_interruptible(l.listener.as_fd(), || self.stop_requested())
+            let bound = self
+                .accept_signal
+                .filter(|_| {
+                    self.counters.parked.load(Ordering::SeqCst) > 0
+                        || self.ready_len.load(Ordering::SeqCst) > 0
+                })
+                .map(|sig| (sig, ACCEPT_BOUND));
+            epoll::accept_interruptible(l.listener.as_fd(), || self.stop_requested(), bound)
         }
     }
 

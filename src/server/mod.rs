@@ -187,6 +187,7 @@ impl Config {
             on_stop: None,
             count_threads: false,
             classic_accept: false,
+            accept_signal: None,
             defer_accept: true,
             write_completion: true,
         }

@@ -261,24 +261,125 @@ static IN_ACCEPT: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
 /// (A signal that lands between this check and the call itself is spent before the wait
 /// begins; the threads that leave their accept loop signal again, see
 /// [`interrupt_accepts`].)
+///
+/// With `bound` (a signal and a time), the wait ends with `Interrupted` after that time
+/// if no connection came: a timer of this thread sends it the signal, whose handler must
+/// do nothing and be installed without `SA_RESTART`. Where the timer cannot be made, the
+/// accept waits unbounded.
 pub(crate) fn accept_interruptible(
     fd: BorrowedFd<'_>,
     stop: impl Fn() -> bool,
+    bound: Option<(libc::c_int, Duration)>,
 ) -> io::Result<(OwnedFd, Peer)> {
     // SAFETY: pthread_self has no preconditions.
     let me = unsafe { libc::pthread_self() } as usize;
     let slot = IN_ACCEPT
         .iter()
         .find(|s| s.compare_exchange(0, me, SeqCst, SeqCst).is_ok());
+    let armed = bound.is_some_and(|(sig, after)| AcceptTimer::arm(sig, after));
     let res = if stop() {
         Err(io::Error::from_raw_os_error(libc::EINTR))
     } else {
         accept(fd)
     };
+    if armed {
+        // A signal sent meanwhile is handled when this call returns, before any other
+        // call of this thread can be interrupted by it.
+        AcceptTimer::disarm();
+    }
     if let Some(s) = slot {
         s.store(0, SeqCst);
     }
     res
+}
+
+/// A thread's one-shot POSIX timer that signals that thread alone (`SIGEV_THREAD_ID`),
+/// made on first use, for [`accept_interruptible`]'s bound. Deleted when the thread ends;
+/// a forked child (which has no timers) makes its own.
+struct AcceptTimer {
+    pid: libc::pid_t,
+    sig: libc::c_int,
+    id: libc::timer_t,
+}
+
+thread_local! {
+    static ACCEPT_TIMER: std::cell::RefCell<Option<AcceptTimer>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl AcceptTimer {
+    /// Arms the calling thread's timer to send `sig` after `after`; false if it cannot.
+    fn arm(sig: libc::c_int, after: Duration) -> bool {
+        ACCEPT_TIMER
+            .try_with(|t| {
+                let mut t = t.borrow_mut();
+                // SAFETY: getpid has no preconditions.
+                let pid = unsafe { libc::getpid() };
+                if let Some(old) = t.take_if(|old| old.pid != pid || old.sig != sig) {
+                    if old.pid != pid {
+                        // The parent's timer (this is a forked child): not ours to delete.
+                        std::mem::forget(old);
+                    }
+                }
+                if t.is_none() {
+                    *t = AcceptTimer::new(sig);
+                }
+                t.as_ref().is_some_and(|t| t.set(after))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Stops the calling thread's timer.
+    fn disarm() {
+        let _ = ACCEPT_TIMER.try_with(|t| {
+            if let Some(t) = t.borrow().as_ref() {
+                t.set(Duration::ZERO);
+            }
+        });
+    }
+
+    fn new(sig: libc::c_int) -> Option<AcceptTimer> {
+        // SAFETY: a zeroed sigevent is valid; the fields set are those SIGEV_THREAD_ID
+        // reads; timer_create writes the id on success.
+        unsafe {
+            let mut ev: libc::sigevent = std::mem::zeroed();
+            ev.sigev_notify = libc::SIGEV_THREAD_ID;
+            ev.sigev_signo = sig;
+            ev.sigev_notify_thread_id = libc::gettid();
+            let mut id: libc::timer_t = std::ptr::null_mut();
+            if libc::timer_create(libc::CLOCK_MONOTONIC, &mut ev, &mut id) != 0 {
+                return None;
+            }
+            Some(AcceptTimer {
+                pid: libc::getpid(),
+                sig,
+                id,
+            })
+        }
+    }
+
+    /// One expiry after `after` (zero: stopped).
+    fn set(&self, after: Duration) -> bool {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: a timer of this process and a valid itimerspec.
+        unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) == 0 }
+    }
+}
+
+impl Drop for AcceptTimer {
+    fn drop(&mut self) {
+        // SAFETY: our own timer (a parent's is forgotten, not dropped, see `arm`).
+        unsafe { libc::timer_delete(self.id) };
+    }
 }
 
 /// Whether a thread waits in [`accept_interruptible`] now.
