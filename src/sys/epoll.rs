@@ -308,8 +308,18 @@ thread_local! {
 }
 
 impl AcceptTimer {
-    /// Arms the calling thread's timer to send `sig` after `after`; false if it cannot.
+    /// Arms the calling thread's timer to send `sig` after `after`; false if it cannot,
+    /// or if the thread blocks `sig` (it would only wait for the program to take it).
     fn arm(sig: libc::c_int, after: Duration) -> bool {
+        // SAFETY: pthread_sigmask only reads the thread's mask into a valid sigset_t.
+        let blocked = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set) != 0
+                || libc::sigismember(&set, sig) == 1
+        };
+        if blocked {
+            return false;
+        }
         ACCEPT_TIMER
             .try_with(|t| {
                 let mut t = t.borrow_mut();
