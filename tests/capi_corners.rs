@@ -1156,20 +1156,7 @@ fn a_connection_lost_to_another_process_does_not_hold_up_a_kept_one() {
         return;
     };
     let b = CBuild::new();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shim = b.dir.path().join("steal_accept.so");
-    let out = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-o"])
-        .arg(&shim)
-        .arg(root.join("tests/c/steal_accept.c"))
-        .arg("-ldl")
-        .output()
-        .expect("cc");
-    assert!(
-        out.status.success(),
-        "cc steal_accept.c: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shim = b.compile_shared("steal_accept.c");
     for h in headers {
         let exe = b.compile("free_kept.c", h);
         let (fd, port) = tcp_listener();

@@ -177,17 +177,7 @@ impl TimerFd {
 
     /// Fires once, `after` from now (at least a millisecond).
     pub(crate) fn arm(&self, after: Duration) {
-        let after = after.max(Duration::from_millis(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: after.as_secs() as libc::time_t,
-                tv_nsec: after.subsec_nanos() as libc::c_long,
-            },
-        };
+        let spec = one_shot(after.max(Duration::from_millis(1)));
         // SAFETY: `spec` is valid for the call; the old value is not asked for.
         unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
     }
@@ -293,6 +283,20 @@ pub(crate) fn accept_interruptible(
     res
 }
 
+/// A timer setting that expires once, `after` from now (zero: stopped).
+fn one_shot(after: Duration) -> libc::itimerspec {
+    libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: after.as_secs() as libc::time_t,
+            tv_nsec: after.subsec_nanos() as libc::c_long,
+        },
+    }
+}
+
 /// A thread's one-shot POSIX timer that signals that thread alone (`SIGEV_THREAD_ID`),
 /// made on first use, for [`accept_interruptible`]'s bound. Deleted when the thread ends;
 /// a forked child (which has no timers) makes its own.
@@ -370,16 +374,7 @@ impl AcceptTimer {
 
     /// One expiry after `after` (zero: stopped).
     fn set(&self, after: Duration) -> bool {
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: after.as_secs() as libc::time_t,
-                tv_nsec: after.subsec_nanos() as libc::c_long,
-            },
-        };
+        let spec = one_shot(after);
         // SAFETY: a timer of this process and a valid itimerspec.
         unsafe { libc::timer_settime(self.id, 0, &spec, std::ptr::null_mut()) == 0 }
     }

@@ -231,6 +231,29 @@ impl CBuild {
         exe
     }
 
+    /// Compiles `tests/c/<src>` into a shared library (for `LD_PRELOAD`), linked with
+    /// `-ldl`.
+    pub fn compile_shared(&self, src: &str) -> PathBuf {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let so = self
+            .dir
+            .path()
+            .join(src.trim_end_matches(".c").to_owned() + ".so");
+        let out = Command::new("cc")
+            .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&so)
+            .arg(root.join("tests/c").join(src))
+            .arg("-ldl")
+            .output()
+            .expect("cc");
+        assert!(
+            out.status.success(),
+            "cc {src}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        so
+    }
+
     /// The command that runs `exe` on `runtime`.
     pub fn command(&self, exe: &Path, runtime: Runtime) -> Command {
         let mut c = Command::new(exe);
