@@ -50,8 +50,9 @@ extern "C" fn sigpipe_handler(_sig: c_int) {}
 
 /// SIGPIPE while its handler is ours: it does nothing and, installed without
 /// `SA_RESTART`, ends a blocked system call with EINTR. The engine sends it to a thread
-/// of its own to bound a wait in `accept(2)`. None when the program handles SIGPIPE
-/// itself.
+/// of its own to bound a wait in `accept(2)`, and asks before each such wait. None when
+/// the program handles or ignores SIGPIPE itself (also when it changed that after
+/// `FCGX_Init`).
 pub(crate) fn quiet_signal() -> Option<c_int> {
     // SAFETY: sigaction only reads the disposition into a zeroed, valid struct.
     let ours = unsafe {

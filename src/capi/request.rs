@@ -194,7 +194,7 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     opts.on_stop = Some(os::interrupt_waiting_accepts);
     opts.classic_accept = true;
     // An accept that lost its connection to another process ends soon (see the engine).
-    opts.accept_signal = os::quiet_signal();
+    opts.accept_signal = Some(os::quiet_signal);
     // The program may exit right after FCGX_Finish_r: its last write completes first.
     opts.write_completion = false;
     watch_forks();

@@ -94,10 +94,11 @@ pub(crate) struct Options {
     /// connection to watch, wait in `accept(2)` itself, as libfcgi does (the kernel hands
     /// each connection to exactly one waiting process, and a signal interrupts the wait).
     pub(crate) classic_accept: bool,
-    /// A signal whose handler does nothing and is installed without `SA_RESTART` (the C
-    /// library's SIGPIPE handler): it bounds an `accept(2)` on a blocking listener while
-    /// connections wait in the shared set (see [`Engine::accept_on`]).
-    pub(crate) accept_signal: Option<libc::c_int>,
+    /// Asked before an `accept(2)` on a blocking listener while connections wait in the
+    /// shared set (see [`Engine::accept_on`]): a signal whose handler does nothing and is
+    /// installed without `SA_RESTART` now (the C library's SIGPIPE handler, unless the
+    /// program has put its own in place since), which bounds that wait; None: unbounded.
+    pub(crate) accept_signal: Option<fn() -> Option<libc::c_int>>,
 }
 
 /// Numbers an engine keeps for [`crate::server::Stats`].
@@ -316,7 +317,7 @@ pub(crate) struct Engine {
     before_wait: Mutex<Option<Hook>>,
     count_threads: bool,
     classic_accept: bool,
-    accept_signal: Option<libc::c_int>,
+    accept_signal: Option<fn() -> Option<libc::c_int>>,
     write_completion: bool,
 }
 
@@ -703,12 +704,12 @@ impl Engine {
         if l.nonblocking {
             epoll::accept(l.listener.as_fd())
         } else {
+            let watched = self.counters.parked.load(Ordering::SeqCst) > 0
+                || self.ready_len.load(Ordering::SeqCst) > 0;
             let bound = self
                 .accept_signal
-                .filter(|_| {
-                    self.counters.parked.load(Ordering::SeqCst) > 0
-                        || self.ready_len.load(Ordering::SeqCst) > 0
-                })
+                .filter(|_| watched)
+                .and_then(|signal| signal())
                 .map(|sig| (sig, ACCEPT_BOUND));
             epoll::accept_interruptible(l.listener.as_fd(), || self.stop_requested(), bound)
         }

@@ -6,14 +6,26 @@
  * "n=<count> q=<query> in=<stdin bytes>". With QUERY_STRING "abandon" the answer is
  * flushed, then the request is given up with FCGX_Free(&r, 1) and no FCGX_Finish_r.
  * Listens on fd 0; writes "served <n>" to its real stderr after each request and
- * "accept returned <rc>" at the end.
+ * "accept returned <rc>" at the end. With OWN_SIGPIPE=1 in the environment it installs a
+ * SIGPIPE handler of its own after FCGX_Init, which writes "program's SIGPIPE handler"
+ * each time it runs.
  */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "corners.h"
 #include "fcgiapp.h"
+
+static void own_sigpipe(int sig)
+{
+    static const char msg[] = "program's SIGPIPE handler\n";
+    (void)sig;
+    (void)!write(2, msg, sizeof msg - 1);
+}
 
 int main(void)
 {
@@ -24,6 +36,13 @@ int main(void)
     report_library();
     if (FCGX_Init() != 0 || FCGX_InitRequest(&r, 0, 0) != 0) {
         return 1;
+    }
+    if (getenv("OWN_SIGPIPE") != NULL) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = own_sigpipe;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGPIPE, &sa, NULL);
     }
     while ((rc = FCGX_Accept_r(&r)) >= 0) {
         const char *q = FCGX_GetParam("QUERY_STRING", r.envp);
