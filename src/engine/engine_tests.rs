@@ -47,11 +47,20 @@ fn head_with(flags: u8) -> Vec<u8> {
 /// An engine (the Rust server's options, without `TCP_DEFER_ACCEPT`) on a loopback
 /// listener, blocking unless `nonblocking`.
 fn engine_on_loopback(nonblocking: bool) -> (Arc<Engine>, std::net::SocketAddr) {
+    engine_on_loopback_with(nonblocking, |_| {})
+}
+
+/// [`engine_on_loopback`], with `adjust` applied to the options first.
+fn engine_on_loopback_with(
+    nonblocking: bool,
+    adjust: impl FnOnce(&mut Options),
+) -> (Arc<Engine>, std::net::SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.set_nonblocking(nonblocking).unwrap();
     let addr = l.local_addr().unwrap();
     let mut opts = crate::server::Config::default().engine_options(None);
     opts.defer_accept = false;
+    adjust(&mut opts);
     let engine = Engine::new(vec![Listener::Tcp(l)], opts, Arc::new(Counters::default())).unwrap();
     assert_eq!(engine.listeners.read()[0].nonblocking, nonblocking);
     (engine, addr)
@@ -409,4 +418,69 @@ fn a_thread_about_to_wait_as_the_drain_clears_the_wake_up_sees_the_stop() {
         .expect("the thread slept through the stop")
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+}
+
+/// SIGPIPE with a handler that does nothing, installed without `SA_RESTART` (as the C
+/// library's): the engine's quiet signal in these tests. (The test harness ignores
+/// SIGPIPE; with this handler writes still fail with EPIPE.)
+fn quiet_signal() -> Option<libc::c_int> {
+    extern "C" fn nothing(_: libc::c_int) {}
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: sigaction with a valid, zero-initialised struct and a no-op handler.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = nothing as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut()), 0);
+        }
+    });
+    Some(libc::SIGPIPE)
+}
+
+/// Whether thread `tid` of this process waits in `accept(2)`.
+fn in_accept(tid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/wchan"))
+        .is_ok_and(|w| w.trim() == "inet_csk_accept")
+}
+
+#[test]
+fn a_connection_parked_with_no_watcher_calls_a_thread_out_of_accept() {
+    // A C program's blocking listener. One thread waits in accept(2) with nothing to
+    // watch (so unbounded): another process took the connection it was woken for.
+    let (engine, addr) = engine_on_loopback_with(false, |o| o.accept_signal = Some(quiet_signal));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = Arc::clone(&engine);
+    std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tx.send(Err(unsafe { libc::gettid() })).unwrap();
+        let l = Arc::clone(&e.listeners.read()[0]);
+        let _ = tx.send(Ok(e.accept_on(&l).map(|_| ())));
+    });
+    let Ok(Err(tid)) = rx.recv() else {
+        panic!("no thread id")
+    };
+    assert!(
+        until(|| in_accept(tid)),
+        "the thread does not wait in accept"
+    );
+
+    // Another thread's request on a kept connection (not from the listener) ends, and
+    // the connection parks with no thread to watch it: the one in accept must come.
+    let (ours, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    peer.write_all(&head_with(1)).unwrap();
+    let job = engine
+        .accepted(Ok((OwnedFd::from(ours), Peer::Local)))
+        .expect("the request");
+    assert!(engine.finish(&job.conn, 1, &[]).is_none());
+    assert_eq!(engine.counters.parked.load(Ordering::SeqCst), 1);
+    let got = rx.recv_timeout(WAIT);
+    if got.is_err() {
+        drop(TcpStream::connect(addr)); // lets the thread go
+    }
+    let got = got.expect("the thread stayed in accept with a connection left unwatched");
+    let Ok(Err(e)) = got else {
+        panic!("the accept ended otherwise: {got:?}")
+    };
+    assert_eq!(e.kind(), io::ErrorKind::Interrupted);
 }

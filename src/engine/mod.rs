@@ -721,9 +721,21 @@ impl Engine {
     /// a new connection costs the least). A thread inside [`Engine::next`] that parks a
     /// connection waits in the shared set next; its caller need not call. Nothing happens
     /// where no thread waits in an own set (a C program's single thread, no listener).
+    ///
+    /// With no thread in either, threads of a C program may wait in `accept(2)` on a
+    /// blocking listener (they lost the connection they were woken for to another
+    /// process, when nothing waited in the shared set): the quiet signal, if any, brings
+    /// them back to watch.
     fn call_watchers(&self) {
-        if self.own_waiters.load(Ordering::SeqCst) > 0 && self.waiters.load(Ordering::SeqCst) == 0 {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        if self.own_waiters.load(Ordering::SeqCst) > 0 {
             self.recall.notify();
+        } else if epoll::any_in_accept() {
+            if let Some(sig) = self.accept_signal.and_then(|signal| signal()) {
+                epoll::interrupt_accepts(sig);
+            }
         }
     }
 
