@@ -1194,50 +1194,75 @@ fn a_connection_lost_to_another_process_does_not_hold_up_a_kept_one() {
     }
 }
 
-/// The bound above is SIGPIPE sent by a timer to the waiting thread, which only the
-/// library's own no-op handler may receive: a program that installed a SIGPIPE handler
-/// of its own after `FCGX_Init` must never see it run for that. Such a program keeps the
-/// unbounded wait, as with libfcgi (the kept request is answered once a new connection
-/// reaches the process).
+/// The bound above is a signal sent by a timer to the waiting thread, which only the
+/// library's own no-op handler may receive. SIGPIPE has that handler unless the program
+/// set SIGPIPE otherwise after `FCGX_Init`; then the library installs it for SIGURG (left
+/// at its default by the program) and uses that: the program's own SIGPIPE handler never
+/// runs for it. A program that handles SIGURG too keeps the unbounded wait, as with
+/// libfcgi (the kept request is answered once a new connection reaches the process), and
+/// neither of its handlers runs either.
 #[test]
-fn the_accept_bound_never_calls_the_programs_own_sigpipe_handler() {
-    let test = "the_accept_bound_never_calls_the_programs_own_sigpipe_handler";
+fn the_accept_bound_never_calls_the_programs_own_handlers() {
+    let test = "the_accept_bound_never_calls_the_programs_own_handlers";
     let Some(headers) = both_headers(test) else {
         return;
     };
     let b = CBuild::new();
     let shim = b.compile_shared("steal_accept.c");
+    let preload = shim.to_str().unwrap();
+    let cases: [(&[(&str, &str)], bool); 3] = [
+        (&[("OWN_SIGPIPE", "ignore")], true),
+        (&[("OWN_SIGPIPE", "handler")], true),
+        (
+            &[("OWN_SIGPIPE", "handler"), ("OWN_SIGURG", "handler")],
+            false,
+        ),
+    ];
     for h in headers {
         let exe = b.compile("free_kept.c", h);
-        let (fd, port) = tcp_listener();
-        let preload = shim.to_str().unwrap();
-        let env = [("LD_PRELOAD", preload), ("OWN_SIGPIPE", "1")];
-        let p = start(&b, &exe, Runtime::Ours, &[], &env, fd);
-        let mut kept = FcgiConn::tcp(port);
-        kept.send_request(1, true, &[("QUERY_STRING", "first")], b"");
-        assert_eq!(kept.reply(1, LIMIT).unwrap().body(), "n=1 q=first in=0\n");
-        assert_eq!(p.line(), "served 1");
-        let mut lost = FcgiConn::tcp(port);
-        lost.send_request(1, false, &[], b"");
-        lost.closed_within(LIMIT).unwrap();
-        assert_eq!(p.line(), "stole a connection", "{h:?}");
-        // The program now waits in accept(2) with the kept connection unwatched.
-        let deadline = Instant::now() + LIMIT;
-        while !in_accept(p.pid()) {
-            assert!(Instant::now() < deadline, "{h:?}: {}", syscalls(p.pid()));
-            std::thread::sleep(Duration::from_millis(10));
+        for (own, bounded) in cases {
+            let (fd, port) = tcp_listener();
+            let mut env = vec![("LD_PRELOAD", preload)];
+            env.extend_from_slice(own);
+            let p = start(&b, &exe, Runtime::Ours, &[], &env, fd);
+            let mut kept = FcgiConn::tcp(port);
+            kept.send_request(1, true, &[("QUERY_STRING", "first")], b"");
+            assert_eq!(kept.reply(1, LIMIT).unwrap().body(), "n=1 q=first in=0\n");
+            assert_eq!(p.line(), "served 1");
+            let mut lost = FcgiConn::tcp(port);
+            lost.send_request(1, false, &[], b"");
+            lost.closed_within(LIMIT).unwrap();
+            assert_eq!(p.line(), "stole a connection", "{h:?} {own:?}");
+            if bounded {
+                kept.send_request(1, true, &[("QUERY_STRING", "kept")], b"");
+                let r = kept.reply(1, LIMIT).unwrap_or_else(|e| {
+                    panic!(
+                        "{h:?} {own:?}: the kept request: {e} ({})",
+                        syscalls(p.pid())
+                    )
+                });
+                assert_eq!(r.body(), "n=2 q=kept in=0\n");
+                assert_eq!(p.line(), "served 2", "{h:?} {own:?}");
+                continue;
+            }
+            // The program now waits in accept(2) with the kept connection unwatched.
+            let deadline = Instant::now() + LIMIT;
+            while !in_accept(p.pid()) {
+                assert!(Instant::now() < deadline, "{h:?}: {}", syscalls(p.pid()));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            kept.send_request(1, true, &[("QUERY_STRING", "kept")], b"");
+            // A bound would have fired 100 times over by now.
+            if let Some(line) = p.line_within(Duration::from_millis(200)) {
+                panic!("{h:?} {own:?}: the program wrote {line:?} while it waited in accept");
+            }
+            // The next connection ends that accept; the kept request is served after it.
+            let mut next = FcgiConn::tcp(port);
+            next.send_request(1, false, &[("QUERY_STRING", "next")], b"");
+            assert_eq!(next.reply(1, LIMIT).unwrap().body(), "n=2 q=next in=0\n");
+            assert_eq!(kept.reply(1, LIMIT).unwrap().body(), "n=3 q=kept in=0\n");
+            assert_eq!(p.line(), "served 2", "{h:?} {own:?}");
+            assert_eq!(p.line(), "served 3", "{h:?} {own:?}");
         }
-        kept.send_request(1, true, &[("QUERY_STRING", "kept")], b"");
-        // A bound would have fired 100 times over by now.
-        if let Some(line) = p.line_within(Duration::from_millis(200)) {
-            panic!("{h:?}: the program wrote {line:?} while it waited in accept");
-        }
-        // The next connection ends that accept; the kept request is served after it.
-        let mut next = FcgiConn::tcp(port);
-        next.send_request(1, false, &[("QUERY_STRING", "next")], b"");
-        assert_eq!(next.reply(1, LIMIT).unwrap().body(), "n=2 q=next in=0\n");
-        assert_eq!(kept.reply(1, LIMIT).unwrap().body(), "n=3 q=kept in=0\n");
-        assert_eq!(p.line(), "served 2", "{h:?}");
-        assert_eq!(p.line(), "served 3", "{h:?}");
     }
 }

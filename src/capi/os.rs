@@ -46,21 +46,53 @@ fn env_millis(name: &str, default: c_int) -> c_int {
     }
 }
 
-extern "C" fn sigpipe_handler(_sig: c_int) {}
+/// The handler that does nothing: SIGPIPE's (writes to a closed peer fail with EPIPE),
+/// and the quiet signal's (see [`quiet_signal`]).
+extern "C" fn quiet_handler(_sig: c_int) {}
 
-/// SIGPIPE while its handler is ours: it does nothing and, installed without
-/// `SA_RESTART`, ends a blocked system call with EINTR. The engine sends it to a thread
-/// of its own to bound a wait in `accept(2)`, and asks before each such wait. None when
-/// the program handles or ignores SIGPIPE itself (also when it changed that after
-/// `FCGX_Init`).
+/// The signal the engine sends a thread of its own to end its wait in `accept(2)` (the
+/// bound of that wait, or a call to watch connections): one whose handler is
+/// [`quiet_handler`], installed without `SA_RESTART`, so the wait ends with EINTR and
+/// nothing else happens. SIGPIPE while the handler libfcgi gives it is in place; else
+/// SIGURG (ignored by default, raised by the kernel only for a socket's urgent data to
+/// the socket's owner), whose handler the library installs the first time it needs it,
+/// if the program left SIGURG at its default. None when the program handles both
+/// itself. Asked before each use: the program may change its handlers at any time.
 pub(crate) fn quiet_signal() -> Option<c_int> {
+    if handler_is(libc::SIGPIPE, quiet_handler) {
+        return Some(libc::SIGPIPE);
+    }
+    match disposition(libc::SIGURG)? {
+        h if h == quiet_handler as *const () as usize => Some(libc::SIGURG),
+        libc::SIG_DFL => install(libc::SIGURG, quiet_handler).then_some(libc::SIGURG),
+        _ => None,
+    }
+}
+
+/// The current `sa_sigaction` of `sig` (a handler's address, `SIG_DFL` or `SIG_IGN`).
+fn disposition(sig: c_int) -> Option<libc::sighandler_t> {
     // SAFETY: sigaction only reads the disposition into a zeroed, valid struct.
-    let ours = unsafe {
+    unsafe {
         let mut old: libc::sigaction = mem::zeroed();
-        libc::sigaction(libc::SIGPIPE, ptr::null(), &mut old) == 0
-            && old.sa_sigaction == sigpipe_handler as *const () as usize
-    };
-    ours.then_some(libc::SIGPIPE)
+        (libc::sigaction(sig, ptr::null(), &mut old) == 0).then_some(old.sa_sigaction)
+    }
+}
+
+/// Whether `sig`'s handler is `handler`.
+fn handler_is(sig: c_int, handler: extern "C" fn(c_int)) -> bool {
+    disposition(sig) == Some(handler as *const () as usize)
+}
+
+/// Installs `handler` for `sig`, without `SA_RESTART` and with an empty mask.
+fn install(sig: c_int, handler: extern "C" fn(c_int)) -> bool {
+    // SAFETY: sigaction with a valid, zero-initialised struct.
+    unsafe {
+        let mut sa: libc::sigaction = mem::zeroed();
+        sa.sa_sigaction = handler as *const () as usize;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, ptr::null_mut()) == 0
+    }
 }
 
 /// The eventfds of the engines behind `FCGX_Accept_r`: a shutdown request writes each, so
@@ -128,16 +160,6 @@ extern "C" fn shutdown_handler(sig: c_int) {
     set_errno(saved);
 }
 
-/// Whether `sig`'s handler is [`shutdown_handler`] (installed without `SA_RESTART`).
-fn handler_is_ours(sig: c_int) -> bool {
-    // SAFETY: sigaction only reads the disposition into a zeroed, valid struct.
-    unsafe {
-        let mut old: libc::sigaction = mem::zeroed();
-        libc::sigaction(sig, ptr::null(), &mut old) == 0
-            && old.sa_sigaction == shutdown_handler as *const () as usize
-    }
-}
-
 /// Interrupts the threads that wait in `accept(2)` on a blocking listening socket (they
 /// wake for a connection or a signal, nothing else), so that they see the shutdown: with
 /// SIGTERM or SIGUSR1, whichever has our handler; with neither (the program handles both
@@ -149,7 +171,7 @@ pub(crate) fn interrupt_waiting_accepts() {
     }
     if let Some(sig) = [libc::SIGTERM, libc::SIGUSR1]
         .into_iter()
-        .find(|&s| handler_is_ours(s))
+        .find(|&s| handler_is(s, shutdown_handler))
     {
         crate::sys::epoll::interrupt_accepts(sig);
     }
@@ -160,25 +182,13 @@ pub(crate) fn interrupt_waiting_accepts() {
 /// `SIG_DFL` or `SIG_IGN`; no `SA_RESTART`, so a blocked `accept` returns EINTR.
 fn install_signal_handlers() {
     let handlers: [(c_int, extern "C" fn(c_int)); 3] = [
-        (libc::SIGPIPE, sigpipe_handler),
+        (libc::SIGPIPE, quiet_handler),
         (libc::SIGUSR1, shutdown_handler),
         (libc::SIGTERM, shutdown_handler),
     ];
     for (sig, handler) in handlers {
-        // SAFETY: sigaction with valid pointers; a zeroed sigaction is a valid value.
-        unsafe {
-            let mut old: libc::sigaction = mem::zeroed();
-            if libc::sigaction(sig, ptr::null(), &mut old) != 0 {
-                continue;
-            }
-            if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
-                continue;
-            }
-            let mut sa: libc::sigaction = mem::zeroed();
-            sa.sa_sigaction = handler as usize;
-            sa.sa_flags = 0;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, ptr::null_mut());
+        if matches!(disposition(sig), Some(libc::SIG_DFL | libc::SIG_IGN)) {
+            install(sig, handler);
         }
     }
 }

@@ -95,9 +95,10 @@ pub(crate) struct Options {
     /// each connection to exactly one waiting process, and a signal interrupts the wait).
     pub(crate) classic_accept: bool,
     /// Asked before an `accept(2)` on a blocking listener while connections wait in the
-    /// shared set (see [`Engine::accept_on`]): a signal whose handler does nothing and is
-    /// installed without `SA_RESTART` now (the C library's SIGPIPE handler, unless the
-    /// program has put its own in place since), which bounds that wait; None: unbounded.
+    /// shared set (see [`Engine::accept_on`]), and before calling threads out of such a
+    /// wait (see [`Engine::call_watchers`]): a signal whose handler does nothing and is
+    /// installed without `SA_RESTART` now (the C library's quiet signal, SIGPIPE or
+    /// SIGURG); None: those waits stay unbounded.
     pub(crate) accept_signal: Option<fn() -> Option<libc::c_int>>,
 }
 

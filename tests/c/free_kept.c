@@ -6,9 +6,10 @@
  * "n=<count> q=<query> in=<stdin bytes>". With QUERY_STRING "abandon" the answer is
  * flushed, then the request is given up with FCGX_Free(&r, 1) and no FCGX_Finish_r.
  * Listens on fd 0; writes "served <n>" to its real stderr after each request and
- * "accept returned <rc>" at the end. With OWN_SIGPIPE=1 in the environment it installs a
- * SIGPIPE handler of its own after FCGX_Init, which writes "program's SIGPIPE handler"
- * each time it runs.
+ * "accept returned <rc>" at the end. After FCGX_Init, as the environment says:
+ * OWN_SIGPIPE=handler installs a SIGPIPE handler of its own, which writes "program's
+ * handler for signal <n>" each time it runs, OWN_SIGPIPE=ignore ignores SIGPIPE, and
+ * OWN_SIGURG=handler installs the same handler for SIGURG.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -20,11 +21,25 @@
 #include "corners.h"
 #include "fcgiapp.h"
 
-static void own_sigpipe(int sig)
+static void own_handler(int sig)
 {
-    static const char msg[] = "program's SIGPIPE handler\n";
-    (void)sig;
+    char msg[] = "program's handler for signal 00\n";
+    msg[sizeof msg - 4] = (char)('0' + sig / 10 % 10);
+    msg[sizeof msg - 3] = (char)('0' + sig % 10);
     (void)!write(2, msg, sizeof msg - 1);
+}
+
+/* Sets SIGNO's disposition as VALUE ("handler" or "ignore") says; NULL leaves it. */
+static void own_disposition(int signo, const char *value)
+{
+    struct sigaction sa;
+    if (value == NULL) {
+        return;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = strcmp(value, "ignore") == 0 ? SIG_IGN : own_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(signo, &sa, NULL);
 }
 
 int main(void)
@@ -37,13 +52,8 @@ int main(void)
     if (FCGX_Init() != 0 || FCGX_InitRequest(&r, 0, 0) != 0) {
         return 1;
     }
-    if (getenv("OWN_SIGPIPE") != NULL) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = own_sigpipe;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGPIPE, &sa, NULL);
-    }
+    own_disposition(SIGPIPE, getenv("OWN_SIGPIPE"));
+    own_disposition(SIGURG, getenv("OWN_SIGURG"));
     while ((rc = FCGX_Accept_r(&r)) >= 0) {
         const char *q = FCGX_GetParam("QUERY_STRING", r.envp);
         int do_free = q != NULL && strcmp(q, "free") == 0;
