@@ -1147,8 +1147,18 @@ fn sigterm_to_another_thread_ends_a_wait_in_accept() {
 /// must not wait there for long: the web server's next request on the kept connection
 /// would go unanswered until some new connection reached this very process (nginx with
 /// `fastcgi_keep_conn on` then times out). `steal_accept.so` (LD_PRELOAD) plays the other
-/// process at exactly that moment. Ours only: the classic library reads the kept
-/// connection alone and never looks at the socket while it is open.
+/// process at exactly that moment.
+///
+/// The bound is a signal that a timer sends the waiting thread, which only the library's
+/// own no-op handler may receive: SIGPIPE while libfcgi's handler is in place, else
+/// SIGURG (the library installs the handler where the program left SIGURG at its
+/// default), so a program that set SIGPIPE otherwise after `FCGX_Init` is bounded too and
+/// its own SIGPIPE handler never runs for it. A program that handles both keeps the
+/// unbounded wait, as with libfcgi (the kept request is answered once a new connection
+/// reaches the process), and neither of its handlers runs.
+///
+/// Ours only: the classic library reads the kept connection alone and never looks at the
+/// socket while it is open.
 #[test]
 fn a_connection_lost_to_another_process_does_not_hold_up_a_kept_one() {
     let test = "a_connection_lost_to_another_process_does_not_hold_up_a_kept_one";
@@ -1157,60 +1167,10 @@ fn a_connection_lost_to_another_process_does_not_hold_up_a_kept_one() {
     };
     let b = CBuild::new();
     let shim = b.compile_shared("steal_accept.c");
-    for h in headers {
-        let exe = b.compile("free_kept.c", h);
-        let (fd, port) = tcp_listener();
-        let preload = shim.to_str().unwrap();
-        let p = start(&b, &exe, Runtime::Ours, &[], &[("LD_PRELOAD", preload)], fd);
-        let mut kept = FcgiConn::tcp(port);
-        kept.send_request(1, true, &[("QUERY_STRING", "first")], b"");
-        let r = kept.reply(1, LIMIT).unwrap();
-        assert_eq!(r.body(), "n=1 q=first in=0\n", "{h:?}");
-        assert_eq!(p.line(), "served 1");
-
-        // A new connection: the program is told of it, and "another process" takes it.
-        let mut lost = FcgiConn::tcp(port);
-        lost.send_request(1, false, &[("QUERY_STRING", "lost")], b"");
-        lost.closed_within(LIMIT)
-            .unwrap_or_else(|e| panic!("{h:?}: the other process took the connection: {e}"));
-        assert_eq!(p.line(), "stole a connection", "{h:?}");
-
-        kept.send_request(1, true, &[("QUERY_STRING", "kept")], b"");
-        let r = kept.reply(1, LIMIT).unwrap_or_else(|e| {
-            panic!(
-                "{h:?}: the kept connection's next request: {e} (threads: {})",
-                syscalls(p.pid())
-            )
-        });
-        assert_eq!(r.body(), "n=2 q=kept in=0\n", "{h:?}");
-        assert_eq!(p.line(), "served 2");
-
-        // New connections are served as before.
-        let mut next = FcgiConn::tcp(port);
-        next.send_request(1, false, &[("QUERY_STRING", "next")], b"");
-        let r = next.reply(1, LIMIT).unwrap();
-        assert_eq!(r.body(), "n=3 q=next in=0\n", "{h:?}");
-        assert_eq!(p.line(), "served 3");
-    }
-}
-
-/// The bound above is a signal sent by a timer to the waiting thread, which only the
-/// library's own no-op handler may receive. SIGPIPE has that handler unless the program
-/// set SIGPIPE otherwise after `FCGX_Init`; then the library installs it for SIGURG (left
-/// at its default by the program) and uses that: the program's own SIGPIPE handler never
-/// runs for it. A program that handles SIGURG too keeps the unbounded wait, as with
-/// libfcgi (the kept request is answered once a new connection reaches the process), and
-/// neither of its handlers runs either.
-#[test]
-fn the_accept_bound_never_calls_the_programs_own_handlers() {
-    let test = "the_accept_bound_never_calls_the_programs_own_handlers";
-    let Some(headers) = both_headers(test) else {
-        return;
-    };
-    let b = CBuild::new();
-    let shim = b.compile_shared("steal_accept.c");
     let preload = shim.to_str().unwrap();
-    let cases: [(&[(&str, &str)], bool); 3] = [
+    // The program's own dispositions (tests/c/free_kept.c), and whether the wait is bounded.
+    let cases: [(&[(&str, &str)], bool); 4] = [
+        (&[], true),
         (&[("OWN_SIGPIPE", "ignore")], true),
         (&[("OWN_SIGPIPE", "handler")], true),
         (
@@ -1229,38 +1189,55 @@ fn the_accept_bound_never_calls_the_programs_own_handlers() {
             kept.send_request(1, true, &[("QUERY_STRING", "first")], b"");
             assert_eq!(kept.reply(1, LIMIT).unwrap().body(), "n=1 q=first in=0\n");
             assert_eq!(p.line(), "served 1");
+
+            // A new connection: the program is told of it, and "another process" takes it.
             let mut lost = FcgiConn::tcp(port);
-            lost.send_request(1, false, &[], b"");
-            lost.closed_within(LIMIT).unwrap();
+            lost.send_request(1, false, &[("QUERY_STRING", "lost")], b"");
+            lost.closed_within(LIMIT).unwrap_or_else(|e| {
+                panic!("{h:?} {own:?}: the other process took the connection: {e}")
+            });
             assert_eq!(p.line(), "stole a connection", "{h:?} {own:?}");
-            if bounded {
+
+            let (kept_n, next_n) = if bounded {
                 kept.send_request(1, true, &[("QUERY_STRING", "kept")], b"");
                 let r = kept.reply(1, LIMIT).unwrap_or_else(|e| {
                     panic!(
-                        "{h:?} {own:?}: the kept request: {e} ({})",
+                        "{h:?} {own:?}: the kept connection's next request: {e} (threads: {})",
                         syscalls(p.pid())
                     )
                 });
-                assert_eq!(r.body(), "n=2 q=kept in=0\n");
-                assert_eq!(p.line(), "served 2", "{h:?} {own:?}");
-                continue;
-            }
-            // The program now waits in accept(2) with the kept connection unwatched.
-            let deadline = Instant::now() + LIMIT;
-            while !in_accept(p.pid()) {
-                assert!(Instant::now() < deadline, "{h:?}: {}", syscalls(p.pid()));
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            kept.send_request(1, true, &[("QUERY_STRING", "kept")], b"");
-            // A bound would have fired 100 times over by now.
-            if let Some(line) = p.line_within(Duration::from_millis(200)) {
-                panic!("{h:?} {own:?}: the program wrote {line:?} while it waited in accept");
-            }
-            // The next connection ends that accept; the kept request is served after it.
+                assert_eq!(r.body(), "n=2 q=kept in=0\n", "{h:?} {own:?}");
+                (2, 3)
+            } else {
+                let deadline = Instant::now() + LIMIT;
+                while !in_accept(p.pid()) {
+                    assert!(Instant::now() < deadline, "{h:?}: {}", syscalls(p.pid()));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                kept.send_request(1, true, &[("QUERY_STRING", "kept")], b"");
+                // A bound would have fired 100 times over by now.
+                if let Some(line) = p.line_within(Duration::from_millis(200)) {
+                    panic!("{h:?} {own:?}: the program wrote {line:?} while it waited in accept");
+                }
+                (3, 2) // the next connection ends the accept; the kept request follows
+            };
             let mut next = FcgiConn::tcp(port);
             next.send_request(1, false, &[("QUERY_STRING", "next")], b"");
-            assert_eq!(next.reply(1, LIMIT).unwrap().body(), "n=2 q=next in=0\n");
-            assert_eq!(kept.reply(1, LIMIT).unwrap().body(), "n=3 q=kept in=0\n");
+            let r = next.reply(1, LIMIT).unwrap();
+            assert_eq!(
+                r.body(),
+                format!("n={next_n} q=next in=0\n"),
+                "{h:?} {own:?}"
+            );
+            if !bounded {
+                let r = kept.reply(1, LIMIT).unwrap();
+                assert_eq!(
+                    r.body(),
+                    format!("n={kept_n} q=kept in=0\n"),
+                    "{h:?} {own:?}"
+                );
+            }
+            // Only the library's handler ran: the program wrote nothing but these.
             assert_eq!(p.line(), "served 2", "{h:?} {own:?}");
             assert_eq!(p.line(), "served 3", "{h:?} {own:?}");
         }
