@@ -28,7 +28,7 @@ use std::ffi::c_int;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once, TryLockError, Weak};
+use std::sync::{Arc, Mutex, TryLockError, Weak};
 
 use super::fcgiapp::{web_server_addrs, ParamsBlock};
 use super::os;
@@ -52,7 +52,7 @@ pub(crate) struct RequestExt {
 pub(crate) struct Core {
     req: Box<Request>,
     acceptor: Arc<Acceptor>,
-    /// [`FORKS`] when it was accepted: another value now means this process is a child
+    /// [`crate::sys::forks`] when it was accepted: another value now means this process is a child
     /// forked since.
     forks: u64,
 }
@@ -84,32 +84,16 @@ struct Registered {
 /// Acceptors by the program's listening socket (descriptor number and identity).
 static ACCEPTORS: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
 
-/// Forks this process has been through (incremented in the child by a `pthread_atfork`
-/// handler).
-static FORKS: AtomicU64 = AtomicU64::new(0);
-/// The value of [`FORKS`] whose inheritance was let go of by [`settle_after_fork`].
+/// The value of [`crate::sys::forks`] whose inheritance was let go of by
+/// [`settle_after_fork`].
 static SETTLED: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn forked_child() {
-    FORKS.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Installs the fork handler once (before the first acceptor exists, so every fork that
-/// could inherit one is counted).
-fn watch_forks() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: registers a handler that only increments an atomic.
-        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
-    });
-}
 
 /// In a process forked since the last call: lets go of the acceptors and kept
 /// connections inherited from the parent. They share the parent's epoll set and sockets,
 /// so nothing is done to those: the child's copies of the descriptors close as their last
 /// users (a request the child finishes) drop them. Cheap when nothing forked.
 fn settle_after_fork() {
-    let now = FORKS.load(Ordering::Acquire);
+    let now = crate::sys::forks();
     if SETTLED.load(Ordering::Acquire) == now {
         return;
     }
@@ -197,7 +181,8 @@ fn acceptor_for(listen_sock: c_int) -> io::Result<Arc<Acceptor>> {
     opts.accept_signal = Some(os::quiet_signal);
     // The program may exit right after FCGX_Finish_r: its last write completes first.
     opts.write_completion = false;
-    watch_forks();
+    // Before the first acceptor exists, so every fork that could inherit one is counted.
+    crate::sys::watch_forks();
     let acceptor = Arc::new(Acceptor::with_options(listener, opts)?);
     os::register_wake_fd(acceptor.engine().wake_fd());
     // Threads waiting in their own epoll sets (see engine::Engine::wait_own) wake by this.
@@ -328,7 +313,7 @@ fn check_listening(fd: c_int) -> io::Result<()> {
 /// one at a time (a request is used by one thread at a time, as in libfcgi).
 struct CoreRef {
     req: *mut Request,
-    /// [`FORKS`] when the request was accepted.
+    /// [`crate::sys::forks`] when the request was accepted.
     forks: u64,
 }
 
@@ -347,7 +332,7 @@ impl CoreRef {
     /// write records there, the parent still does.
     fn usable(&mut self) -> io::Result<&mut Request> {
         settle_after_fork();
-        let forked = self.forks != FORKS.load(Ordering::Acquire);
+        let forked = self.forks != crate::sys::forks();
         let req = self.get();
         if forked && req.link.as_ref().is_some_and(|l| l.multiplexed) {
             return Err(io::Error::new(
@@ -470,7 +455,7 @@ pub(crate) unsafe fn accept_into(r: &mut FCGX_Request) -> c_int {
     r.appStatus = 0; // per request (libfcgi kept the previous request's: reference §8 #9)
     r.nWriters = 2;
     let core: *mut Request = &mut *req;
-    let forks = FORKS.load(Ordering::Acquire);
+    let forks = crate::sys::forks();
     let core_ref = || CoreRef { req: core, forks };
     let request_ptr: *mut FCGX_Request = r;
     r.in_ = new_reader(
@@ -547,7 +532,7 @@ pub(crate) fn free_connection(r: &mut FCGX_Request, ext: Option<Box<RequestExt>>
         }
         return;
     };
-    let in_child = forks != FORKS.load(Ordering::Acquire);
+    let in_child = forks != crate::sys::forks();
     let multiplexed = req.link.as_ref().is_some_and(|l| l.multiplexed);
     let mut app_status = r.appStatus;
     if multiplexed {

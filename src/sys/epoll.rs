@@ -301,7 +301,8 @@ fn one_shot(after: Duration) -> libc::itimerspec {
 /// made on first use, for [`accept_interruptible`]'s bound. Deleted when the thread ends;
 /// a forked child (which has no timers) makes its own.
 struct AcceptTimer {
-    pid: libc::pid_t,
+    /// [`super::forks`] when it was made: another value, and this is a forked child.
+    forks: u64,
     sig: libc::c_int,
     id: libc::timer_t,
 }
@@ -327,10 +328,9 @@ impl AcceptTimer {
         ACCEPT_TIMER
             .try_with(|t| {
                 let mut t = t.borrow_mut();
-                // SAFETY: getpid has no preconditions.
-                let pid = unsafe { libc::getpid() };
-                if let Some(old) = t.take_if(|old| old.pid != pid || old.sig != sig) {
-                    if old.pid != pid {
+                let forks = super::forks();
+                if let Some(old) = t.take_if(|old| old.forks != forks || old.sig != sig) {
+                    if old.forks != forks {
                         // The parent's timer (this is a forked child): not ours to delete.
                         std::mem::forget(old);
                     }
@@ -353,6 +353,8 @@ impl AcceptTimer {
     }
 
     fn new(sig: libc::c_int) -> Option<AcceptTimer> {
+        super::watch_forks();
+        let forks = super::forks();
         // SAFETY: a zeroed sigevent is valid; the fields set are those SIGEV_THREAD_ID
         // reads; timer_create writes the id on success.
         unsafe {
@@ -364,11 +366,7 @@ impl AcceptTimer {
             if libc::timer_create(libc::CLOCK_MONOTONIC, &mut ev, &mut id) != 0 {
                 return None;
             }
-            Some(AcceptTimer {
-                pid: libc::getpid(),
-                sig,
-                id,
-            })
+            Some(AcceptTimer { forks, sig, id })
         }
     }
 

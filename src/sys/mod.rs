@@ -7,6 +7,8 @@ pub(crate) mod epoll;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
 use std::time::Duration;
 
 /// Turns a `-1` return into the `errno` error, as socket2's `syscall!` does.
@@ -96,6 +98,31 @@ pub(crate) fn shutdown_signal_pipe() -> io::Result<std::os::fd::OwnedFd> {
         }
     }
     Ok(read)
+}
+
+/// Forks this process has been through since [`watch_forks`] first ran (incremented in
+/// the child by a `pthread_atfork` handler).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    FORKS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Installs the fork handler once; call it before making anything a fork must be told
+/// of, so that every later fork is counted.
+pub(crate) fn watch_forks() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only increments an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+}
+
+/// How many forks this process has been through (see [`watch_forks`]): a value that
+/// differs from one read earlier means the caller is now in a forked child. No system
+/// call.
+pub(crate) fn forks() -> u64 {
+    FORKS.load(Ordering::Acquire)
 }
 
 /// Whether the open file behind `fd` has `O_NONBLOCK` set.
