@@ -1063,6 +1063,21 @@ fn waiting_for_a_connection(pid: u32) -> usize {
     })
 }
 
+/// Waits (at most [`LIMIT`]) until `cond(pid)` holds for the program's threads, which the
+/// kernel shows only in `/proc` (no event to wait for: it is looked at every 10 ms);
+/// fails with `what` and each thread's system call otherwise.
+fn until_threads(pid: u32, cond: impl Fn(u32) -> bool, what: &str) {
+    let deadline = Instant::now() + LIMIT;
+    while !cond(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {LIMIT:?} ({})",
+            syscalls(pid)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Each thread's current system call and wait channel, for a failure message.
 fn syscalls(pid: u32) -> String {
     std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -1107,15 +1122,11 @@ fn stop_in_accept_ends(b: &CBuild, h: Headers, threads: usize, waiting: impl Fn(
     let mut c = FcgiConn::tcp(port);
     c.send_request(1, false, &[], b"");
     assert_eq!(c.reply(1, LIMIT).unwrap().body(), "served\n", "{h:?}");
-    let deadline = Instant::now() + LIMIT;
-    while !waiting(p.pid()) {
-        assert!(
-            Instant::now() < deadline,
-            "{h:?}: the {threads} worker(s) do not wait as expected: {}",
-            syscalls(p.pid())
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until_threads(
+        p.pid(),
+        &waiting,
+        &format!("{h:?}: the {threads} worker(s) wait"),
+    );
     let status = p.stop(libc::SIGTERM);
     assert_eq!(status.code(), Some(0), "{h:?}: {status}");
 }
@@ -1209,11 +1220,7 @@ fn a_connection_lost_to_another_process_does_not_hold_up_a_kept_one() {
                 assert_eq!(r.body(), "n=2 q=kept in=0\n", "{h:?} {own:?}");
                 (2, 3)
             } else {
-                let deadline = Instant::now() + LIMIT;
-                while !in_accept(p.pid()) {
-                    assert!(Instant::now() < deadline, "{h:?}: {}", syscalls(p.pid()));
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+                until_threads(p.pid(), in_accept, &format!("{h:?} {own:?}: in accept"));
                 kept.send_request(1, true, &[("QUERY_STRING", "kept")], b"");
                 // A bound would have fired 100 times over by now.
                 if let Some(line) = p.line_within(Duration::from_millis(200)) {

@@ -259,6 +259,19 @@ fn kept_request(engine: &Engine, addr: std::net::SocketAddr) -> (TcpStream, Job)
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The request a thread of [`next_on_a_thread`] returned, within [`WAIT`]; `what` says
+/// what failed otherwise.
+fn taken(rx: &std::sync::mpsc::Receiver<io::Result<Job>>, what: &str) -> Job {
+    rx.recv_timeout(WAIT).expect(what).unwrap()
+}
+
+/// A thread of [`next_on_a_thread`] returned `Interrupted` (the engine stopped) within
+/// [`WAIT`]; `what` says what failed otherwise.
+fn ended(rx: &std::sync::mpsc::Receiver<io::Result<Job>>, what: &str) {
+    let err = rx.recv_timeout(WAIT).expect(what).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+}
+
 #[test]
 fn connections_that_arrive_together_each_wake_a_thread_in_its_own_set() {
     let (engine, addr) = engine_on_loopback(true);
@@ -278,11 +291,7 @@ fn connections_that_arrive_together_each_wake_a_thread_in_its_own_set() {
     // No second look at the queue: the kernel woke one thread per arrival.
     let jobs: Vec<Job> = threads
         .iter()
-        .map(|rx| {
-            rx.recv_timeout(WAIT)
-                .expect("a connection found no thread")
-                .unwrap()
-        })
+        .map(|rx| taken(rx, "a connection found no thread"))
         .collect();
     assert_ne!(jobs[0].conn.key, jobs[1].conn.key);
     assert_eq!(engine.ready_len.load(Ordering::SeqCst), 0);
@@ -294,10 +303,7 @@ fn a_connection_that_came_while_every_thread_was_busy_is_found_by_the_next_free_
     let mut peer = TcpStream::connect(addr).unwrap();
     peer.write_all(&head()).unwrap();
     // No thread waited when it came; the first to come back finds it in its own set.
-    let job = next_on_a_thread(&engine)
-        .recv_timeout(WAIT)
-        .expect("never found")
-        .unwrap();
+    let job = taken(&next_on_a_thread(&engine), "never found");
     assert_eq!(engine.counters.open.load(Ordering::SeqCst), 1);
     drop(job);
 }
@@ -328,10 +334,7 @@ fn called_to_watch(
         "a parked connection was left without a watcher"
     );
     peer.write_all(&head_with(1)).unwrap();
-    let got = waiter
-        .recv_timeout(WAIT)
-        .expect("its next request was never taken")
-        .unwrap();
+    let got = taken(waiter, "its next request was never taken");
     assert_eq!(got.conn.key, key);
 }
 
@@ -354,7 +357,7 @@ fn the_last_watcher_leaving_with_a_request_calls_own_set_waiters() {
     assert_eq!(own_waiters(&engine), 1);
     // Y leaves with B's next request; A must keep a watcher.
     peer_b.write_all(&head_with(1)).unwrap();
-    let got = y.recv_timeout(WAIT).expect("Y took nothing").unwrap();
+    let got = taken(&y, "Y took nothing");
     assert_eq!(got.conn.key, b.conn.key);
     called_to_watch(&engine, &x, &mut peer_a, a.conn.key);
 }
@@ -365,11 +368,7 @@ fn stopping_wakes_the_threads_in_their_own_sets() {
     let waiter = next_on_a_thread(&engine);
     assert!(until(|| own_waiters(&engine) == 1));
     engine.stop();
-    let err = waiter
-        .recv_timeout(WAIT)
-        .expect("still waiting after the stop")
-        .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+    ended(&waiter, "still waiting after the stop");
 }
 
 #[test]
@@ -381,7 +380,7 @@ fn a_thread_woken_in_its_own_set_on_a_blocking_listener_takes_the_connection() {
     assert!(until(|| own_waiters(&engine) == 1));
     let mut peer = TcpStream::connect(addr).unwrap();
     peer.write_all(&head()).unwrap();
-    waiter.recv_timeout(WAIT).expect("never taken").unwrap();
+    taken(&waiter, "never taken");
 }
 
 #[test]
@@ -393,10 +392,7 @@ fn a_request_queued_outside_the_engine_reaches_a_thread_in_its_own_set() {
     assert!(until(|| own_waiters(&engine) == 1));
     // A multiplexed connection's reader (a request's thread) queues a request it read.
     engine.push_ready(job);
-    let got = waiter
-        .recv_timeout(WAIT)
-        .expect("the queued request waits")
-        .unwrap();
+    let got = taken(&waiter, "the queued request waits");
     assert_eq!(got.conn.key, key);
 }
 
@@ -413,11 +409,10 @@ fn a_thread_about_to_wait_as_the_drain_clears_the_wake_up_sees_the_stop() {
         e.stop();
         assert!(e.drain(Instant::now() + Duration::from_secs(5)));
     })));
-    let err = next_on_a_thread(&engine)
-        .recv_timeout(WAIT)
-        .expect("the thread slept through the stop")
-        .unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+    ended(
+        &next_on_a_thread(&engine),
+        "the thread slept through the stop",
+    );
 }
 
 /// SIGURG with a handler that does nothing, installed without `SA_RESTART` (as the C
