@@ -98,25 +98,32 @@ impl Drop for Running {
     }
 }
 
+/// Runs the `cc` command `cc`; fails the test with the compiler's message, naming `what`,
+/// unless it succeeds.
+pub fn run_cc(cc: &mut Command, what: &str) {
+    let out = cc.output().expect("cc");
+    assert!(
+        out.status.success(),
+        "cc {what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Compiles `tests/c/<source>` against our headers into `dir/<name>`, linked with the
 /// library in `lib` (from [`our_lib`]).
 pub fn compile_c(dir: &Path, source: &str, name: &str, lib: &Path) -> PathBuf {
     let exe = dir.join(name);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("cc")
-        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(format!("-I{}", root.join("include").display()))
-        .arg(root.join("tests/c").join(source))
-        .arg("-L")
-        .arg(lib)
-        .args(["-lfcgi", "-ldl"])
-        .output()
-        .expect("cc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_cc(
+        Command::new("cc")
+            .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&exe)
+            .arg(format!("-I{}", root.join("include").display()))
+            .arg(root.join("tests/c").join(source))
+            .arg("-L")
+            .arg(lib)
+            .args(["-lfcgi", "-ldl"]),
+        source,
     );
     exe
 }
@@ -216,18 +223,11 @@ impl CBuild {
         if headers == Headers::Ours {
             cc.arg(format!("-I{}", root.join("include").display()));
         }
-        let out = cc
-            .arg(root.join("tests/c").join(src))
+        cc.arg(root.join("tests/c").join(src))
             .arg("-L")
             .arg(&self.lib)
-            .args(["-lfcgi", "-ldl"])
-            .output()
-            .expect("cc");
-        assert!(
-            out.status.success(),
-            "cc {src} ({headers:?} headers): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .args(["-lfcgi", "-ldl"]);
+        run_cc(&mut cc, &format!("{src} ({headers:?} headers)"));
         exe
     }
 
@@ -239,17 +239,13 @@ impl CBuild {
             .dir
             .path()
             .join(src.trim_end_matches(".c").to_owned() + ".so");
-        let out = Command::new("cc")
-            .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o"])
-            .arg(&so)
-            .arg(root.join("tests/c").join(src))
-            .arg("-ldl")
-            .output()
-            .expect("cc");
-        assert!(
-            out.status.success(),
-            "cc {src}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_cc(
+            Command::new("cc")
+                .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o"])
+                .arg(&so)
+                .arg(root.join("tests/c").join(src))
+                .arg("-ldl"),
+            src,
         );
         so
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fcgi::client::{Address, Config, Connection, FcgiRequest};
 
-use super::capi::{compile_c, have_paths, our_lib};
+use super::capi::{compile_c, have_paths, our_lib, run_cc};
 use super::{temp_dir, wait_until, Addr, Proc};
 
 /// Which libfcgi the child program runs on.
@@ -41,17 +41,13 @@ impl App {
                 }
                 let exe = dir.join("pm_app_classic");
                 let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/pm_app.c");
-                let out = Command::new("cc")
-                    .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
-                    .arg(&exe)
-                    .arg(&src)
-                    .arg("-lfcgi")
-                    .output()
-                    .expect("cc");
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
+                run_cc(
+                    Command::new("cc")
+                        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
+                        .arg(&exe)
+                        .arg(&src)
+                        .arg("-lfcgi"),
+                    "pm_app.c (classic)",
                 );
                 Some(App {
                     exe,
